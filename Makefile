@@ -1,0 +1,69 @@
+# AlgoEdge developer entry points. The two that matter: `make dev` (run) and `make test` (test).
+# Everything is installed on demand and idempotently; builds are cached outside the repo in
+# $(ALGOEDGE_CACHE) (default ~/.cache/algoedge).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+export ALGOEDGE_CACHE ?= $(HOME)/.cache/algoedge
+UV_VERSION := 0.13.8
+UV_HOME := $(ALGOEDGE_CACHE)/uv-$(UV_VERSION)
+UV := $(UV_HOME)/bin/uv
+# Never let uv fetch an interpreter: the project runs on the machine's Python 3.11.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := 3.11
+PY := .venv/bin/python
+BRIDGE_PY := .venv-bridge/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(UV):
+	python3.11 -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.PHONY: system-deps
+system-deps: ## install postgresql, redis-server, pgbouncer (apt-get, as root) when missing
+	@scripts/system-deps.sh
+
+.PHONY: venv
+venv: $(UV) ## the main environment (.venv): api, worker, operator, dev tools
+	@$(UV) sync --locked --quiet --extra api --extra worker --extra operator --extra dev
+
+.PHONY: bridge-venv
+bridge-venv: $(UV) ## the bridge environment (.venv-bridge): metaapi-cloud-sdk with python-socketio 4
+	@UV_PROJECT_ENVIRONMENT=.venv-bridge $(UV) sync --locked --quiet --extra bridge --extra test
+
+.PHONY: lock
+lock: $(UV) ## re-resolve uv.lock after changing pyproject.toml
+	$(UV) lock
+
+.PHONY: lint
+lint: venv ## ruff lint and format check
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+.PHONY: fmt
+fmt: venv ## apply ruff's formatting and safe fixes
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+.PHONY: typecheck
+typecheck: venv ## mypy --strict over app/, operator/ and tests/
+	.venv/bin/mypy app/algoedge operator/algoedge_operator tests
+
+.PHONY: test
+test: system-deps venv bridge-venv lint typecheck ## install what is missing, check, run every test
+	$(PY) -m pytest tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
+	$(BRIDGE_PY) -m pytest tests/bridge $(PYTEST_ARGS)
+
+.PHONY: dev
+dev: system-deps venv ## start Postgres, Redis, pgBouncer and the API in .run/ (Ctrl-C stops all)
+	$(PY) -m tests.dev --dir .run
+
+.PHONY: clean
+clean: ## remove the environments and .run/ (the cache in ALGOEDGE_CACHE stays)
+	rm -rf .venv .venv-bridge .run .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The aiohttp API: the application factory and one module per resource."""

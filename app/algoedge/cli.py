@@ -1,0 +1,117 @@
+"""The ``algoedge`` command: one entry point per process the images run (api, worker, beat, migrate, bridge)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+from algoedge import __version__
+from algoedge.config import (
+    ApiSettings,
+    ConfigError,
+    MigrateSettings,
+    load_settings,
+)
+
+log = logging.getLogger("algoedge")
+
+# Exit codes a supervisor can tell apart: bad configuration is not worth restarting quickly.
+EXIT_CONFIG = 2
+EXIT_NOT_IMPLEMENTED = 3
+EXIT_FAILED = 1
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def run_api(environ: Mapping[str, str]) -> int:
+    settings = load_settings(ApiSettings, environ)
+    _configure_logging(settings.log_level)
+    from algoedge.api.app import run  # the API's dependencies are not in the bridge image
+
+    run(settings)
+    return 0
+
+
+def run_migrate(environ: Mapping[str, str]) -> int:
+    settings = load_settings(MigrateSettings, environ)
+    _configure_logging(settings.log_level)
+    import psycopg2
+
+    from algoedge.db import Database
+    from algoedge.db.migrate import MigrationError, load_migrations, migrate
+
+    async def main() -> int:
+        # Two connections: one holds the migration lock's transaction, one applies (see migrate).
+        pool = {"db_pool_min": 0, "db_pool_max": 2}
+        db = await Database.connect(settings.model_copy(update=pool))
+        try:
+            applied = await migrate(db, load_migrations())
+        finally:
+            await db.close()
+        names = "".join(f"\n  {m.version:04d}_{m.name}" for m in applied)
+        print(f"migrations applied: {len(applied)}{names}")
+        return 0
+
+    try:
+        return asyncio.run(main())
+    except (MigrationError, psycopg2.Error) as exc:
+        # One line for the person or the Job log reading it; the traceback adds nothing here.
+        message = " ".join(str(exc).split())
+        print(f"algoedge migrate: failed: {message}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _not_yet(name: str) -> Callable[[Mapping[str, str]], int]:
+    def stub(environ: Mapping[str, str]) -> int:
+        print(f"algoedge {name}: not yet implemented", file=sys.stderr)
+        return EXIT_NOT_IMPLEMENTED
+
+    return stub
+
+
+COMMANDS: dict[str, tuple[str, Callable[[Mapping[str, str]], int]]] = {
+    "api": ("serve the HTTP API, /metrics and socket.io on ALGOEDGE_HTTP_PORT", run_api),
+    "worker": ("run a Celery worker (not yet implemented)", _not_yet("worker")),
+    "beat": ("run the Celery beat scheduler (not yet implemented)", _not_yet("beat")),
+    "migrate": ("apply database migrations (safe to run from several pods)", run_migrate),
+    "bridge": ("run the MetaAPI bridge (not yet implemented)", _not_yet("bridge")),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="algoedge",
+        description="AlgoEdge processes. Settings come from ALGOEDGE_* environment variables "
+        "(see docs/architecture.md).",
+    )
+    parser.add_argument("--version", action="version", version=f"algoedge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, _) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _, command = COMMANDS[args.command]
+    try:
+        return command(os.environ if environ is None else environ)
+    except ConfigError as exc:
+        print(f"algoedge {args.command}: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Typed process settings loaded from ``ALGOEDGE_*`` environment variables and validated at start-up.
+
+Each process builds exactly one settings object (``MigrateSettings``, ``ServiceSettings`` or
+``ApiSettings``) through :func:`load_settings`; a missing or malformed variable raises
+:class:`ConfigError` whose one-line message names the variable and the expected form, and never
+echoes the offending value (URLs carry passwords). The names are a contract with the operator:
+docs/architecture.md lists them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import SplitResult, urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+ENV_PREFIX = "ALGOEDGE_"
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is meant for the person starting the process."""
+
+
+def _split_url(value: str, *, schemes: Iterable[str]) -> SplitResult:
+    parts = urlsplit(value)
+    allowed = tuple(schemes)
+    if parts.scheme not in allowed:
+        raise ValueError(f"must start with {' or '.join(s + '://' for s in allowed)}")
+    try:
+        # Accessing .port validates it (non-numeric or out of range raises ValueError).
+        _ = parts.port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    if not parts.hostname:
+        raise ValueError("has no host")
+    return parts
+
+
+POSTGRES_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+REDIS_FORM = "redis://[:PASSWORD@]HOST:PORT/DB (or rediss://)"
+
+
+def _postgres_url(value: str) -> str:
+    parts = _split_url(value, schemes=("postgresql", "postgres"))
+    if parts.path.strip("/") == "":
+        raise ValueError("names no database")
+    return value
+
+
+def _redis_url(value: str) -> str:
+    parts = _split_url(value, schemes=("redis", "rediss"))
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ValueError("has a database that is not a number")
+    return value
+
+
+def _min_secret_length(length: int) -> AfterValidator:
+    def check(value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < length:
+            raise ValueError(f"is shorter than {length} characters")
+        return value
+
+    return AfterValidator(check)
+
+
+PostgresUrl = Annotated[str, AfterValidator(_postgres_url)]
+RedisUrl = Annotated[str, AfterValidator(_redis_url)]
+
+
+class _Settings(BaseModel):
+    # Built only by load_settings() from the process environment: no .env files that could
+    # differ between pods, and strict field types so "8080abc" is not quietly accepted.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        description="Root log level.",
+        json_schema_extra={"form": "one of DEBUG, INFO, WARNING, ERROR"},
+    )
+
+
+class MigrateSettings(_Settings):
+    """What `algoedge migrate` needs: only the database."""
+
+    database_url: PostgresUrl = Field(
+        description="Postgres the process talks to; in the cluster this is pgBouncer (transaction pooling).",
+        json_schema_extra={"form": POSTGRES_FORM},
+    )
+    db_pool_min: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Connections the aiopg pool keeps open even when idle.",
+        json_schema_extra={"form": "an integer from 0 to 1000"},
+    )
+    db_pool_max: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Upper bound of the aiopg pool; pgBouncer multiplexes these onto fewer server connections.",
+        json_schema_extra={"form": "an integer from 1 to 1000"},
+    )
+    db_connect_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds to wait for a new database connection.",
+        json_schema_extra={"form": "seconds, a number above 0 and at most 300"},
+    )
+
+
+class ServiceSettings(MigrateSettings):
+    """What every long-running service (API, worker, beat) needs: database and Redis."""
+
+    redis_url: RedisUrl = Field(
+        description="Redis for sessions, cache, rate limits, socket.io fan-out and the Celery broker.",
+        json_schema_extra={"form": REDIS_FORM},
+    )
+
+
+class ApiSettings(ServiceSettings):
+    """The API process."""
+
+    jwt_secret: Annotated[SecretStr, _min_secret_length(32)] = Field(
+        description="HMAC key that signs access tokens.",
+        json_schema_extra={"form": "a secret of at least 32 characters"},
+    )
+    internal_token: Annotated[SecretStr, _min_secret_length(16)] = Field(
+        description="Bearer token for /internal/v1/* (the operator's capacity reads).",
+        json_schema_extra={"form": "a secret of at least 16 characters"},
+    )
+    http_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - a pod must listen on its pod IP
+        min_length=1,
+        description="Address the HTTP server binds.",
+        json_schema_extra={"form": "an IP address or host name"},
+    )
+    http_port: int = Field(
+        default=8080,
+        ge=1,
+        le=65535,
+        description="Port of the HTTP API, /metrics and /socket.io/.",
+        json_schema_extra={"form": "a port number from 1 to 65535"},
+    )
+
+
+SettingsT = TypeVar("SettingsT", bound=_Settings)
+
+ALL_SETTINGS: tuple[type[_Settings], ...] = (MigrateSettings, ServiceSettings, ApiSettings)
+
+
+def env_name(model: type[_Settings], field: str) -> str:
+    """The environment variable that fills ``field`` of ``model``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``ALGOEDGE_*`` variable some process reads."""
+    return frozenset(env_name(m, f) for m in ALL_SETTINGS for f in m.model_fields)
+
+
+def _expected_form(model: type[_Settings], field: str) -> str:
+    extra = model.model_fields[field].json_schema_extra
+    form = extra.get("form") if isinstance(extra, dict) else None
+    return str(form) if form else "a valid value"
+
+
+def _describe(model: type[_Settings], error: Mapping[str, Any]) -> str:
+    field = str((error.get("loc") or ("?",))[0])
+    variable = env_name(model, field)
+    form = _expected_form(model, field)
+    if error.get("type") == "missing":
+        return f"{variable} is not set (expected {form})"
+    # Pydantic's "Value error, " prefix adds nothing for a person reading a start-up error.
+    reason = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    if not reason.startswith(("must", "has", "is", "names")):
+        reason = f"is invalid: {reason.lower()}"
+    return f"{variable} {reason} (expected {form})"
+
+
+def load_settings(model: type[SettingsT], environ: Mapping[str, str]) -> SettingsT:
+    """Validate ``environ`` into ``model``; raise ConfigError naming every bad variable."""
+    relevant = {k: v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
+    for name in sorted(set(relevant) - known_variables()):
+        close = difflib.get_close_matches(name, sorted(known_variables()), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        log.warning("ignoring unknown setting %s%s", name, hint)
+    try:
+        return model.model_validate(
+            {
+                name: relevant[env_name(model, name)]
+                for name in model.model_fields
+                if env_name(model, name) in relevant
+            }
+        )
+    except ValidationError as exc:
+        problems = sorted({_describe(model, dict(e)) for e in exc.errors()})
+        raise ConfigError("; ".join(problems)) from None

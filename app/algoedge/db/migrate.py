@@ -1,0 +1,134 @@
+"""Schema migrations: ordered SQL files applied once each, safe to run from several pods at once.
+
+Mutual exclusion must survive pgBouncer's transaction pooling, where a session advisory lock
+would stay on a server connection that goes back to the pool. So one pooled connection holds
+``pg_advisory_xact_lock`` inside an open transaction (pgBouncer pins the server connection for
+its duration) while a second connection applies the migrations; every other migrator blocks on
+the same lock and then finds nothing left to do. A file whose first line is
+``-- algoedge:no-transaction`` runs statement by statement outside a transaction (for
+``CREATE INDEX CONCURRENTLY``); its statements must be idempotent (``IF NOT EXISTS``) because a
+crash can leave them half-applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+
+from algoedge.db import Database
+
+log = logging.getLogger(__name__)
+
+# Any constant works as long as every migrator uses the same one; this is "algoedge" in ASCII.
+MIGRATION_LOCK_KEY = 0x616C676F65646765
+NO_TRANSACTION_MARKER = "-- algoedge:no-transaction"
+_FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+
+
+class MigrationError(Exception):
+    """The migration set or the database's record of it is inconsistent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def transactional(self) -> bool:
+        return not self.sql.lstrip().startswith(NO_TRANSACTION_MARKER)
+
+    def statements(self) -> list[str]:
+        """The ';'-terminated statements of a no-transaction file, one per list item."""
+        body = "\n".join(
+            line for line in self.sql.splitlines() if not line.strip().startswith("--")
+        )
+        return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def load_migrations(folder: Traversable | None = None) -> list[Migration]:
+    """Read ``NNNN_name.sql`` files in version order; refuse gaps, duplicates and stray files."""
+    root = folder if folder is not None else resources.files("algoedge.db").joinpath("sql")
+    found: list[Migration] = []
+    for entry in root.iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        match = _FILE_NAME.match(entry.name)
+        if match is None:
+            raise MigrationError(f"{entry.name}: migration files are named NNNN_lower_snake.sql")
+        found.append(
+            Migration(int(match["version"]), match["name"], entry.read_text(encoding="utf-8"))
+        )
+    found.sort(key=lambda m: m.version)
+    expected = list(range(1, len(found) + 1))
+    if [m.version for m in found] != expected:
+        raise MigrationError(
+            f"migration versions must run 1..{len(found)} without gaps or duplicates, "
+            f"found {[m.version for m in found]}"
+        )
+    return found
+
+
+async def migrate(db: Database, migrations: list[Migration]) -> list[Migration]:
+    """Apply what is missing, under the cluster-wide lock; return the migrations applied now."""
+    applied_now: list[Migration] = []
+    async with db.transaction() as lock:
+        await lock.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        async with db.cursor() as cur:
+            await cur.execute(
+                """
+                CREATE TABLE IF NOT EXISTS algoedge_schema_migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    checksum text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """
+            )
+            await cur.execute("SELECT version, name, checksum FROM algoedge_schema_migrations")
+            recorded = {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
+        known = {m.version for m in migrations}
+        unknown = sorted(set(recorded) - known)
+        if unknown:
+            raise MigrationError(
+                f"the database has migrations this build does not know: {unknown}; "
+                "run a newer image or restore the missing files"
+            )
+        for migration in migrations:
+            if migration.version in recorded:
+                name, checksum = recorded[migration.version]
+                if checksum != migration.checksum:
+                    raise MigrationError(
+                        f"migration {migration.version:04d}_{name} changed after it was applied; "
+                        "add a new migration instead of editing an applied one"
+                    )
+                continue
+            await _apply(db, migration)
+            applied_now.append(migration)
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+    return applied_now
+
+
+async def _apply(db: Database, migration: Migration) -> None:
+    record = (
+        "INSERT INTO algoedge_schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+        (migration.version, migration.name, migration.checksum),
+    )
+    if migration.transactional:
+        async with db.transaction() as cur:
+            await cur.execute(migration.sql)
+            await cur.execute(*record)
+        return
+    async with db.cursor() as cur:
+        for statement in migration.statements():
+            await cur.execute(statement)
+        await cur.execute(*record)

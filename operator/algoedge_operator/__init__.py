@@ -1,0 +1,1 @@
+"""The AlgoEdgeTenant operator (kopf); its handlers arrive with the operator issue."""

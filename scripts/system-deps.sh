@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Make sure the Debian packages the tests and `make dev` start for real are present:
+# PostgreSQL server binaries, redis-server and pgbouncer. Installs them with apt-get when
+# missing and running as root; otherwise says exactly what to install. Idempotent and quick
+# when everything is there (it only looks for the binaries).
+set -euo pipefail
+
+missing=()
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "system-deps: missing Debian packages: ${missing[*]}" >&2
+  echo "system-deps: run as root, or: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "system-deps: installing ${missing[*]} with apt-get"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,389 @@
+"""Throwaway PostgreSQL, Redis and pgBouncer servers on free loopback ports, for tests and `make dev`.
+
+Each server lives in a folder of its own (data, config, log, pid file) and is started and stopped
+for real with the Debian binaries. PostgreSQL and pgBouncer refuse to run as root, so when this
+runs as root they run as the ``postgres`` system user (created by Debian's postgresql package)
+and their folder is handed to that user. Only the standard library is used, so the bridge's
+virtual environment can import this module too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+SERVICE_USER = "postgres"
+START_TIMEOUT_SECONDS = 30.0
+
+
+class ServiceError(RuntimeError):
+    """A server would not start or stop; the message points at its log."""
+
+
+def free_port(preferred: int | None = None) -> int:
+    """``preferred`` when it is free on loopback, otherwise a port the kernel picks."""
+    for candidate in ([preferred] if preferred else []) + [0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, candidate))
+            except OSError:
+                continue
+            port: int = sock.getsockname()[1]
+            return port
+    raise ServiceError("no free loopback port")  # pragma: no cover - bind(0) does not fail
+
+
+def wait_for_port(port: int, *, timeout: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise ServiceError(f"nothing listens on {LOOPBACK}:{port} after {timeout:.0f}s; see {log}")
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _hand_over(path: Path) -> None:
+    """Give ``path`` (recursively) to the service user when we are root; a no-op otherwise."""
+    if not _as_root():
+        return
+    user = pwd.getpwnam(SERVICE_USER)
+    for entry in [path, *path.rglob("*")]:
+        os.chown(entry, user.pw_uid, user.pw_gid)
+
+
+def _service_command(argv: Sequence[str]) -> list[str]:
+    """Prefix with runuser when root, because postgres and pgbouncer refuse to run as root."""
+    return ["runuser", "-u", SERVICE_USER, "--", *argv] if _as_root() else list(argv)
+
+
+def postgres_bin_dir() -> Path:
+    """The newest installed PostgreSQL server's bin folder (Debian keeps them versioned)."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[4])
+    )
+    if not found:
+        raise ServiceError("PostgreSQL server binaries not found; run `make system-deps`")
+    return Path(found[-1]).parent
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if path is None:
+        raise ServiceError(f"{name} not found; run `make system-deps`")
+    return path
+
+
+def _kill_pidfile(pidfile: Path) -> None:
+    """Stop whatever a previous, killed run left behind in this folder."""
+    try:
+        pid = int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL cluster with one application role and database, reachable over TCP only."""
+
+    root: Path
+    port: int = 0
+    user: str = "algoedge"
+    database: str = "algoedge"
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    superuser_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "postgres.log"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}:{self.password}@{LOOPBACK}:{self.port}/{self.database}"
+
+    @property
+    def superuser_url(self) -> str:
+        return (
+            f"postgresql://postgres:{self.superuser_password}@{LOOPBACK}:{self.port}/postgres"
+        )
+
+    def _pg(self, tool: str, *args: str) -> list[str]:
+        return _service_command([str(postgres_bin_dir() / tool), *args])
+
+    def _run(self, argv: list[str]) -> None:
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ServiceError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
+
+    def start(self) -> PostgresServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        fresh = not (self.data_dir / "PG_VERSION").exists()
+        if fresh:
+            pwfile = self.root / "superuser.pw"
+            pwfile.write_text(self.superuser_password + "\n")
+            _hand_over(self.root)
+            self._run(
+                self._pg(
+                    "initdb",
+                    f"--pgdata={self.data_dir}",
+                    "--username=postgres",
+                    f"--pwfile={pwfile}",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                )
+            )
+            pwfile.unlink()
+        elif (self.data_dir / "postmaster.pid").exists():
+            # A killed earlier run: stop it (or clear its stale pid file) before starting.
+            subprocess.run(
+                self._pg("pg_ctl", "-D", str(self.data_dir), "-m", "immediate", "stop"),
+                capture_output=True,
+                check=False,
+            )
+        _hand_over(self.root)
+        options = " ".join(
+            [
+                f"-c listen_addresses={LOOPBACK}",
+                f"-c port={self.port}",
+                f"-c unix_socket_directories={self.root}",
+                "-c max_connections=300",
+                # Throwaway data: durability costs time and buys nothing here.
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+            ]
+        )
+        self._run(
+            self._pg(
+                "pg_ctl",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(int(START_TIMEOUT_SECONDS)),
+                "start",
+            )
+        )
+        if fresh:
+            self._bootstrap()
+        return self
+
+    def psql(self, sql: str, *, database: str = "postgres") -> str:
+        """Run SQL as the superuser over the private Unix socket; return psql's output."""
+        argv = self._pg(
+            "psql",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(self.root),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-c",
+            sql,
+        )
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ServiceError(f"psql failed: {result.stderr.strip()}")
+        return result.stdout.strip()
+
+    def _bootstrap(self) -> None:
+        self.psql(f"CREATE ROLE {self.user} LOGIN PASSWORD '{self.password}'")
+        self.create_database(self.database)
+
+    def create_database(self, name: str) -> str:
+        """A new empty database owned by the application role; returns its name."""
+        self.psql(f"CREATE DATABASE {name} OWNER {self.user}")
+        return name
+
+    def stop(self) -> None:
+        if not (self.data_dir / "postmaster.pid").exists():
+            return
+        self._run(self._pg("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop"))
+
+
+@dataclass
+class _Process:
+    """A foreground server process in its own session, with a pid file for crash clean-up."""
+
+    root: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "server.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "server.log"
+
+    def _spawn(self, argv: list[str], port: int) -> None:
+        _kill_pidfile(self.pid_file)
+        log = self.log_file.open("ab")
+        self.process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        self.pid_file.write_text(f"{self.process.pid}\n")
+        try:
+            wait_for_port(port, timeout=START_TIMEOUT_SECONDS, log=self.log_file)
+        except ServiceError:
+            self.stop()
+            raise
+        if self.process.poll() is not None:
+            raise ServiceError(f"{argv[0]} exited with {self.process.returncode}; see {self.log_file}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            # runuser forwards SIGTERM to the server, which shuts down cleanly.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+        self.pid_file.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """Die the way a crashed or OOM-killed server dies: SIGKILL, no clean shutdown."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+        self.pid_file.unlink(missing_ok=True)
+
+
+@dataclass
+class RedisServer(_Process):
+    """redis-server with a password and no persistence."""
+
+    port: int = 0
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@{LOOPBACK}:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        config = self.root / "redis.conf"
+        # The password goes in a file, not on the command line where `ps` shows it.
+        config.write_text(
+            "\n".join(
+                [
+                    f"bind {LOOPBACK}",
+                    f"port {self.port}",
+                    f"dir {self.root}",
+                    f"requirepass {self.password}",
+                    'save ""',
+                    "appendonly no",
+                    "daemonize no",
+                    "protected-mode yes",
+                    "",
+                ]
+            )
+        )
+        config.chmod(0o600)
+        self._spawn([_tool("redis-server"), str(config)], self.port)
+        return self
+
+
+@dataclass
+class PgBouncer(_Process):
+    """pgBouncer in front of ``upstream``, transaction pooling, SCRAM auth like the cluster's."""
+
+    upstream: PostgresServer | None = None
+    port: int = 0
+    pool_mode: str = "transaction"
+    default_pool_size: int = 20
+    max_client_conn: int = 1000
+
+    @property
+    def url(self) -> str:
+        assert self.upstream is not None
+        return self.url_for(self.upstream.database)
+
+    def url_for(self, database: str) -> str:
+        """The application role's URL for ``database`` through this pgBouncer."""
+        assert self.upstream is not None
+        up = self.upstream
+        return f"postgresql://{up.user}:{up.password}@{LOOPBACK}:{self.port}/{database}"
+
+    def start(self) -> PgBouncer:
+        if self.upstream is None:
+            raise ServiceError("PgBouncer needs an upstream PostgresServer")
+        up = self.upstream
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        (self.root / "userlist.txt").write_text(f'"{up.user}" "{up.password}"\n')
+        (self.root / "pgbouncer.ini").write_text(
+            "\n".join(
+                [
+                    "[databases]",
+                    f"{up.database} = host={LOOPBACK} port={up.port} dbname={up.database}",
+                    # Any other database name passes through too (tests make their own).
+                    f"* = host={LOOPBACK} port={up.port}",
+                    "[pgbouncer]",
+                    f"listen_addr = {LOOPBACK}",
+                    f"listen_port = {self.port}",
+                    "unix_socket_dir =",
+                    "auth_type = scram-sha-256",
+                    f"auth_file = {self.root / 'userlist.txt'}",
+                    f"pool_mode = {self.pool_mode}",
+                    f"default_pool_size = {self.default_pool_size}",
+                    f"max_client_conn = {self.max_client_conn}",
+                    "ignore_startup_parameters = extra_float_digits,options",
+                    # Lets the application role read SHOW POOLS/DATABASES (tests, metrics).
+                    f"stats_users = {up.user}",
+                    "",
+                ]
+            )
+        )
+        for name in ("userlist.txt", "pgbouncer.ini"):
+            (self.root / name).chmod(0o600)
+        _hand_over(self.root)
+        self._spawn(
+            _service_command([_tool("pgbouncer"), str(self.root / "pgbouncer.ini")]), self.port
+        )
+        return self
