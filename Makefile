@@ -1,14 +1,14 @@
 # AlgoEdge developer entry points. The two that matter: `make dev` (run) and `make test` (test).
 # Everything is installed on demand and idempotently; builds are cached outside the repo in
-# $(ALGOEDGE_CACHE) (default ~/.cache/algoedge).
+# $(CACHE_DIR) (default ~/.cache/algoedge; override with ALGOEDGE_CACHE).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-export ALGOEDGE_CACHE ?= $(HOME)/.cache/algoedge
+CACHE_DIR := $(or $(ALGOEDGE_CACHE),$(HOME)/.cache/algoedge)
 UV_VERSION := 0.13.8
-UV_HOME := $(ALGOEDGE_CACHE)/uv-$(UV_VERSION)
+UV_HOME := $(CACHE_DIR)/uv-$(UV_VERSION)
 UV := $(UV_HOME)/bin/uv
 # Never let uv fetch an interpreter: the project runs on the machine's Python 3.11.
 export UV_PYTHON_DOWNLOADS := never
@@ -57,7 +57,7 @@ typecheck: venv ## mypy --strict over app/, operator/ and tests/
 
 .PHONY: test
 test: system-deps venv bridge-venv lint typecheck ## install what is missing, check, run every test
-	$(PY) -m pytest tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
+	UV_BIN=$(UV) $(PY) -m pytest tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
 	$(BRIDGE_PY) -m pytest tests/bridge $(PYTEST_ARGS)
 
 .PHONY: dev
@@ -65,5 +65,5 @@ dev: system-deps venv ## start Postgres, Redis, pgBouncer and the API in .run/ (
 	$(PY) -m tests.dev --dir .run
 
 .PHONY: clean
-clean: ## remove the environments and .run/ (the cache in ALGOEDGE_CACHE stays)
+clean: ## remove the environments and .run/ (the cache in CACHE_DIR stays)
 	rm -rf .venv .venv-bridge .run .mypy_cache .ruff_cache .pytest_cache

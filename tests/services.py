@@ -36,6 +36,8 @@ def free_port(preferred: int | None = None) -> int:
     """``preferred`` when it is free on loopback, otherwise a port the kernel picks."""
     for candidate in ([preferred] if preferred else []) + [0]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # As the servers themselves do: a port in TIME_WAIT from a past run is still usable.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((LOOPBACK, candidate))
             except OSError:
@@ -125,9 +127,7 @@ class PostgresServer:
 
     @property
     def superuser_url(self) -> str:
-        return (
-            f"postgresql://postgres:{self.superuser_password}@{LOOPBACK}:{self.port}/postgres"
-        )
+        return f"postgresql://postgres:{self.superuser_password}@{LOOPBACK}:{self.port}/postgres"
 
     def _pg(self, tool: str, *args: str) -> list[str]:
         return _service_command([str(postgres_bin_dir() / tool), *args])
@@ -267,7 +267,9 @@ class _Process:
             self.stop()
             raise
         if self.process.poll() is not None:
-            raise ServiceError(f"{argv[0]} exited with {self.process.returncode}; see {self.log_file}")
+            raise ServiceError(
+                f"{argv[0]} exited with {self.process.returncode}; see {self.log_file}"
+            )
 
     def stop(self) -> None:
         if self.process is None:

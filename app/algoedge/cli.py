@@ -51,8 +51,9 @@ def run_migrate(environ: Mapping[str, str]) -> int:
     from algoedge.db.migrate import MigrationError, load_migrations, migrate
 
     async def main() -> int:
-        # Two connections: one holds the migration lock's transaction, one applies (see migrate).
-        pool = {"db_pool_min": 0, "db_pool_max": 2}
+        # Two connections: one holds the migration lock's transaction, one applies (see
+        # migrate); index builds on big tables take far longer than a request may.
+        pool = {"db_pool_min": 0, "db_pool_max": 2, "db_timeout": max(settings.db_timeout, 3600.0)}
         db = await Database.connect(settings.model_copy(update=pool))
         try:
             applied = await migrate(db, load_migrations())

@@ -106,11 +106,12 @@ class MigrateSettings(_Settings):
         description="Upper bound of the aiopg pool; pgBouncer multiplexes these onto fewer server connections.",
         json_schema_extra={"form": "an integer from 1 to 1000"},
     )
-    db_connect_timeout: float = Field(
-        default=5.0,
+    db_timeout: float = Field(
+        default=10.0,
         gt=0,
         le=300,
-        description="Seconds to wait for a new database connection.",
+        description="Seconds one database operation (connecting, or a statement) may take; "
+        "`algoedge migrate` allows itself at least an hour, for index builds.",
         json_schema_extra={"form": "seconds, a number above 0 and at most 300"},
     )
 

@@ -6,9 +6,9 @@ import secrets
 from collections.abc import AsyncIterator
 
 import pytest
-
 from algoedge.config import ApiSettings, MigrateSettings, load_settings
 from algoedge.db import Database
+
 from tests.services import PgBouncer, PostgresServer, RedisServer
 
 
@@ -29,7 +29,9 @@ def migrate_settings(pgbouncer: PgBouncer, database_name: str) -> MigrateSetting
 def api_settings(
     pgbouncer: PgBouncer, redis_server: RedisServer, database_name: str
 ) -> ApiSettings:
-    return load_settings(ApiSettings, api_environment(pgbouncer.url_for(database_name), redis_server.url))
+    return load_settings(
+        ApiSettings, api_environment(pgbouncer.url_for(database_name), redis_server.url)
+    )
 
 
 def api_environment(database_url: str, redis_url: str) -> dict[str, str]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import psycopg2
 import pytest
-
-from algoedge.config import ServiceSettings, load_settings
 from algoedge.cache import connect_redis
+from algoedge.config import ServiceSettings, load_settings
 from algoedge.db import Database
+
 from tests.services import PgBouncer, PostgresServer, RedisServer
 
 
@@ -85,7 +85,7 @@ async def test_should_refuse_redis_without_the_password(redis_server: RedisServe
     )
     redis = connect_redis(settings)
     try:
-        with pytest.raises((AuthenticationError, ResponseError), match="(?i)auth"):
+        with pytest.raises((AuthenticationError, ResponseError), match=r"(?i)auth"):
             await redis.get("anything")
     finally:
         await redis.aclose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from algoedge.db.migrate import Migration, MigrationError, load_migrations
 
 
@@ -37,14 +36,16 @@ class TestLoadMigrations:
 
     def test_should_refuse_a_badly_named_file(self, tmp_path: Path) -> None:
         write(tmp_path, {"1_Add-Users.sql": "SELECT 1;"})
-        with pytest.raises(MigrationError, match="NNNN_lower_snake.sql"):
+        with pytest.raises(MigrationError, match=r"NNNN_lower_snake\.sql"):
             load_migrations(tmp_path)
 
 
 class TestMigration:
     def test_should_run_in_a_transaction_unless_marked(self) -> None:
         assert Migration(1, "a", "CREATE TABLE t (id int);").transactional
-        marked = Migration(2, "b", "-- algoedge:no-transaction\nCREATE INDEX CONCURRENTLY i ON t(id);")
+        marked = Migration(
+            2, "b", "-- algoedge:no-transaction\nCREATE INDEX CONCURRENTLY i ON t(id);"
+        )
         assert not marked.transactional
 
     def test_should_split_statements_and_drop_comments(self) -> None:

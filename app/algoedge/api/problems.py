@@ -36,7 +36,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        headers = {
+            k: v
+            for k, v in exc.headers.items()
+            if k.lower() not in ("content-type", "content-length")
+        }
         detail = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else None
         return problem(exc.status, detail=detail, headers=headers)
     except Exception:

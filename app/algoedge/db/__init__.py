@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+
 import aiopg
 
 from algoedge.config import MigrateSettings
@@ -43,7 +44,7 @@ class Database:
             settings.database_url,
             minsize=settings.db_pool_min,
             maxsize=settings.db_pool_max,
-            timeout=settings.db_connect_timeout,
+            timeout=settings.db_timeout,
             # hstore lookup costs a query on every new connection and nothing here uses hstore.
             enable_hstore=False,
             # Drop connections pgBouncer or a failover has killed instead of handing them out.
@@ -60,7 +61,7 @@ class Database:
             size=self._pool.size,
             free=self._pool.freesize,
             minsize=self._pool.minsize,
-            maxsize=self._pool.maxsize,
+            maxsize=self._pool.maxsize or 0,  # aiopg says None for unbounded; ours never is
         )
 
     @asynccontextmanager

@@ -12,12 +12,16 @@ crash can leave them half-applied.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import random
 import re
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
+
+import aiopg
 
 from algoedge.db import Database
 
@@ -82,7 +86,7 @@ async def migrate(db: Database, migrations: list[Migration]) -> list[Migration]:
     """Apply what is missing, under the cluster-wide lock; return the migrations applied now."""
     applied_now: list[Migration] = []
     async with db.transaction() as lock:
-        await lock.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        await _wait_for_lock(lock)
         async with db.cursor() as cur:
             await cur.execute(
                 """
@@ -116,6 +120,25 @@ async def migrate(db: Database, migrations: list[Migration]) -> list[Migration]:
             applied_now.append(migration)
             log.info("applied migration %04d_%s", migration.version, migration.name)
     return applied_now
+
+
+async def _wait_for_lock(lock: aiopg.Cursor) -> None:
+    """Take the migration lock in ``lock``'s transaction, polling rather than blocking.
+
+    A blocked ``pg_advisory_xact_lock`` call holds a snapshot for as long as it waits, and
+    ``CREATE INDEX CONCURRENTLY`` in the lock holder waits for every older snapshot to go: the
+    two would wait on each other. Between tries this transaction is idle and holds none.
+    """
+    delay = 0.05
+    while True:
+        await lock.execute("SELECT pg_try_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        row = await lock.fetchone()
+        if row[0]:
+            return
+        if delay == 0.05:
+            log.info("another migrator holds the lock; waiting for it to finish")
+        await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+        delay = min(delay * 2, 1.0)
 
 
 async def _apply(db: Database, migration: Migration) -> None:
