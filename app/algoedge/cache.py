@@ -1,24 +1,54 @@
-"""Redis access for the app (sessions, cache, rate limits, fan-out), always through redis.asyncio.
+"""Redis access for the app (sessions, user cache, fan-out), always through redis.asyncio.
 
 aioredis is deliberately absent: 2.0.1 cannot be imported on Python 3.11, and redis-py's
-``redis.asyncio`` is its official successor.
+``redis.asyncio`` is its official successor. Every key the app writes is named here (and listed
+in docs/architecture.md), so no other module spells a key by hand.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+from dataclasses import dataclass
+
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from algoedge.config import ServiceSettings
+from algoedge.metrics import REDIS_ERRORS
+
+log = logging.getLogger(__name__)
+
+PREFIX = "algoedge"
+EVENTS_CHANNEL = f"{PREFIX}:events"
+SOCKETIO_CHANNEL = f"{PREFIX}:socketio"
+BRIDGE_CONNECTED_KEY = f"{PREFIX}:bridge:connected"
+# A bridge replica re-reports each connected account at least this often; older entries are stale.
+BRIDGE_HEARTBEAT_SECONDS = 90
+
+
+def session_key(jti: str) -> str:
+    return f"{PREFIX}:session:{jti}"
+
+
+def user_key(user_id: int) -> str:
+    return f"{PREFIX}:user:{user_id}"
+
+
+def listing_key(name: str) -> str:
+    return f"{PREFIX}:listing:{name}"
 
 
 def connect_redis(settings: ServiceSettings) -> Redis:
     """A lazily connecting client with short timeouts, so a dead Redis fails fast instead of hanging."""
     client: Redis = Redis.from_url(
         settings.redis_url,
-        socket_connect_timeout=2.0,
-        socket_timeout=2.0,
+        socket_connect_timeout=1.0,
+        socket_timeout=1.0,
         health_check_interval=30,
         decode_responses=True,
+        max_connections=200,
     )
     return client
 
@@ -26,3 +56,110 @@ def connect_redis(settings: ServiceSettings) -> Redis:
 async def ping(redis: Redis) -> None:
     """Raise when Redis does not answer."""
     await redis.ping()
+
+
+class RedisFallback:
+    """Counts and logs (at most every 30 s per operation) each time Redis fails and we fall back."""
+
+    def __init__(self) -> None:
+        self._last_logged: dict[str, float] = {}
+
+    def record(self, operation: str, error: BaseException) -> None:
+        REDIS_ERRORS.labels(operation=operation).inc()
+        now = time.monotonic()
+        if now - self._last_logged.get(operation, -1e9) >= 30.0:
+            self._last_logged[operation] = now
+            log.warning("redis unavailable for %s, falling back: %r", operation, error)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedUser:
+    id: int
+    email: str
+    name: str
+    # Microseconds since the epoch of users.updated_at: orders versions of the same user.
+    version: int
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {"id": self.id, "email": self.email, "name": self.name, "v": self.version}
+        )
+
+    @classmethod
+    def loads(cls, raw: str) -> CachedUser:
+        data = json.loads(raw)
+        return cls(
+            id=int(data["id"]),
+            email=str(data["email"]),
+            name=str(data["name"]),
+            version=int(data["v"]),
+        )
+
+
+# Store a user only when the cache holds nothing or an older version: a reader that loaded the
+# row before a concurrent update cannot overwrite the updated entry with stale data.
+_PUT_IF_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, decoded = pcall(cjson.decode, current)
+  if ok and tonumber(decoded['v']) and tonumber(decoded['v']) > tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return 1
+"""
+
+
+class UserCache:
+    """User records in Redis for ``ttl_seconds``; Postgres stays the authority."""
+
+    def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._put = redis.register_script(_PUT_IF_NEWER)
+
+    async def put(self, user: CachedUser) -> None:
+        await self._put(keys=[user_key(user.id)], args=[user.dumps(), user.version, self._ttl])
+
+
+class PendingDeletes:
+    """Keys whose deletion failed while Redis was down; retried before the next Redis use.
+
+    Held in process memory only: if this pod dies before Redis returns, a stale entry lives until
+    its TTL (sessions: the token's lifetime; users: the cache TTL). Postgres stays correct.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._keys: set[str] = set()
+
+    def add(self, *keys: str) -> None:
+        self._keys.update(keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    async def flush(self) -> None:
+        """Delete what is pending; raises (and keeps the keys) while Redis is still down."""
+        if not self._keys:
+            return
+        keys = sorted(self._keys)
+        await self._redis.delete(*keys)
+        self._keys.difference_update(keys)
+
+
+__all__ = [
+    "BRIDGE_CONNECTED_KEY",
+    "EVENTS_CHANNEL",
+    "CachedUser",
+    "PendingDeletes",
+    "RedisError",
+    "RedisFallback",
+    "UserCache",
+    "connect_redis",
+    "listing_key",
+    "ping",
+    "session_key",
+    "user_key",
+]

@@ -26,11 +26,9 @@ EXIT_FAILED = 1
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from algoedge import logs
+
+    logs.configure(level)
 
 
 def run_api(environ: Mapping[str, str]) -> int:

@@ -11,11 +11,24 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 from collections.abc import Iterable, Mapping
+from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
+
+from algoedge import credentials
+from algoedge.ratelimit import RateLimit, parse_rate, parse_trusted_proxies
 
 ENV_PREFIX = "ALGOEDGE_"
 
@@ -69,8 +82,32 @@ def _min_secret_length(length: int) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _rate(value: object) -> object:
+    return parse_rate(value) if isinstance(value, str) else value
+
+
+def _proxies(value: object) -> object:
+    return parse_trusted_proxies(value) if isinstance(value, str) else value
+
+
+def _queues(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    if not names or any(not re.fullmatch(r"[a-z][a-z0-9_.-]{0,63}", n) for n in names):
+        raise ValueError("must be comma-separated queue names (lower case letters, digits, _ . -)")
+    return names
+
+
+def _credentials_key(value: SecretStr) -> SecretStr:
+    credentials.parse_key(value.get_secret_value())
+    return value
+
+
 PostgresUrl = Annotated[str, AfterValidator(_postgres_url)]
 RedisUrl = Annotated[str, AfterValidator(_redis_url)]
+Rate = Annotated[RateLimit, BeforeValidator(_rate)]
+RATE_FORM = "REQUESTS/SECONDS, like 100/900"
 
 
 class _Settings(BaseModel):
@@ -148,6 +185,56 @@ class ApiSettings(ServiceSettings):
         le=65535,
         description="Port of the HTTP API, /metrics and /socket.io/.",
         json_schema_extra={"form": "a port number from 1 to 65535"},
+    )
+    credentials_key: Annotated[SecretStr, AfterValidator(_credentials_key)] = Field(
+        description="Encrypts MT5 trading passwords at rest; the bridge decrypts with the same key.",
+        json_schema_extra={"form": credentials.FORM},
+    )
+    rate_limit_per_user: Rate = Field(
+        default=RateLimit(100, 900),
+        description="Requests one signed-in user may make per window, across all pods.",
+        json_schema_extra={"form": RATE_FORM},
+    )
+    rate_limit_per_ip: Rate = Field(
+        default=RateLimit(300, 900),
+        description="Requests one client address may make per window, across all pods.",
+        json_schema_extra={"form": RATE_FORM},
+    )
+    rate_limit_auth: Rate = Field(
+        default=RateLimit(10, 300),
+        description="Login and register attempts per client address per window (brute force).",
+        json_schema_extra={"form": RATE_FORM},
+    )
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], BeforeValidator(_proxies)] = (
+        Field(
+            default=(),
+            description="Peers whose X-Forwarded-For is believed when finding the client address.",
+            json_schema_extra={"form": "comma-separated CIDRs, like 10.0.0.0/8,fd00::/8"},
+        )
+    )
+    user_cache_ttl: int = Field(
+        default=1800,
+        ge=900,
+        le=3600,
+        description="Seconds a user record stays cached in Redis (updates replace it at once).",
+        json_schema_extra={"form": "seconds from 900 to 3600"},
+    )
+    access_token_ttl: int = Field(
+        default=3600,
+        ge=300,
+        le=86400,
+        description="Lifetime of an access token and its session.",
+        json_schema_extra={"form": "seconds from 300 to 86400"},
+    )
+    socketio_transports: Literal["websocket", "websocket,polling"] = Field(
+        default="websocket",
+        description="socket.io transports; polling needs sticky sessions across pods.",
+        json_schema_extra={"form": "websocket or websocket,polling"},
+    )
+    worker_queues: Annotated[tuple[str, ...], BeforeValidator(_queues)] = Field(
+        default=("default", "reports", "emails"),
+        description="Celery queues whose backlog /internal/v1/capacity reports.",
+        json_schema_extra={"form": "comma-separated queue names, like default,reports,emails"},
     )
 
 

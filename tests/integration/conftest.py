@@ -6,6 +6,7 @@ import secrets
 from collections.abc import AsyncIterator
 
 import pytest
+from cryptography.fernet import Fernet
 from algoedge.config import ApiSettings, MigrateSettings, load_settings
 from algoedge.db import Database
 
@@ -41,6 +42,7 @@ def api_environment(database_url: str, redis_url: str) -> dict[str, str]:
         "ALGOEDGE_REDIS_URL": redis_url,
         "ALGOEDGE_JWT_SECRET": secrets.token_urlsafe(32),
         "ALGOEDGE_INTERNAL_TOKEN": secrets.token_urlsafe(16),
+        "ALGOEDGE_CREDENTIALS_KEY": Fernet.generate_key().decode(),
     }
 
 

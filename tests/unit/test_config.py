@@ -19,6 +19,7 @@ VALID = {
     "ALGOEDGE_REDIS_URL": "redis://:pw@redis:6379/0",
     "ALGOEDGE_JWT_SECRET": "j" * 32,
     "ALGOEDGE_INTERNAL_TOKEN": "i" * 16,
+    "ALGOEDGE_CREDENTIALS_KEY": "q3Jm3mzJUCcoQ2d5_-q-dJZxZC-ORG-OOe1xPZ8L4w8=",
 }
 
 

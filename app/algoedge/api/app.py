@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from redis.asyncio import Redis
 
-from algoedge.api import health
-from algoedge.api.problems import problem_middleware
-from algoedge.api.state import DATABASE, REDIS, SETTINGS
-from algoedge.cache import connect_redis
+from algoedge.api import accounts, auth, health, internal, marketplace, me, openapi, trades
+from algoedge.api.middleware import MIDDLEWARES, public, rate_class
+from algoedge.api.state import (
+    CIPHER,
+    DATABASE,
+    LIMITER,
+    LISTINGS,
+    REDIS,
+    SESSIONS,
+    SETTINGS,
+    SOCKETS,
+)
+from algoedge.auth import Sessions, Tokens
+from algoedge.cache import CachedUser, connect_redis
 from algoedge.config import ApiSettings
+from algoedge.credentials import CredentialsCipher
 from algoedge.db import Database
+from algoedge.listings import Listings
+from algoedge.ratelimit import RateLimiter
+from algoedge.realtime import create_server, relay_events
 
 log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -25,18 +43,67 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
-    redis: Redis = connect_redis(app[SETTINGS])
+    settings = app[SETTINGS]
+    redis: Redis = connect_redis(settings)
     app[REDIS] = redis
+    app[LIMITER] = RateLimiter(redis)
+    app[LISTINGS] = Listings(redis)
+    app[SESSIONS] = Sessions(
+        db=app[DATABASE],
+        redis=redis,
+        tokens=Tokens(
+            settings.jwt_secret.get_secret_value(), ttl_seconds=settings.access_token_ttl
+        ),
+        user_cache_ttl=settings.user_cache_ttl,
+    )
     yield
     await redis.aclose()
 
 
+async def _event_relay(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(relay_events(app[SOCKETS], app[REDIS]), name="event-relay")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _close_sockets(app: web.Application) -> None:
+    # on_shutdown runs before the HTTP server drains: tell socket clients to go (they reconnect
+    # to another pod) instead of holding the shutdown until the grace period ends.
+    await app[SOCKETS].shutdown()
+
+
 def create_app(settings: ApiSettings) -> web.Application:
     """Build the API; nothing connects until the app starts (cleanup contexts)."""
-    app = web.Application(middlewares=[problem_middleware], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([_database, _redis])
-    health.add_routes(app)
+    app[CIPHER] = CredentialsCipher(settings.credentials_key.get_secret_value())
+
+    async def authenticate(token: str) -> CachedUser:
+        return await app[SESSIONS].authenticate(token)
+
+    sio = create_server(
+        redis_url=settings.redis_url,
+        transports=settings.socketio_transports.split(","),
+        authenticate=authenticate,
+    )
+    app[SOCKETS] = sio
+
+    # Registered by hand rather than sio.attach() so the route carries its policy: the socket
+    # authenticates in its connect handler, and a long-lived connection is not rate limited.
+    @public
+    @rate_class(None)
+    async def socketio_endpoint(request: web.Request) -> web.StreamResponse:
+        response: web.StreamResponse = await sio.handle_request(request)
+        return response
+
+    app.router.add_route("GET", "/socket.io/", socketio_endpoint)
+    app.router.add_route("POST", "/socket.io/", socketio_endpoint)
+    app.cleanup_ctx.extend([_database, _redis, _event_relay])
+    app.on_shutdown.append(_close_sockets)
+    for module in (health, internal, auth, me, accounts, trades, marketplace, openapi):
+        module.add_routes(app)
     return app
 
 

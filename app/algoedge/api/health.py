@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 
 from algoedge import cache
+from algoedge.api.middleware import public, rate_class
 from algoedge.api.problems import problem
 from algoedge.api.state import DATABASE, REDIS
 
@@ -17,10 +18,14 @@ log = logging.getLogger(__name__)
 _CHECK_TIMEOUT_SECONDS = 2.0
 
 
+@public
+@rate_class(None)
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@public
+@rate_class(None)
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
     checks = {"postgres": app[DATABASE].ping(), "redis": cache.ping(app[REDIS])}

@@ -9,6 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
+from algoedge.api.io import Invalid, Malformed
+from algoedge.auth import AuthError
+from algoedge.db.errors import Conflict, NotFound
+
 PROBLEM_JSON = "application/problem+json"
 
 log = logging.getLogger(__name__)
@@ -30,17 +34,26 @@ def problem(
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn aiohttp's HTTP exceptions and unexpected errors into problem+json."""
+    """Turn domain errors, aiohttp's HTTP exceptions and unexpected errors into problem+json."""
     try:
         return await handler(request)
+    except Invalid as exc:
+        return problem(422, detail="Some fields are not valid.", errors=exc.errors)
+    except Malformed as exc:
+        return problem(400, detail=str(exc))
+    except NotFound:
+        return problem(404, detail="No such resource.")
+    except Conflict as exc:
+        return problem(409, detail=str(exc))
+    except AuthError as exc:
+        return problem(
+            401, detail=str(exc), headers={"WWW-Authenticate": 'Bearer realm="algoedge"'}
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {
-            k: v
-            for k, v in exc.headers.items()
-            if k.lower() not in ("content-type", "content-length")
-        }
+        skip = ("content-type", "content-length")
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in skip}
         detail = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else None
         return problem(exc.status, detail=detail, headers=headers)
     except Exception:

@@ -1,13 +1,28 @@
-"""Typed keys for the objects the API shares across handlers (aiohttp AppKey)."""
+"""Typed keys for the objects the API shares across handlers (aiohttp AppKey, request keys)."""
 
 from __future__ import annotations
 
+import socketio
 from aiohttp import web
 from redis.asyncio import Redis
 
+from algoedge.auth import Claims, Sessions
+from algoedge.cache import CachedUser
 from algoedge.config import ApiSettings
+from algoedge.credentials import CredentialsCipher
 from algoedge.db import Database
+from algoedge.listings import Listings
+from algoedge.ratelimit import RateLimiter
 
 SETTINGS = web.AppKey("settings", ApiSettings)
 DATABASE = web.AppKey("database", Database)
 REDIS = web.AppKey("redis", Redis)
+SESSIONS = web.AppKey("sessions", Sessions)
+LIMITER = web.AppKey("limiter", RateLimiter)
+CIPHER = web.AppKey("cipher", CredentialsCipher)
+SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
+LISTINGS = web.AppKey("listings", Listings)
+
+# Per-request values set by the middlewares.
+USER: web.RequestKey[CachedUser] = web.RequestKey("user", CachedUser)
+CLAIMS: web.RequestKey[Claims] = web.RequestKey("claims", Claims)

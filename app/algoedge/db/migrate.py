@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 # Any constant works as long as every migrator uses the same one; this is "algoedge" in ASCII.
 MIGRATION_LOCK_KEY = 0x616C676F65646765
 NO_TRANSACTION_MARKER = "-- algoedge:no-transaction"
+_CONCURRENT_INDEX = re.compile(
+    r"^CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(?P<name>[a-z_][a-z0-9_]*)\s",
+    re.IGNORECASE,
+)
 _FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
 
@@ -153,5 +157,17 @@ async def _apply(db: Database, migration: Migration) -> None:
         return
     async with db.cursor() as cur:
         for statement in migration.statements():
+            index = _CONCURRENT_INDEX.match(statement)
+            if index:
+                # A crashed CONCURRENTLY build leaves an INVALID index that IF NOT EXISTS would
+                # then keep forever; drop it so this run builds it again.
+                await cur.execute(
+                    "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "WHERE c.relname = %s AND NOT i.indisvalid",
+                    (index["name"],),
+                )
+                if await cur.fetchone():
+                    log.warning("rebuilding invalid index %s", index["name"])
+                    await cur.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{index["name"]}"')
             await cur.execute(statement)
         await cur.execute(*record)

@@ -1,0 +1,96 @@
+"""Routes: the user's linked MetaTrader accounts (the bridge's demand)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+from pydantic import Field, field_validator
+
+from algoedge.api.io import (
+    PageQuery,
+    StrictModel,
+    decode_id_cursor,
+    encode_cursor,
+    page,
+    read_json,
+    read_query,
+    render,
+)
+from algoedge.api.state import CIPHER, DATABASE, SOCKETS, USER
+from algoedge.db import accounts
+from algoedge.db.errors import NotFound
+from algoedge.realtime import emit_to_user
+
+
+class AccountIn(StrictModel):
+    login: str = Field(min_length=1, max_length=20, description="MT login (digits)")
+    server: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=128)
+    platform: Literal["mt4", "mt5"] = "mt5"
+
+    @field_validator("login", mode="before")
+    @classmethod
+    def _login(cls, value: object) -> object:
+        # MetaTrader logins are numbers; accept them as JSON numbers too.
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return str(value)
+        if isinstance(value, str) and not value.strip().isdigit():
+            raise ValueError("must be the account's numeric login")
+        return value
+
+
+def account_id(request: web.Request) -> int:
+    raw = request.match_info["account_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound(raw)
+    return int(raw)
+
+
+async def link(request: web.Request) -> web.Response:
+    body = await read_json(request, AccountIn)
+    user = request[USER]
+    account = await accounts.link_account(
+        request.app[DATABASE],
+        user_id=user.id,
+        login=body.login,
+        server=body.server,
+        platform=body.platform,
+        encrypted_password=request.app[CIPHER].encrypt(body.password),
+    )
+    await emit_to_user(request.app[SOCKETS], user.id, "account.linked", {"id": account.id})
+    return render(account, status=201, headers={"Location": f"/api/v1/accounts/{account.id}"})
+
+
+async def list_(request: web.Request) -> web.Response:
+    query = read_query(request, PageQuery)
+    rows = await accounts.list_accounts(
+        request.app[DATABASE],
+        user_id=request[USER].id,
+        after_id=decode_id_cursor(query.cursor),
+        limit=query.limit + 1,
+    )
+    return render(page(rows, limit=query.limit, cursor_of=lambda a: encode_cursor(a.id)))
+
+
+async def get(request: web.Request) -> web.Response:
+    return render(
+        await accounts.get_account(
+            request.app[DATABASE], user_id=request[USER].id, account_id=account_id(request)
+        )
+    )
+
+
+async def unlink(request: web.Request) -> web.Response:
+    user = request[USER]
+    await accounts.unlink_account(
+        request.app[DATABASE], user_id=user.id, account_id=account_id(request)
+    )
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/accounts", link)
+    app.router.add_get("/api/v1/accounts", list_)
+    app.router.add_get("/api/v1/accounts/{account_id}", get)
+    app.router.add_delete("/api/v1/accounts/{account_id}", unlink)

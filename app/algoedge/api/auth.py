@@ -1,0 +1,74 @@
+"""Routes: register, log in, log out."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+from pydantic import Field, field_validator
+
+from algoedge.api.io import StrictModel, read_json, render
+from algoedge.api.middleware import public, rate_class
+from algoedge.api.state import CLAIMS, DATABASE, SESSIONS
+from algoedge.auth import hash_password
+from algoedge.db import users
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+
+
+class Email(StrictModel):
+    email: str = Field(min_length=3, max_length=320)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not _EMAIL.match(value):
+            raise ValueError("must be an email address like name@example.com")
+        return value.lower()
+
+
+class RegisterIn(Email):
+    password: str = Field(min_length=8, max_length=256)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class LoginIn(Email):
+    password: str = Field(min_length=1, max_length=256)
+
+
+@public
+@rate_class("auth")
+async def register(request: web.Request) -> web.Response:
+    body = await read_json(request, RegisterIn)
+    user = await users.create_user(
+        request.app[DATABASE],
+        email=body.email,
+        name=body.name,
+        password_hash=await hash_password(body.password),
+    )
+    return render({"id": user.id, "email": user.email, "name": user.name}, status=201)
+
+
+@public
+@rate_class("auth")
+async def login(request: web.Request) -> web.Response:
+    body = await read_json(request, LoginIn)
+    token = await request.app[SESSIONS].login(body.email, body.password)
+    return render(
+        {
+            "access_token": token.token,
+            "token_type": "bearer",
+            "expires_in": request.app[SESSIONS].token_ttl,
+        }
+    )
+
+
+async def logout(request: web.Request) -> web.Response:
+    await request.app[SESSIONS].logout(request[CLAIMS])
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/auth/register", register)
+    app.router.add_post("/api/v1/auth/login", login)
+    app.router.add_post("/api/v1/auth/logout", logout)

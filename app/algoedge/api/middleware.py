@@ -1,0 +1,162 @@
+"""Cross-cutting request handling: request ids, logs and metrics, identity, rate limits.
+
+Routes declare how they are treated with the decorators here (``public``, ``rate_class``), so the
+middlewares read one attribute instead of keeping lists of paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from algoedge import logs
+from algoedge.api.problems import problem, problem_middleware
+from algoedge.api.state import CLAIMS, LIMITER, SESSIONS, SETTINGS, USER
+from algoedge.auth import AuthError
+from algoedge.cache import CachedUser
+from algoedge.metrics import HTTP_ERRORS, HTTP_REQUESTS
+from algoedge.ratelimit import client_ip, rate_limit_headers
+
+log = logging.getLogger("algoedge.access")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Route classes: "default" (per user and per IP), "auth" (login/register: strict, per IP),
+# None (health, metrics, internal, socket.io: never limited).
+DEFAULT_CLASS = "default"
+
+
+def public(handler: HandlerT) -> HandlerT:
+    """The route needs no access token."""
+    handler.algoedge_public = True  # type: ignore[attr-defined]
+    return handler
+
+
+def rate_class(name: str | None) -> Callable[[HandlerT], HandlerT]:
+    def mark(handler: HandlerT) -> HandlerT:
+        handler.algoedge_rate_class = name  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
+def _handler_attr(request: web.Request, name: str, default: Any) -> Any:
+    handler = request.match_info.handler
+    return getattr(handler, name, default)
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id (kept from X-Request-ID when sane), one JSON access log line, latency metrics."""
+    incoming = request.headers.get("X-Request-ID", "")
+    rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    token = logs.request_id.set(rid)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-ID"] = rid
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        exc.headers["X-Request-ID"] = rid
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        route = _route(request)
+        HTTP_REQUESTS.labels(route=route, method=request.method, status=str(status)).observe(
+            elapsed
+        )
+        if status >= 500:
+            HTTP_ERRORS.labels(route=route).inc()
+        if route not in ("/healthz", "/readyz", "/metrics"):
+            log.info(
+                "%s %s %d",
+                request.method,
+                request.path,
+                status,
+                extra={
+                    "fields": {"status": status, "route": route, "ms": round(elapsed * 1000, 2)}
+                },
+            )
+        logs.request_id.reset(token)
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+@web.middleware
+async def identity(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Resolve the access token of every non-public route; 401 when it is missing or dead."""
+    # An unknown route or method answers 404/405 whoever asks.
+    unmatched = request.match_info.http_exception is not None
+    if unmatched or _handler_attr(request, "algoedge_public", False):
+        return await handler(request)
+    claims = request.get(CLAIMS)
+    if claims is None:
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is None:
+            raise AuthError("This route needs an access token (Authorization: Bearer …).")
+        claims = request.app[SESSIONS].decode(token)
+    request[USER] = await request.app[SESSIONS].user_of(claims)
+    return await handler(request)
+
+
+def current_user(request: web.Request) -> CachedUser:
+    return request[USER]
+
+
+@web.middleware
+async def rate_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One atomic Redis check of the user's and the client address's budgets; 429 when spent."""
+    route_class = _handler_attr(request, "algoedge_rate_class", DEFAULT_CLASS)
+    if route_class is None:
+        return await handler(request)
+    settings = request.app[SETTINGS]
+    ip = client_ip(request.remote, request.headers.get("X-Forwarded-For"), settings.trusted_proxies)
+    if route_class == "auth":
+        limits = [(f"auth:{ip}", settings.rate_limit_auth)]
+    else:
+        limits = [(f"ip:{ip}", settings.rate_limit_per_ip)]
+        # Limiting runs before the session lookup (so revoked or forged tokens cannot drive
+        # unlimited lookups); the signed token already names its user without any I/O.
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is not None:
+            try:
+                claims = request.app[SESSIONS].decode(token)
+            except AuthError:
+                claims = None
+            if claims is not None:
+                request[CLAIMS] = claims
+                limits.insert(0, (f"user:{claims.user_id}", settings.rate_limit_per_user))
+    decision = await request.app[LIMITER].check(limits)
+    headers = rate_limit_headers(decision)
+    if not decision.allowed:
+        return problem(
+            429, detail="Too many requests; retry after the time in Retry-After.", headers=headers
+        )
+    response = await handler(request)
+    response.headers.update(headers)
+    return response
+
+
+# Outermost first: context sees every status; problems render what the inner ones raise.
+MIDDLEWARES = [request_context, problem_middleware, rate_limits, identity]

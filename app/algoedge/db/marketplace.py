@@ -1,0 +1,231 @@
+"""The bot marketplace, signal providers, their signals, and who subscribes to or follows what."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg2.errors
+
+from algoedge.db import Database
+from algoedge.db.errors import NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Bot:
+    id: int
+    name: str
+    description: str
+    strategy: str
+    status: str
+    monthly_price: Decimal
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    id: int
+    name: str
+    description: str
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    id: int
+    provider_id: int
+    symbol: str
+    side: str
+    entry_price: Decimal
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    created_at: datetime
+
+
+_BOT = "id, name, description, strategy, status, monthly_price, created_at"
+_PROVIDER = "id, name, description, status, created_at"
+_SIGNAL = "id, provider_id, symbol, side, entry_price, stop_loss, take_profit, created_at"
+
+
+async def list_bots(
+    db: Database, *, status: str | None, after_id: int | None, limit: int
+) -> list[Bot]:
+    where, params = "id > %s", [after_id or 0]
+    if status is not None:
+        where += " AND status = %s"
+        params.append(status)  # type: ignore[arg-type]
+    async with db.cursor() as cur:
+        await cur.execute(
+            f"SELECT {_BOT} FROM marketplace_bots WHERE {where} ORDER BY id LIMIT %s",
+            [*params, limit],
+        )
+        return [Bot(*row) for row in await cur.fetchall()]
+
+
+async def get_bot(db: Database, bot_id: int) -> Bot:
+    async with db.cursor() as cur:
+        await cur.execute(f"SELECT {_BOT} FROM marketplace_bots WHERE id = %s", (bot_id,))
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"bot {bot_id}")
+    return Bot(*row)
+
+
+async def create_bot(
+    db: Database,
+    *,
+    name: str,
+    description: str = "",
+    strategy: str = "",
+    status: str = "active",
+    monthly_price: Decimal = Decimal(0),
+) -> Bot:
+    async with db.cursor() as cur:
+        await cur.execute(
+            "INSERT INTO marketplace_bots (name, description, strategy, status, monthly_price) "
+            f"VALUES (%s, %s, %s, %s, %s) RETURNING {_BOT}",
+            (name, description, strategy, status, monthly_price),
+        )
+        return Bot(*await cur.fetchone())
+
+
+async def subscribe(
+    db: Database, *, user_id: int, bot_id: int, account_id: int | None
+) -> tuple[int, bool]:
+    """Subscribe (idempotently) to an active bot; returns (subscription id, created now).
+
+    ``account_id``, when given, must be one of the user's own accounts; an unknown or inactive
+    bot or someone else's account is NotFound.
+    """
+    async with db.transaction() as cur:
+        await cur.execute("SELECT status FROM marketplace_bots WHERE id = %s", (bot_id,))
+        bot = await cur.fetchone()
+        if bot is None or bot[0] != "active":
+            raise NotFound(f"bot {bot_id}")
+        if account_id is not None:
+            await cur.execute(
+                "SELECT 1 FROM mt_accounts WHERE id = %s AND user_id = %s", (account_id, user_id)
+            )
+            if await cur.fetchone() is None:
+                raise NotFound(f"account {account_id}")
+        await cur.execute(
+            "INSERT INTO bot_subscriptions (user_id, bot_id, account_id) VALUES (%s, %s, %s) "
+            "ON CONFLICT (user_id, bot_id) DO NOTHING RETURNING id",
+            (user_id, bot_id, account_id),
+        )
+        created = await cur.fetchone()
+        if created is not None:
+            return int(created[0]), True
+        await cur.execute(
+            "SELECT id FROM bot_subscriptions WHERE user_id = %s AND bot_id = %s", (user_id, bot_id)
+        )
+        existing = await cur.fetchone()
+        return int(existing[0]), False
+
+
+async def list_providers(db: Database, *, after_id: int | None, limit: int) -> list[Provider]:
+    async with db.cursor() as cur:
+        await cur.execute(
+            f"SELECT {_PROVIDER} FROM signal_providers WHERE id > %s AND status = 'active' "
+            "ORDER BY id LIMIT %s",
+            (after_id or 0, limit),
+        )
+        return [Provider(*row) for row in await cur.fetchall()]
+
+
+async def create_provider(db: Database, *, name: str, description: str = "") -> Provider:
+    async with db.cursor() as cur:
+        await cur.execute(
+            f"INSERT INTO signal_providers (name, description) VALUES (%s, %s) RETURNING {_PROVIDER}",
+            (name, description),
+        )
+        return Provider(*await cur.fetchone())
+
+
+async def follow(db: Database, *, user_id: int, provider_id: int) -> tuple[int, bool]:
+    """Follow an active provider (idempotently); returns (follow id, created now)."""
+    try:
+        async with db.cursor() as cur:
+            await cur.execute(
+                "INSERT INTO follows (user_id, provider_id) "
+                "SELECT %s, id FROM signal_providers WHERE id = %s AND status = 'active' "
+                "ON CONFLICT (user_id, provider_id) DO NOTHING RETURNING id",
+                (user_id, provider_id),
+            )
+            created = await cur.fetchone()
+            if created is not None:
+                return int(created[0]), True
+            await cur.execute(
+                "SELECT f.id FROM follows f JOIN signal_providers p ON p.id = f.provider_id "
+                "WHERE f.user_id = %s AND f.provider_id = %s AND p.status = 'active'",
+                (user_id, provider_id),
+            )
+            existing = await cur.fetchone()
+    except psycopg2.errors.ForeignKeyViolation:
+        raise NotFound(f"provider {provider_id}") from None
+    if existing is None:
+        raise NotFound(f"provider {provider_id}")
+    return int(existing[0]), False
+
+
+async def list_signals(
+    db: Database,
+    *,
+    user_id: int,
+    provider_id: int | None,
+    since: datetime | None,
+    before: tuple[datetime, int] | None,
+    limit: int,
+) -> list[Signal]:
+    """Newest first: one provider's signals, or (no provider) those of the providers the user follows."""
+    if provider_id is not None:
+        where, params = ["provider_id = %s"], [provider_id]
+    else:
+        where, params = (
+            ["provider_id IN (SELECT provider_id FROM follows WHERE user_id = %s)"],
+            [user_id],
+        )
+    extra: list[Any] = []
+    if since is not None:
+        where.append("created_at >= %s")
+        extra.append(since)
+    if before is not None:
+        where.append("(created_at, id) < (%s, %s)")
+        extra.extend(before)
+    async with db.cursor() as cur:
+        await cur.execute(
+            f"SELECT {_SIGNAL} FROM signals WHERE {' AND '.join(where)} "
+            "ORDER BY created_at DESC, id DESC LIMIT %s",
+            [*params, *extra, limit],
+        )
+        return [Signal(*row) for row in await cur.fetchall()]
+
+
+async def provider_exists(db: Database, provider_id: int) -> bool:
+    async with db.cursor() as cur:
+        await cur.execute(
+            "SELECT 1 FROM signal_providers WHERE id = %s AND status = 'active'", (provider_id,)
+        )
+        return await cur.fetchone() is not None
+
+
+async def publish_signal(
+    db: Database,
+    *,
+    provider_id: int,
+    symbol: str,
+    side: str,
+    entry_price: Decimal,
+    stop_loss: Decimal | None = None,
+    take_profit: Decimal | None = None,
+) -> Signal:
+    async with db.cursor() as cur:
+        await cur.execute(
+            "INSERT INTO signals (provider_id, symbol, side, entry_price, stop_loss, take_profit) "
+            f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_SIGNAL}",
+            (provider_id, symbol, side, entry_price, stop_loss, take_profit),
+        )
+        return Signal(*await cur.fetchone())

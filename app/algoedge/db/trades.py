@@ -1,0 +1,106 @@
+"""Trades of a user's accounts, newest first, paged by the keyset (created_at, id)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from algoedge.db import Database
+from algoedge.db.errors import NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    id: int
+    account_id: int
+    symbol: str
+    side: str
+    volume: Decimal
+    open_price: Decimal
+    close_price: Decimal | None
+    profit: Decimal | None
+    opened_at: datetime
+    closed_at: datetime | None
+    created_at: datetime
+
+
+_COLUMNS = (
+    "id, account_id, symbol, side, volume, open_price, close_price, profit, "
+    "opened_at, closed_at, created_at"
+)
+
+
+async def list_trades(
+    db: Database,
+    *,
+    user_id: int,
+    account_id: int | None,
+    since: datetime | None,
+    until: datetime | None,
+    before: tuple[datetime, int] | None,
+    limit: int,
+) -> list[Trade]:
+    """One page; ``before`` is the (created_at, id) of the previous page's last trade."""
+    where = ["user_id = %s"]
+    params: list[Any] = [user_id]
+    if account_id is not None:
+        where.append("account_id = %s")
+        params.append(account_id)
+    if since is not None:
+        where.append("created_at >= %s")
+        params.append(since)
+    if until is not None:
+        where.append("created_at < %s")
+        params.append(until)
+    if before is not None:
+        where.append("(created_at, id) < (%s, %s)")
+        params.extend(before)
+    params.append(limit)
+    async with db.cursor() as cur:
+        await cur.execute(
+            f"SELECT {_COLUMNS} FROM trades WHERE {' AND '.join(where)} "
+            "ORDER BY created_at DESC, id DESC LIMIT %s",
+            params,
+        )
+        return [Trade(*row) for row in await cur.fetchall()]
+
+
+async def record_trade(
+    db: Database,
+    *,
+    account_id: int,
+    symbol: str,
+    side: str,
+    volume: Decimal,
+    open_price: Decimal,
+    opened_at: datetime,
+    close_price: Decimal | None = None,
+    profit: Decimal | None = None,
+    closed_at: datetime | None = None,
+) -> Trade:
+    """Store a trade of ``account_id`` (its owner comes from the account, not the caller)."""
+    async with db.cursor() as cur:
+        await cur.execute(
+            "INSERT INTO trades (account_id, user_id, symbol, side, volume, open_price, "
+            "close_price, profit, opened_at, closed_at) "
+            "SELECT %s, user_id, %s, %s, %s, %s, %s, %s, %s, %s FROM mt_accounts WHERE id = %s "
+            f"RETURNING {_COLUMNS}",
+            (
+                account_id,
+                symbol,
+                side,
+                volume,
+                open_price,
+                close_price,
+                profit,
+                opened_at,
+                closed_at,
+                account_id,
+            ),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"account {account_id}")
+    return Trade(*row)
