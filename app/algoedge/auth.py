@@ -231,3 +231,17 @@ class Sessions:
 
     async def _flush_pending(self) -> None:
         await self._pending.flush()
+
+    async def retry_pending_forever(self, interval: float = 1.0) -> None:
+        """Keep retrying deletes that failed while Redis was unreachable (until cancelled).
+
+        Without this, other pods would accept a revoked session's cached key until this pod
+        happened to use Redis again.
+        """
+        while True:
+            await asyncio.sleep(interval)
+            if len(self._pending):
+                try:
+                    await self._flush_pending()
+                except RedisError as exc:
+                    self._fallback.record("delete", exc)

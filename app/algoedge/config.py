@@ -107,7 +107,7 @@ def _credentials_key(value: SecretStr) -> SecretStr:
 PostgresUrl = Annotated[str, AfterValidator(_postgres_url)]
 RedisUrl = Annotated[str, AfterValidator(_redis_url)]
 Rate = Annotated[RateLimit, BeforeValidator(_rate)]
-RATE_FORM = "REQUESTS/SECONDS, like 100/900"
+RATE_FORM = "REQUESTS/SECONDS, requests 1-1000000, seconds 1-86400"
 
 
 class _Settings(BaseModel):

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
+import aiohttp
 import pytest
-from cryptography.fernet import Fernet
+from aiohttp.test_utils import TestServer
+from algoedge.api.app import create_app
 from algoedge.config import ApiSettings, MigrateSettings, load_settings
 from algoedge.db import Database
+from algoedge.db.migrate import load_migrations, migrate
+from cryptography.fernet import Fernet
+from redis.asyncio import Redis
 
 from tests.services import PgBouncer, PostgresServer, RedisServer
 
@@ -51,3 +59,98 @@ async def db(migrate_settings: MigrateSettings) -> AsyncIterator[Database]:
     database = await Database.connect(migrate_settings)
     yield database
     await database.close()
+
+
+# Generous limits for tests that are not about rate limiting: every test shares 127.0.0.1.
+RELAXED_LIMITS = {
+    "ALGOEDGE_RATE_LIMIT_PER_USER": "100000/60",
+    "ALGOEDGE_RATE_LIMIT_PER_IP": "100000/60",
+    "ALGOEDGE_RATE_LIMIT_AUTH": "100000/60",
+}
+
+
+@dataclass
+class ApiClient:
+    """An HTTP client of one running API app (one "pod"), speaking real HTTP over loopback."""
+
+    session: aiohttp.ClientSession
+    server: TestServer
+
+    @property
+    def base_url(self) -> str:
+        return str(self.server.make_url("/")).rstrip("/")
+
+    async def call(
+        self, method: str, path: str, *, token: str | None = None, **kwargs: Any
+    ) -> tuple[int, Any, aiohttp.ClientResponse]:
+        headers = dict(kwargs.pop("headers", {}))
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        async with self.session.request(
+            method, self.base_url + path, headers=headers, **kwargs
+        ) as r:
+            body = await r.json(content_type=None) if await r.read() else None
+            return r.status, body, r
+
+    async def register(
+        self, email: str, password: str = "correct horse battery", name: str = "Trader"
+    ) -> dict[str, Any]:
+        status, body, _ = await self.call(
+            "POST",
+            "/api/v1/auth/register",
+            json={"email": email, "password": password, "name": name},
+        )
+        assert status == 201, body
+        return dict(body)
+
+    async def login(self, email: str, password: str = "correct horse battery") -> str:
+        status, body, _ = await self.call(
+            "POST", "/api/v1/auth/login", json={"email": email, "password": password}
+        )
+        assert status == 200, body
+        return str(body["access_token"])
+
+    async def signed_up(self, email: str | None = None) -> tuple[int, str]:
+        """A new user and a token for them: (user id, token)."""
+        email = email or f"{secrets.token_hex(4)}@example.com"
+        user = await self.register(email)
+        return int(user["id"]), await self.login(email)
+
+
+@asynccontextmanager
+async def running_api(settings: ApiSettings) -> AsyncIterator[ApiClient]:
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield ApiClient(session=session, server=server)
+    finally:
+        await server.close()
+
+
+async def migrated(settings: MigrateSettings) -> None:
+    database = await Database.connect(settings.model_copy(update={"db_pool_min": 0}))
+    try:
+        await migrate(database, load_migrations())
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+async def relaxed_settings(
+    pgbouncer: PgBouncer, redis_server: RedisServer, database_name: str
+) -> ApiSettings:
+    """Settings of a migrated, empty database and an empty Redis, with relaxed rate limits."""
+    redis = Redis.from_url(redis_server.url)
+    await redis.flushall()
+    await redis.aclose()
+    env = {**api_environment(pgbouncer.url_for(database_name), redis_server.url), **RELAXED_LIMITS}
+    settings = load_settings(ApiSettings, env)
+    await migrated(settings)
+    return settings
+
+
+@pytest.fixture
+async def api(relaxed_settings: ApiSettings) -> AsyncIterator[ApiClient]:
+    async with running_api(relaxed_settings) as client:
+        yield client

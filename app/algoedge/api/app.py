@@ -60,12 +60,17 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     await redis.aclose()
 
 
-async def _event_relay(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(relay_events(app[SOCKETS], app[REDIS]), name="event-relay")
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    tasks = [
+        asyncio.create_task(relay_events(app[SOCKETS], app[REDIS]), name="event-relay"),
+        asyncio.create_task(app[SESSIONS].retry_pending_forever(), name="redis-pending-deletes"),
+    ]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -100,7 +105,7 @@ def create_app(settings: ApiSettings) -> web.Application:
 
     app.router.add_route("GET", "/socket.io/", socketio_endpoint)
     app.router.add_route("POST", "/socket.io/", socketio_endpoint)
-    app.cleanup_ctx.extend([_database, _redis, _event_relay])
+    app.cleanup_ctx.extend([_database, _redis, _background])
     app.on_shutdown.append(_close_sockets)
     for module in (health, internal, auth, me, accounts, trades, marketplace, openapi):
         module.add_routes(app)

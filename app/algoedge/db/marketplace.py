@@ -171,6 +171,35 @@ async def follow(db: Database, *, user_id: int, provider_id: int) -> tuple[int, 
     return int(existing[0]), False
 
 
+def signals_page_query(
+    *,
+    user_id: int,
+    provider_id: int | None,
+    since: datetime | None,
+    before: tuple[datetime, int] | None,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """SQL and parameters of one page, newest first (pure, so a test can EXPLAIN it)."""
+    if provider_id is not None:
+        where, params = ["provider_id = %s"], [provider_id]
+    else:
+        # No provider named: the signals of every provider the user follows.
+        where = ["provider_id IN (SELECT provider_id FROM follows WHERE user_id = %s)"]
+        params = [user_id]
+    extra: list[Any] = []
+    if since is not None:
+        where.append("created_at >= %s")
+        extra.append(since)
+    if before is not None:
+        where.append("(created_at, id) < (%s, %s)")
+        extra.extend(before)
+    sql = (
+        f"SELECT {_SIGNAL} FROM signals WHERE {' AND '.join(where)} "
+        "ORDER BY created_at DESC, id DESC LIMIT %s"
+    )
+    return sql, [*params, *extra, limit]
+
+
 async def list_signals(
     db: Database,
     *,
@@ -180,27 +209,11 @@ async def list_signals(
     before: tuple[datetime, int] | None,
     limit: int,
 ) -> list[Signal]:
-    """Newest first: one provider's signals, or (no provider) those of the providers the user follows."""
-    if provider_id is not None:
-        where, params = ["provider_id = %s"], [provider_id]
-    else:
-        where, params = (
-            ["provider_id IN (SELECT provider_id FROM follows WHERE user_id = %s)"],
-            [user_id],
-        )
-    extra: list[Any] = []
-    if since is not None:
-        where.append("created_at >= %s")
-        extra.append(since)
-    if before is not None:
-        where.append("(created_at, id) < (%s, %s)")
-        extra.extend(before)
+    sql, params = signals_page_query(
+        user_id=user_id, provider_id=provider_id, since=since, before=before, limit=limit
+    )
     async with db.cursor() as cur:
-        await cur.execute(
-            f"SELECT {_SIGNAL} FROM signals WHERE {' AND '.join(where)} "
-            "ORDER BY created_at DESC, id DESC LIMIT %s",
-            [*params, *extra, limit],
-        )
+        await cur.execute(sql, params)
         return [Signal(*row) for row in await cur.fetchall()]
 
 

@@ -32,8 +32,7 @@ _COLUMNS = (
 )
 
 
-async def list_trades(
-    db: Database,
+def trades_page_query(
     *,
     user_id: int,
     account_id: int | None,
@@ -41,8 +40,8 @@ async def list_trades(
     until: datetime | None,
     before: tuple[datetime, int] | None,
     limit: int,
-) -> list[Trade]:
-    """One page; ``before`` is the (created_at, id) of the previous page's last trade."""
+) -> tuple[str, list[Any]]:
+    """SQL and parameters of one page (pure, so a test can EXPLAIN exactly what runs)."""
     where = ["user_id = %s"]
     params: list[Any] = [user_id]
     if account_id is not None:
@@ -58,12 +57,29 @@ async def list_trades(
         where.append("(created_at, id) < (%s, %s)")
         params.extend(before)
     params.append(limit)
+    sql = (
+        f"SELECT {_COLUMNS} FROM trades WHERE {' AND '.join(where)} "
+        "ORDER BY created_at DESC, id DESC LIMIT %s"
+    )
+    return sql, params
+
+
+async def list_trades(
+    db: Database,
+    *,
+    user_id: int,
+    account_id: int | None,
+    since: datetime | None,
+    until: datetime | None,
+    before: tuple[datetime, int] | None,
+    limit: int,
+) -> list[Trade]:
+    """One page; ``before`` is the (created_at, id) of the previous page's last trade."""
+    sql, params = trades_page_query(
+        user_id=user_id, account_id=account_id, since=since, until=until, before=before, limit=limit
+    )
     async with db.cursor() as cur:
-        await cur.execute(
-            f"SELECT {_COLUMNS} FROM trades WHERE {' AND '.join(where)} "
-            "ORDER BY created_at DESC, id DESC LIMIT %s",
-            params,
-        )
+        await cur.execute(sql, params)
         return [Trade(*row) for row in await cur.fetchall()]
 
 

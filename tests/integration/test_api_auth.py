@@ -1,0 +1,168 @@
+"""Register, log in, log out, /me: tokens and sessions across pods, caching, and bad input."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+
+from algoedge.auth import Tokens
+from algoedge.config import ApiSettings
+from tests.integration.conftest import ApiClient, running_api
+
+REGISTER = "/api/v1/auth/register"
+LOGIN = "/api/v1/auth/login"
+
+
+class TestRegister:
+    async def test_should_create_a_user_with_a_lower_cased_email(self, api: ApiClient) -> None:
+        status, body, _ = await api.call(
+            "POST",
+            REGISTER,
+            json={"email": "Ada@Example.COM", "password": "s3cret-passw0rd", "name": "Ada"},
+        )
+        assert status == 201
+        assert body == {"id": body["id"], "email": "ada@example.com", "name": "Ada"}
+
+    async def test_should_refuse_a_taken_email_whatever_its_case(self, api: ApiClient) -> None:
+        await api.register("bob@example.com")
+        status, body, response = await api.call(
+            "POST",
+            REGISTER,
+            json={"email": "BOB@example.com", "password": "another-password", "name": "B"},
+        )
+        assert status == 409
+        assert response.content_type == "application/problem+json"
+        assert body["status"] == 409
+
+    async def test_should_name_every_invalid_field(self, api: ApiClient) -> None:
+        status, body, _ = await api.call(
+            "POST", REGISTER, json={"email": "not-an-email", "password": "short", "extra": 1}
+        )
+        assert status == 422
+        fields = {e["field"] for e in body["errors"]}
+        assert fields == {"email", "password", "name", "extra"}
+
+    @pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"text"', b"\xff\xfe"])
+    async def test_should_answer_400_to_a_body_that_is_not_a_json_object(
+        self, api: ApiClient, raw: bytes
+    ) -> None:
+        status, body, response = await api.call(
+            "POST", REGISTER, data=raw, headers={"Content-Type": "application/json"}
+        )
+        assert status == 400
+        assert response.content_type == "application/problem+json"
+        assert body["title"] == "Bad Request"
+
+    async def test_should_answer_413_to_a_body_over_one_mebibyte(self, api: ApiClient) -> None:
+        big = json.dumps({"email": "a@b.cd", "password": "x" * (1024 * 1024), "name": "n"})
+        status, body, _ = await api.call(
+            "POST", REGISTER, data=big, headers={"Content-Type": "application/json"}
+        )
+        assert status == 413
+        assert body["status"] == 413
+
+
+class TestLogin:
+    async def test_should_return_a_bearer_token(self, api: ApiClient) -> None:
+        await api.register("carol@example.com")
+        status, body, _ = await api.call(
+            "POST", LOGIN, json={"email": "CAROL@example.com", "password": "correct horse battery"}
+        )
+        assert status == 200
+        assert body["token_type"] == "bearer"
+        assert body["expires_in"] == 3600
+        assert len(body["access_token"].split(".")) == 3
+
+    async def test_should_say_the_same_for_a_wrong_password_and_an_unknown_email(
+        self, api: ApiClient
+    ) -> None:
+        await api.register("dave@example.com")
+        wrong = await api.call(
+            "POST", LOGIN, json={"email": "dave@example.com", "password": "nope-nope"}
+        )
+        unknown = await api.call(
+            "POST", LOGIN, json={"email": "nobody@example.com", "password": "nope-nope"}
+        )
+        assert wrong[0] == unknown[0] == 401
+        assert wrong[1]["detail"] == unknown[1]["detail"]
+
+
+class TestTokens:
+    async def test_should_require_a_token_for_me(self, api: ApiClient) -> None:
+        status, body, response = await api.call("GET", "/api/v1/me")
+        assert status == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert response.content_type == "application/problem+json"
+
+    async def test_should_refuse_forged_expired_and_unsigned_tokens(
+        self, api: ApiClient, relaxed_settings: ApiSettings
+    ) -> None:
+        user_id, _ = await api.signed_up()
+        now = datetime.now(UTC)
+        forged = Tokens("x" * 32, ttl_seconds=3600).issue(user_id, now=now).token
+        expired = (
+            Tokens(relaxed_settings.jwt_secret.get_secret_value(), ttl_seconds=300)
+            .issue(user_id, now=now - timedelta(hours=1))
+            .token
+        )
+        unsigned = jwt.encode(
+            {
+                "sub": str(user_id),
+                "jti": "x",
+                "iat": now,
+                "exp": now + timedelta(hours=1),
+                "iss": "algoedge",
+            },
+            key=None,
+            algorithm="none",
+        )
+        for token in (forged, expired, unsigned, "garbage"):
+            status, body, _ = await api.call("GET", "/api/v1/me", token=token)
+            assert status == 401, token
+        status, body, _ = await api.call("GET", "/api/v1/me", token=expired)
+        assert "expired" in body["detail"]
+
+    async def test_should_refuse_a_validly_signed_token_without_a_session(
+        self, api: ApiClient, relaxed_settings: ApiSettings
+    ) -> None:
+        user_id, _ = await api.signed_up()
+        minted = Tokens(relaxed_settings.jwt_secret.get_secret_value(), ttl_seconds=3600).issue(
+            user_id, now=datetime.now(UTC)
+        )
+        status, _, _ = await api.call("GET", "/api/v1/me", token=minted.token)
+        assert status == 401
+
+
+class TestAcrossPods:
+    async def test_should_end_a_session_on_every_pod_at_logout(
+        self, api: ApiClient, relaxed_settings: ApiSettings
+    ) -> None:
+        _, token = await api.signed_up()
+        async with running_api(relaxed_settings) as other_pod:
+            assert (await other_pod.call("GET", "/api/v1/me", token=token))[0] == 200
+            status, _, _ = await api.call("POST", "/api/v1/auth/logout", token=token)
+            assert status == 204
+            assert (await other_pod.call("GET", "/api/v1/me", token=token))[0] == 401
+            assert (await api.call("GET", "/api/v1/me", token=token))[0] == 401
+
+    async def test_should_show_a_rename_on_the_very_next_read_on_another_pod(
+        self, api: ApiClient, relaxed_settings: ApiSettings
+    ) -> None:
+        _, token = await api.signed_up()
+        async with running_api(relaxed_settings) as other_pod:
+            assert (await other_pod.call("GET", "/api/v1/me", token=token))[1]["name"] == "Trader"
+            status, body, _ = await api.call(
+                "PATCH", "/api/v1/me", token=token, json={"name": "Renamed"}
+            )
+            assert (status, body["name"]) == (200, "Renamed")
+            assert (await other_pod.call("GET", "/api/v1/me", token=token))[1]["name"] == "Renamed"
+
+    async def test_should_refuse_an_invalid_rename(self, api: ApiClient) -> None:
+        _, token = await api.signed_up()
+        for body in ({"name": ""}, {"name": "x" * 201}, {"email": "x@y.zz"}, {}):
+            status, problem, _ = await api.call("PATCH", "/api/v1/me", token=token, json=body)
+            assert status == 422, body
+            assert problem["errors"]

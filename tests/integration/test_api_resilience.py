@@ -1,0 +1,132 @@
+"""The API when a dependency misbehaves: cached reads without Postgres, and Redis dying mid-test."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import jwt
+import pytest
+from prometheus_client import REGISTRY
+from redis.asyncio import Redis
+
+from algoedge.cache import session_key
+
+from algoedge.config import ApiSettings, load_settings
+from tests.integration.conftest import RELAXED_LIMITS, api_environment, migrated, running_api
+from tests.services import PgBouncer, PostgresServer, RedisServer
+
+
+@pytest.fixture
+def private_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="algoedge-private-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_redis(private_root: Path) -> Iterator[RedisServer]:
+    server = RedisServer(root=private_root / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_bouncer(private_root: Path, postgres: PostgresServer) -> Iterator[PgBouncer]:
+    bouncer = PgBouncer(root=private_root / "pgbouncer", upstream=postgres).start()
+    yield bouncer
+    bouncer.stop()
+
+
+def settings_for(database_url: str, redis_url: str) -> ApiSettings:
+    return load_settings(
+        ApiSettings, {**api_environment(database_url, redis_url), **RELAXED_LIMITS}
+    )
+
+
+def session_key_of(token: str) -> str:
+    return session_key(jwt.decode(token, options={"verify_signature": False})["jti"])
+
+
+def redis_fallbacks(operation: str) -> float:
+    value = REGISTRY.get_sample_value("algoedge_redis_errors_total", {"operation": operation})
+    return value or 0.0
+
+
+async def test_should_serve_a_cached_user_without_touching_postgres(
+    private_bouncer: PgBouncer, redis_server: RedisServer, database_name: str
+) -> None:
+    settings = settings_for(private_bouncer.url_for(database_name), redis_server.url)
+    await migrated(settings)
+    async with running_api(settings) as api:
+        _, token = await api.signed_up()
+        assert (await api.call("GET", "/api/v1/me", token=token))[0] == 200
+        # With pgBouncer gone, anything that needs Postgres fails; the cached read must not.
+        private_bouncer.kill()
+        for _ in range(5):
+            status, body, _ = await api.call("GET", "/api/v1/me", token=token)
+            assert status == 200
+            assert body["name"] == "Trader"
+        status, _, _ = await api.call("GET", "/api/v1/accounts", token=token)
+        assert status == 500  # the control: this route does need Postgres
+
+
+async def test_should_keep_answering_when_redis_dies_and_recover(
+    pgbouncer: PgBouncer, private_redis: RedisServer, database_name: str
+) -> None:
+    settings = settings_for(pgbouncer.url_for(database_name), private_redis.url)
+    await migrated(settings)
+    async with running_api(settings) as api:
+        _, token = await api.signed_up()
+        before = redis_fallbacks("authenticate")
+        private_redis.kill()
+        # Reads fall back to Postgres; logins, renames and logouts keep working.
+        status, body, _ = await api.call("GET", "/api/v1/me", token=token)
+        assert (status, body["name"]) == (200, "Trader")
+        assert redis_fallbacks("authenticate") > before
+        user_id, second = await api.signed_up()
+        assert (await api.call("PATCH", "/api/v1/me", token=second, json={"name": "While down"}))[
+            0
+        ] == 200
+        assert (await api.call("GET", "/api/v1/bots"))[0] == 200
+        assert (await api.call("GET", "/readyz"))[0] == 503
+        status, _, _ = await api.call("POST", "/api/v1/auth/logout", token=token)
+        assert status == 204
+        assert (await api.call("GET", "/api/v1/me", token=token))[0] == 401
+
+        private_redis.start()
+        # Back on Redis: the revoked session stays revoked, the rename is visible, caches refill.
+        assert (await api.call("GET", "/api/v1/me", token=token))[0] == 401
+        status, body, _ = await api.call("GET", "/api/v1/me", token=second)
+        assert (status, body["name"]) == (200, "While down")
+        assert (await api.call("GET", "/readyz"))[0] == 200
+
+
+async def test_should_not_revive_a_session_revoked_while_redis_was_unreachable(
+    pgbouncer: PgBouncer, private_redis: RedisServer, database_name: str
+) -> None:
+    """Redis keeps its data but this pod cannot reach it during logout (a partition)."""
+    settings = settings_for(pgbouncer.url_for(database_name), private_redis.url)
+    await migrated(settings)
+    async with running_api(settings) as api, running_api(settings) as other_pod:
+        _, token = await api.signed_up()
+        assert (await other_pod.call("GET", "/api/v1/me", token=token))[0] == 200
+        # Simulate the partition by pausing Redis long enough for the logout's Redis delete to
+        # time out, then resume it with the old session key still stored.
+        admin = Redis.from_url(private_redis.url)
+        await admin.execute_command("CLIENT", "PAUSE", "3000", "ALL")
+        status, _, _ = await api.call("POST", "/api/v1/auth/logout", token=token)
+        assert status == 204
+        await admin.execute_command("CLIENT", "UNPAUSE")
+        # The logging-out pod retries the delete in the background; the other pod, which never
+        # saw the logout, must stop accepting the token without any traffic on the first pod.
+        deadline = asyncio.get_running_loop().time() + 10
+        while (await other_pod.call("GET", "/api/v1/me", token=token))[0] != 401:
+            assert asyncio.get_running_loop().time() < deadline, "revoked token still accepted"
+            await asyncio.sleep(0.2)
+        assert await admin.exists(session_key_of(token)) == 0
+        await admin.aclose()
