@@ -86,8 +86,24 @@ async def publish_event(redis: Redis, user_id: int, event: str, data: Any) -> No
     )
 
 
-async def relay_events(sio: socketio.AsyncServer, redis: Redis) -> None:
+async def relay_events(sio: socketio.AsyncServer, redis_url: str) -> None:
     """Forward ``algoedge:events`` messages to this pod's sockets until cancelled; survives Redis restarts."""
+    # Its own client: a subscription waits for messages indefinitely, which the request path's
+    # short socket timeout would cut every second.
+    redis = Redis.from_url(
+        redis_url,
+        decode_responses=True,
+        socket_connect_timeout=2.0,
+        socket_keepalive=True,
+        health_check_interval=15,
+    )
+    try:
+        await _relay_forever(sio, redis)
+    finally:
+        await redis.aclose()
+
+
+async def _relay_forever(sio: socketio.AsyncServer, redis: Redis) -> None:
     delay = 0.5
     while True:
         try:

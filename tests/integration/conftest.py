@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,7 +25,7 @@ from algoedge.db.migrate import load_migrations, migrate
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
-from tests.services import PgBouncer, PostgresServer, RedisServer
+from tests.services import PgBouncer, PostgresServer, RedisServer, free_port
 
 
 @pytest.fixture
@@ -154,3 +161,40 @@ async def relaxed_settings(
 async def api(relaxed_settings: ApiSettings) -> AsyncIterator[ApiClient]:
     async with running_api(relaxed_settings) as client:
         yield client
+
+
+ALGOEDGE = str(Path(sys.executable).with_name("algoedge"))
+
+
+def command_env(extra: dict[str, str]) -> dict[str, str]:
+    """The test's environment without any ALGOEDGE_* leaking in, plus ``extra``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ALGOEDGE_")}
+    return {**clean, **extra}
+
+
+@contextmanager
+def api_process(env: dict[str, str]) -> Iterator[str]:
+    """`algoedge api` as a separate process (a pod); yields its base URL, stops it with SIGTERM."""
+    port = free_port()
+    full = {**env, "ALGOEDGE_HTTP_PORT": str(port), "ALGOEDGE_HTTP_HOST": "127.0.0.1"}
+    process = subprocess.Popen([ALGOEDGE, "api"], env=command_env(full))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=1).close()  # noqa: S310 - loopback
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"algoedge api did not come up (exit code {process.poll()})")
+            time.sleep(0.1)
+    try:
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
-
 from algoedge.auth import Tokens
 from algoedge.config import ApiSettings
+
 from tests.integration.conftest import ApiClient, running_api
 
 REGISTER = "/api/v1/auth/register"
@@ -120,7 +120,7 @@ class TestTokens:
             algorithm="none",
         )
         for token in (forged, expired, unsigned, "garbage"):
-            status, body, _ = await api.call("GET", "/api/v1/me", token=token)
+            status, _, _ = await api.call("GET", "/api/v1/me", token=token)
             assert status == 401, token
         status, body, _ = await api.call("GET", "/api/v1/me", token=expired)
         assert "expired" in body["detail"]

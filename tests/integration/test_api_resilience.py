@@ -10,12 +10,11 @@ from pathlib import Path
 
 import jwt
 import pytest
+from algoedge.cache import session_key
+from algoedge.config import ApiSettings, load_settings
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from algoedge.cache import session_key
-
-from algoedge.config import ApiSettings, load_settings
 from tests.integration.conftest import RELAXED_LIMITS, api_environment, migrated, running_api
 from tests.services import PgBouncer, PostgresServer, RedisServer
 
@@ -88,7 +87,7 @@ async def test_should_keep_answering_when_redis_dies_and_recover(
         status, body, _ = await api.call("GET", "/api/v1/me", token=token)
         assert (status, body["name"]) == (200, "Trader")
         assert redis_fallbacks("authenticate") > before
-        user_id, second = await api.signed_up()
+        _, second = await api.signed_up()
         assert (await api.call("PATCH", "/api/v1/me", token=second, json={"name": "While down"}))[
             0
         ] == 200

@@ -62,7 +62,9 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     tasks = [
-        asyncio.create_task(relay_events(app[SOCKETS], app[REDIS]), name="event-relay"),
+        asyncio.create_task(
+            relay_events(app[SOCKETS], app[SETTINGS].redis_url), name="event-relay"
+        ),
         asyncio.create_task(app[SESSIONS].retry_pending_forever(), name="redis-pending-deletes"),
     ]
     yield
