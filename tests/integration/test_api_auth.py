@@ -92,7 +92,7 @@ class TestLogin:
 
 class TestTokens:
     async def test_should_require_a_token_for_me(self, api: ApiClient) -> None:
-        status, body, response = await api.call("GET", "/api/v1/me")
+        status, _, response = await api.call("GET", "/api/v1/me")
         assert status == 401
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
         assert response.content_type == "application/problem+json"

@@ -1,0 +1,187 @@
+"""What the platform reads: capacity (the operator), metrics (Prometheus), the OpenAPI document, and the
+indexes the hot queries use."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from algoedge.api.app import create_app
+from algoedge.api.openapi import build_document
+from algoedge.cache import BRIDGE_CONNECTED_KEY
+from algoedge.config import ApiSettings
+from algoedge.db import Database, marketplace
+from algoedge.db.marketplace import signals_page_query
+from algoedge.db.trades import trades_page_query
+from redis.asyncio import Redis
+
+from tests.integration.conftest import ApiClient
+
+CAPACITY = "/internal/v1/capacity"
+
+
+class TestCapacity:
+    async def test_should_need_the_internal_token(
+        self, api: ApiClient, relaxed_settings: ApiSettings
+    ) -> None:
+        _, user_token = await api.signed_up()
+        for token in (None, "wrong-token-wrong-token", user_token):
+            status, body, _ = await api.call("GET", CAPACITY, token=token)
+            assert status == 401, token
+            assert body["status"] == 401
+
+    async def test_should_report_linked_connected_and_backlog(
+        self, api: ApiClient, relaxed_settings: ApiSettings
+    ) -> None:
+        internal = relaxed_settings.internal_token.get_secret_value()
+        status, body, _ = await api.call("GET", CAPACITY, token=internal)
+        assert (status, body) == (
+            200,
+            {
+                "linked_accounts": 0,
+                "connected_accounts": 0,
+                "queue_backlog": {"default": 0, "reports": 0, "emails": 0},
+            },
+        )
+        _, token = await api.signed_up()
+        for login in ("1", "2", "3"):
+            body = {"login": login, "server": "S", "password": "p"}
+            assert (await api.call("POST", "/api/v1/accounts", token=token, json=body))[0] == 201
+        redis = Redis.from_url(relaxed_settings.redis_url)
+        now = time.time()
+        await redis.zadd(BRIDGE_CONNECTED_KEY, {"1": now, "2": now, "3": now - 3600})  # 3 is stale
+        await redis.rpush("reports", *[json.dumps({"task": i}) for i in range(7)])
+        await redis.aclose()
+        status, body, _ = await api.call("GET", CAPACITY, token=internal)
+        assert status == 200
+        assert body == {
+            "linked_accounts": 3,
+            "connected_accounts": 2,
+            "queue_backlog": {"default": 0, "reports": 7, "emails": 0},
+        }
+
+
+class TestMetrics:
+    async def test_should_expose_latency_pool_and_socket_metrics(self, api: ApiClient) -> None:
+        await api.call("GET", "/api/v1/bots")
+        status, _, response = await api.call("GET", "/healthz")
+        assert status == 200
+        async with api.session.get(api.base_url + "/metrics") as r:
+            text = await r.text()
+        assert (
+            'algoedge_http_request_duration_seconds_count{method="GET",route="/api/v1/bots",status="200"}'
+            in text
+        )
+        assert 'algoedge_db_pool_connections{state="in_use"}' in text
+        assert 'algoedge_db_pool_connections{state="max"} 10.0' in text
+        assert "algoedge_socketio_connected" in text
+        assert response.headers["X-Request-ID"]
+
+    async def test_should_keep_a_sane_request_id_and_replace_a_bad_one(
+        self, api: ApiClient
+    ) -> None:
+        _, _, kept = await api.call("GET", "/healthz", headers={"X-Request-ID": "abc-123"})
+        _, _, replaced = await api.call("GET", "/healthz", headers={"X-Request-ID": "bad id\u00e9"})
+        assert kept.headers["X-Request-ID"] == "abc-123"
+        assert replaced.headers["X-Request-ID"] != "bad id\u00e9"
+
+
+class TestOpenApi:
+    def test_should_document_every_route(self, relaxed_settings: ApiSettings) -> None:
+        app = create_app(relaxed_settings)
+        routes: set[tuple[str, str]] = set()
+        for route in app.router.routes():
+            info = route.resource.get_info() if route.resource else {}
+            path = info.get("path") or info.get("formatter")
+            if route.method == "HEAD" or path is None or path.startswith("/socket.io"):
+                continue
+            routes.add((route.method.lower(), path))
+        documented = {
+            (method, path) for path, item in build_document()["paths"].items() for method in item
+        }
+        assert routes - documented == set(), "routes missing from openapi.json"
+        assert documented - routes == set(), "openapi.json documents routes that do not exist"
+
+    async def test_should_serve_the_document(self, api: ApiClient) -> None:
+        status, body, _ = await api.call("GET", "/api/v1/openapi.json")
+        assert status == 200
+        assert body["openapi"].startswith("3.1")
+        assert "/api/v1/trades" in body["paths"]
+
+
+class TestIndexes:
+    async def explain(self, db: Database, sql: str, params: list[object]) -> str:
+        async with db.cursor() as cur:
+            await cur.execute("EXPLAIN " + sql, params)
+            return "\n".join(row[0] for row in await cur.fetchall())
+
+    async def test_should_use_the_indexes_for_the_hot_queries(
+        self, api: ApiClient, relaxed_settings: ApiSettings
+    ) -> None:
+        db = await Database.connect(relaxed_settings)
+        try:
+            async with db.cursor() as cur:
+                # Enough rows across many users that a sequential scan would lose clearly.
+                await cur.execute(
+                    "INSERT INTO users (email, name, password_hash) "
+                    "SELECT 'u' || g || '@example.com', 'U', 'x' FROM generate_series(1, 200) g"
+                )
+                await cur.execute(
+                    "INSERT INTO mt_accounts (user_id, login, server, platform, encrypted_password) "
+                    "SELECT id, id::text, 'S', 'mt5', '\\x00' FROM users"
+                )
+                await cur.execute(
+                    "INSERT INTO trades (account_id, user_id, symbol, side, volume, open_price, opened_at, created_at) "
+                    "SELECT a.id, a.user_id, 'EURUSD', 'buy', 1, 1, now(), now() - (g || ' minutes')::interval "
+                    "FROM mt_accounts a, generate_series(1, 100) g"
+                )
+                await cur.execute("ANALYZE trades")
+                await cur.execute("ANALYZE mt_accounts")
+            for provider in range(30):
+                made = await marketplace.create_provider(db, name=f"P{provider}")
+                for _ in range(30):
+                    await marketplace.publish_signal(
+                        db, provider_id=made.id, symbol="EURUSD", side="buy", entry_price=Decimal(1)
+                    )
+            async with db.cursor() as cur:
+                await cur.execute("ANALYZE signals")
+            now = datetime.now(UTC)
+            plans = {
+                "trades page": trades_page_query(
+                    user_id=5, account_id=None, since=None, until=None, before=None, limit=21
+                ),
+                "trades next page": trades_page_query(
+                    user_id=5,
+                    account_id=None,
+                    since=now - timedelta(days=1),
+                    until=None,
+                    before=(now, 10**9),
+                    limit=21,
+                ),
+                "trades of an account": trades_page_query(
+                    user_id=5, account_id=5, since=None, until=None, before=None, limit=21
+                ),
+                "signals of a provider": signals_page_query(
+                    user_id=5, provider_id=3, since=None, before=None, limit=21
+                ),
+            }
+            expected = {
+                "trades page": "trades_user_created",
+                "trades next page": "trades_user_created",
+                "trades of an account": "trades_account_created",
+                "signals of a provider": "signals_provider_created",
+            }
+            for name, (sql, params) in plans.items():
+                plan = await self.explain(db, sql, params)
+                assert expected[name] in plan, f"{name}:\n{plan}"
+                assert "Seq Scan on trades" not in plan
+            bots = await self.explain(
+                db,
+                "SELECT id FROM marketplace_bots WHERE status = %s AND id > 0 ORDER BY id",
+                ["active"],
+            )
+            assert "marketplace_bots" in bots
+        finally:
+            await db.close()
