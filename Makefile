@@ -55,8 +55,20 @@ fmt: venv ## apply ruff's formatting and safe fixes
 typecheck: venv ## mypy --strict over app/, operator/ and tests/
 	.venv/bin/mypy app/algoedge operator/algoedge_operator tests
 
+.PHONY: controlplane
+controlplane: ## build etcd, kube-apiserver/-controller-manager/-scheduler, kubectl, helm, kwok from pinned Go modules (cached)
+	@tests/controlplane/build.sh >/dev/null
+
+.PHONY: cluster-up
+cluster-up: venv controlplane ## start the local control plane in .run/cluster (prints KUBECONFIG and .run/bin links)
+	$(PY) -m tests.controlplane.cluster up --dir .run/cluster
+
+.PHONY: cluster-down
+cluster-down: venv ## stop the local control plane in .run/cluster
+	$(PY) -m tests.controlplane.cluster down --dir .run/cluster
+
 .PHONY: test
-test: system-deps venv bridge-venv lint typecheck ## install what is missing, check, run every test
+test: system-deps venv bridge-venv controlplane lint typecheck ## install what is missing, check, run every test
 	UV_BIN=$(UV) $(PY) -m pytest tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
 	$(BRIDGE_PY) -m pytest tests/bridge $(PYTEST_ARGS)
 

@@ -7,6 +7,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -177,7 +178,12 @@ def api_process(env: dict[str, str]) -> Iterator[str]:
     """`algoedge api` as a separate process (a pod); yields its base URL, stops it with SIGTERM."""
     port = free_port()
     full = {**env, "ALGOEDGE_HTTP_PORT": str(port), "ALGOEDGE_HTTP_HOST": "127.0.0.1"}
-    process = subprocess.Popen([ALGOEDGE, "api"], env=command_env(full))
+    # The pod's JSON logs go to a file, not into pytest's output; its path is in any failure.
+    log_path = Path(tempfile.gettempdir()) / f"algoedge-api-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [ALGOEDGE, "api"], env=command_env(full), stdout=log, stderr=subprocess.STDOUT
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -187,7 +193,7 @@ def api_process(env: dict[str, str]) -> Iterator[str]:
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                pytest.fail(f"algoedge api did not come up (exit code {process.poll()})")
+                pytest.fail(f"algoedge api did not come up (exit {process.poll()}); see {log_path}")
             time.sleep(0.1)
     try:
         yield base

@@ -116,7 +116,7 @@ class TestTokens:
                 "exp": now + timedelta(hours=1),
                 "iss": "algoedge",
             },
-            key=None,
+            key="",
             algorithm="none",
         )
         for token in (forged, expired, unsigned, "garbage"):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from algoedge.cache import listing_key
@@ -23,13 +25,13 @@ ACCOUNT = {
 
 
 @pytest.fixture
-async def app_db(relaxed_settings: ApiSettings) -> Database:
+async def app_db(relaxed_settings: ApiSettings) -> AsyncIterator[Database]:
     database = await Database.connect(relaxed_settings)
-    yield database  # type: ignore[misc]
+    yield database
     await database.close()
 
 
-async def link(api: ApiClient, token: str, **changes: object) -> dict[str, object]:
+async def link(api: ApiClient, token: str, **changes: object) -> dict[str, Any]:
     status, body, _ = await api.call(
         "POST", "/api/v1/accounts", token=token, json={**ACCOUNT, **changes}
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from algoedge.api.io import (
+    NO_NUL,
     PageQuery,
     StrictModel,
     decode_id_cursor,
@@ -23,21 +24,30 @@ from algoedge.db.errors import NotFound
 from algoedge.realtime import emit_to_user
 
 
-class AccountIn(StrictModel):
-    login: str = Field(min_length=1, max_length=20, description="MT login (digits)")
-    server: str = Field(min_length=1, max_length=128)
-    password: str = Field(min_length=1, max_length=128)
-    platform: Literal["mt4", "mt5"] = "mt5"
+def _login_text(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    return value
 
-    @field_validator("login", mode="before")
-    @classmethod
-    def _login(cls, value: object) -> object:
-        # MetaTrader logins are numbers; accept them as JSON numbers too.
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return str(value)
-        if isinstance(value, str) and not value.strip().isdigit():
-            raise ValueError("must be the account's numeric login")
-        return value
+
+class AccountIn(StrictModel):
+    # MetaTrader logins are numbers; clients may send them as JSON numbers or digit strings.
+    login: Annotated[
+        str,
+        BeforeValidator(_login_text),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "pattern": "^[0-9]{1,20}$"},
+                    {"type": "integer", "minimum": 1, "maximum": 99_999_999_999_999_999_999},
+                ],
+                "description": "The account's numeric MetaTrader login",
+            }
+        ),
+    ] = Field(pattern=r"^[0-9]{1,20}$")
+    server: str = Field(min_length=1, max_length=128, pattern=r"^[^\s\x00]([^\x00]*[^\s\x00])?$")
+    password: str = Field(min_length=1, max_length=128, pattern=NO_NUL)
+    platform: Literal["mt4", "mt5"] = "mt5"
 
 
 def account_id(request: web.Request) -> int:

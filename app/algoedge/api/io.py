@@ -9,12 +9,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from algoedge.jsonable import to_jsonable
 
@@ -37,9 +45,31 @@ class Malformed(Exception):
     """A body that is not JSON (or not a JSON object); rendered as 400."""
 
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: object) -> datetime:
+    """Only RFC 3339 text with a zone: no bare dates, no epoch numbers, no local times."""
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError(
+            "must be an RFC 3339 date-time with a time zone, like 2026-01-31T09:30:00Z"
+        )
+    return datetime.fromisoformat(value.upper())
+
+
+# A point in time in a query string, exactly as the OpenAPI document describes it.
+Timestamp = Annotated[
+    datetime, PlainValidator(_rfc3339), WithJsonSchema({"type": "string", "format": "date-time"})
+]
+
+# Postgres text cannot hold NUL; refusing it in the schema makes it a 422, never a 500.
+NO_NUL = r"^[^\x00]*$"
+
+
 class StrictModel(BaseModel):
-    # Unknown fields are refused: a typo must not be silently ignored.
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+    # Unknown fields are refused: a typo must not be silently ignored. Strings are taken as
+    # sent (no stripping), so what the OpenAPI document allows is exactly what is accepted.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PageQuery(StrictModel):
@@ -51,7 +81,7 @@ def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
     return [
         {
             "field": ".".join(str(part) for part in error["loc"]) or "body",
-            "message": error["msg"],
+            "message": error["msg"].removeprefix("Value error, "),
         }
         for error in exc.errors()
     ]

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Literal
 
 from aiohttp import web
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from algoedge.api.io import (
     PageQuery,
     StrictModel,
+    Timestamp,
     decode_id_cursor,
     decode_time_cursor,
     encode_cursor,
@@ -30,7 +31,7 @@ class BotsQuery(PageQuery):
 
 class SignalsQuery(PageQuery):
     provider_id: int | None = Field(default=None, ge=1, le=2**62)
-    since: AwareDatetime | None = None
+    since: Timestamp | None = None
 
 
 class SubscribeIn(StrictModel):

@@ -5,13 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import Field
 
-from algoedge.api.io import StrictModel, read_json, render
+from algoedge.api.io import NO_NUL, StrictModel, read_json, render
 from algoedge.api.state import SESSIONS, USER
 from algoedge.cache import CachedUser
 
 
 class MePatch(StrictModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
 
 
 def _user(user: CachedUser) -> dict[str, object]:

@@ -158,5 +158,7 @@ async def rate_limits(request: web.Request, handler: Handler) -> web.StreamRespo
     return response
 
 
-# Outermost first: context sees every status; problems render what the inner ones raise.
-MIDDLEWARES = [request_context, problem_middleware, rate_limits, identity]
+# Outermost first: the context sees every final status; rate limits run before any session
+# lookup and put their headers on every answer, errors included, which the problem renderer
+# has already turned into responses.
+MIDDLEWARES = [request_context, rate_limits, problem_middleware, identity]

@@ -144,6 +144,7 @@ def _operation(
     body: type[BaseModel] | None = None,
     body_required: bool = True,
     path: list[str] | None = None,
+    not_found: bool = False,
 ) -> dict[str, Any]:
     problem = _json(_ref("Problem"), "application/problem+json")
     operation: dict[str, Any] = {"summary": summary, "responses": {}}
@@ -155,16 +156,14 @@ def _operation(
     if body is not None:
         operation["requestBody"] = {"required": body_required, **_json(_ref(body.__name__))}
     for status, (description, schema) in responses.items():
-        operation["responses"][str(status)] = {
-            "description": description,
-            **(_json(schema) if schema is not None else {}),
-        }
+        content = {} if schema is None else problem if schema == _ref("Problem") else _json(schema)
+        operation["responses"][str(status)] = {"description": description, **content}
     errors: dict[int, str] = {}
     if body is not None:
         errors |= {400: "The body is not a JSON object", 413: "The body is over 1 MiB"}
     if body is not None or query is not None:
         errors[422] = "Some fields are not valid"
-    if path:
+    if path or not_found:
         errors[404] = "No such resource (or not yours)"
     if auth:
         errors[401] = "Missing, expired or revoked access token"
@@ -192,7 +191,10 @@ def build_document() -> dict[str, Any]:
         },
         "/api/v1/auth/login": {
             "post": _operation(
-                "Get an access token", {200: (ok, _ref("Token"))}, auth=False, body=LoginIn
+                "Get an access token",
+                {200: (ok, _ref("Token")), 401: ("Wrong email or password", _ref("Problem"))},
+                auth=False,
+                body=LoginIn,
             )
         },
         "/api/v1/auth/logout": {
@@ -224,7 +226,10 @@ def build_document() -> dict[str, Any]:
         },
         "/api/v1/trades": {
             "get": _operation(
-                "My trades, newest first", {200: (ok, _ref("TradePage"))}, query=TradesQuery
+                "My trades, newest first",
+                {200: (ok, _ref("TradePage"))},
+                query=TradesQuery,
+                not_found=True,  # account_id of an account that is not the caller's
             )
         },
         "/api/v1/bots": {
@@ -264,6 +269,7 @@ def build_document() -> dict[str, Any]:
                 "Signals of one provider, or of those I follow",
                 {200: (ok, _ref("SignalPage"))},
                 query=SignalsQuery,
+                not_found=True,  # provider_id of no active provider
             )
         },
         "/api/v1/openapi.json": {

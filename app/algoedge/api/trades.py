@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import AwareDatetime, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from algoedge.api.io import PageQuery, decode_time_cursor, encode_cursor, page, read_query, render
+from algoedge.api.io import (
+    PageQuery,
+    Timestamp,
+    decode_time_cursor,
+    encode_cursor,
+    page,
+    read_query,
+    render,
+)
 from algoedge.api.state import DATABASE, USER
 from algoedge.db import accounts, trades
 
 
 class TradesQuery(PageQuery):
     account_id: int | None = Field(default=None, ge=1, le=2**62)
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
 
     @field_validator("until")
     @classmethod
-    def _after_since(
-        cls, until: AwareDatetime | None, info: ValidationInfo
-    ) -> AwareDatetime | None:
+    def _after_since(cls, until: Timestamp | None, info: ValidationInfo) -> Timestamp | None:
         since = info.data.get("since")
         if since is not None and until is not None and until <= since:
             raise ValueError("must be later than since")
