@@ -173,9 +173,8 @@ def command_env(extra: dict[str, str]) -> dict[str, str]:
     return {**clean, **extra}
 
 
-@contextmanager
-def api_process(env: dict[str, str]) -> Iterator[str]:
-    """`algoedge api` as a separate process (a pod); yields its base URL, stops it with SIGTERM."""
+def spawn_api(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `algoedge api` as a separate process (a pod) and wait until it answers /healthz."""
     port = free_port()
     full = {**env, "ALGOEDGE_HTTP_PORT": str(port), "ALGOEDGE_HTTP_HOST": "127.0.0.1"}
     # The pod's JSON logs go to a file, not into pytest's output; its path is in any failure.
@@ -189,12 +188,18 @@ def api_process(env: dict[str, str]) -> Iterator[str]:
     while True:
         try:
             urllib.request.urlopen(f"{base}/healthz", timeout=1).close()  # noqa: S310 - loopback
-            break
+            return process, base
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 pytest.fail(f"algoedge api did not come up (exit {process.poll()}); see {log_path}")
             time.sleep(0.1)
+
+
+@contextmanager
+def api_process(env: dict[str, str]) -> Iterator[str]:
+    """A running `algoedge api` process for the block; yields its base URL, stops it with SIGTERM."""
+    process, base = spawn_api(env)
     try:
         yield base
     finally:

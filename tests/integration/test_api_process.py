@@ -13,7 +13,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import ALGOEDGE, api_environment, api_process, command_env
+from tests.integration.conftest import (
+    ALGOEDGE,
+    api_environment,
+    api_process,
+    command_env,
+    spawn_api,
+)
 from tests.services import PgBouncer, RedisServer, free_port
 
 
@@ -90,17 +96,8 @@ def test_should_answer_a_request_racing_sigterm_then_exit_0(environment: dict[st
     Weak by nature: the request may finish before the signal lands; it does prove that the
     shutdown path answers or drains rather than dropping the connection, and exits cleanly.
     """
-    port = free_port()
-    env = {**environment, "ALGOEDGE_HTTP_PORT": str(port), "ALGOEDGE_HTTP_HOST": "127.0.0.1"}
-    process = subprocess.Popen([ALGOEDGE, "api"], env=command_env(env))
-    base = f"http://127.0.0.1:{port}"
+    process, base = spawn_api(environment)
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1).close()  # noqa: S310
-                break
-            except OSError:
-                time.sleep(0.1)
         # /readyz is slow-ish (two network checks); send SIGTERM while it is in flight.
         results: list[int] = []
         worker = threading.Thread(target=lambda: results.append(get(f"{base}/readyz")[0]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -14,7 +15,13 @@ from algoedge.config import ApiSettings, load_settings
 from algoedge.realtime import publish_event
 from redis.asyncio import Redis
 
-from tests.integration.conftest import RELAXED_LIMITS, api_environment, api_process, migrated
+from tests.integration.conftest import (
+    RELAXED_LIMITS,
+    api_environment,
+    api_process,
+    migrated,
+    spawn_api,
+)
 from tests.services import PgBouncer, RedisServer
 
 
@@ -146,3 +153,26 @@ async def test_should_count_connected_sockets_in_metrics(
         assert "algoedge_socketio_connected 1.0" in text
     finally:
         await listener.client.disconnect()
+
+
+async def test_should_send_sockets_away_and_exit_0_on_sigterm(
+    environment: dict[str, str], http: aiohttp.ClientSession
+) -> None:
+    process, base = spawn_api(environment)
+    try:
+        _, token = await sign_up(http, base)
+        listener = Listener()
+        await listener.connect(base, token)
+        assert listener.client.connected
+        process.send_signal(signal.SIGTERM)
+        # The socket is closed by the server (not by a timeout) and the process exits cleanly,
+        # well inside the 20 s drain window.
+        exit_code = await asyncio.to_thread(process.wait, 30)
+        assert exit_code == 0
+        deadline = asyncio.get_running_loop().time() + 10
+        while listener.client.connected:
+            assert asyncio.get_running_loop().time() < deadline, "socket still connected"
+            await asyncio.sleep(0.1)
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -76,9 +76,13 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    # on_shutdown runs before the HTTP server drains: tell socket clients to go (they reconnect
-    # to another pod) instead of holding the shutdown until the grace period ends.
-    await app[SOCKETS].shutdown()
+    # on_shutdown runs before the HTTP server waits for open handlers: close the sockets now
+    # (clients reconnect, to another pod) instead of holding the shutdown for the whole grace
+    # period. AsyncServer.shutdown() alone only stops background tasks.
+    sio = app[SOCKETS]
+    if sio.eio.sockets:
+        await sio.eio.disconnect()
+    await sio.shutdown()
 
 
 def create_app(settings: ApiSettings) -> web.Application:

@@ -1,0 +1,186 @@
+"""Helpers for operator e2e tests: polling with deadlines, tenants, children, API server write counts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.controlplane.pytest_plugin import KubeCluster
+
+T = TypeVar("T")
+GROUP, VERSION, PLURAL = "algoedge.io", "v1alpha1", "algoedgetenants"
+IMAGE = "registry.example.com/algoedge:1.0.0"
+BRIDGE_IMAGE = "registry.example.com/algoedge-bridge:1.0.0"
+DATABASE_URL = "postgresql://acme:s3cret@db.example.com:5432/acme?sslmode=require"
+#: Kinds the operator writes, as the API server names them in apiserver_request_total.
+OPERATOR_RESOURCES = frozenset(
+    {
+        "configmaps",
+        "secrets",
+        "services",
+        "deployments",
+        "statefulsets",
+        "horizontalpodautoscalers",
+        "poddisruptionbudgets",
+        "networkpolicies",
+        "algoedgetenants",
+    }
+)
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE"})
+
+
+def raw(
+    k8s: KubeCluster,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    content_type: str = "application/json",
+    ok: tuple[int, ...] = (200, 201, 202),
+) -> Any:
+    """One request with the test's admin credentials; JSON in and out, no typed models."""
+    serialized = k8s.api_client.param_serialize(
+        method=method,
+        resource_path=path,
+        header_params={"Content-Type": content_type},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = k8s.api_client.call_api(*serialized)
+    data = response.read()  # type: ignore[no-untyped-call]
+    if response.status not in ok:
+        raise client.ApiException(status=response.status, reason=data.decode(errors="replace"))
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode()
+
+
+def wait_until(what: str, probe: Callable[[], T | None], *, timeout: float = 120.0) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with the last answer after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last is not None and last is not False:
+            return last
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def tenant_body(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "AlgoEdgeTenant",
+        "metadata": {"name": name},
+        "spec": {
+            "image": IMAGE,
+            "bridgeImage": BRIDGE_IMAGE,
+            "expectedUsers": 100,
+            "database": {"secretRef": {"name": f"{name}-db"}},
+            **spec,
+        },
+    }
+
+
+def create_db_secret(k8s: KubeCluster, namespace: str, name: str, url: str = DATABASE_URL) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "stringData": {"url": url},
+    }
+    raw(k8s, "POST", f"/api/v1/namespaces/{namespace}/secrets", body)
+
+
+def tenants_path(namespace: str, name: str = "") -> str:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+    return f"{path}/{name}" if name else path
+
+
+def create_tenant(k8s: KubeCluster, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+    return dict(raw(k8s, "POST", tenants_path(namespace), tenant_body(name, **spec)))
+
+
+def read_tenant(k8s: KubeCluster, namespace: str, name: str) -> dict[str, Any]:
+    return dict(raw(k8s, "GET", tenants_path(namespace, name)))
+
+
+def patch_tenant(k8s: KubeCluster, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    raw(
+        k8s,
+        "PATCH",
+        tenants_path(namespace, name),
+        patch,
+        content_type="application/merge-patch+json",
+    )
+
+
+def condition(tenant: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for item in (tenant.get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind:
+            return dict(item)
+    return None
+
+
+def condition_is(
+    k8s: KubeCluster, namespace: str, name: str, kind: str, status: str, reason: str | None = None
+) -> Callable[[], dict[str, Any] | None]:
+    def probe() -> dict[str, Any] | None:
+        found = condition(read_tenant(k8s, namespace, name), kind)
+        if found and found["status"] == status and (reason is None or found["reason"] == reason):
+            return found
+        return None
+
+    return probe
+
+
+def exists(read: Callable[[], object]) -> bool:
+    try:
+        read()
+    except client.ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def secret_value(k8s: KubeCluster, namespace: str, name: str, key: str) -> str:
+    secret = raw(k8s, "GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+def api_server_writes(k8s: KubeCluster) -> int:
+    """Write requests the API server has served for the kinds the operator manages (main
+    resource and the tenant's status; controller-owned subresources like deployments/status
+    are not the operator's)."""
+    text = str(raw(k8s, "GET", "/metrics"))
+    total = 0
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if not sample.name.endswith("_total"):
+                continue
+            if (
+                labels.get("verb") not in WRITE_VERBS
+                or labels.get("resource") not in OPERATOR_RESOURCES
+            ):
+                continue
+            subresource = labels.get("subresource", "")
+            if subresource and not (
+                labels["resource"] == "algoedgetenants" and subresource == "status"
+            ):
+                continue
+            total += int(sample.value)
+    return total

@@ -1,0 +1,251 @@
+"""A tenant's life on a real control plane: create, Ready, change, drift, pause, secrets, delete."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.controlplane.pytest_plugin import KubeCluster
+from tests.e2e.operator.conftest import Operator
+from tests.e2e.operator.support import (
+    api_server_writes,
+    condition_is,
+    create_db_secret,
+    create_tenant,
+    exists,
+    patch_tenant,
+    raw,
+    read_tenant,
+    secret_value,
+    wait_until,
+)
+
+CHILDREN = {
+    ("v1", "configmaps"): ["acme-config", "acme-pgbouncer", "acme-redis"],
+    ("v1", "secrets"): ["acme-internal", "acme-pgbouncer", "acme-redis"],
+    ("v1", "services"): ["acme-api", "acme-pgbouncer", "acme-redis", "acme-bridge"],
+    ("apps/v1", "deployments"): ["acme-api", "acme-worker", "acme-beat", "acme-pgbouncer"],
+    ("apps/v1", "statefulsets"): ["acme-redis", "acme-bridge"],
+    ("autoscaling/v2", "horizontalpodautoscalers"): ["acme-api"],
+    ("policy/v1", "poddisruptionbudgets"): ["acme-api"],
+    ("networking.k8s.io/v1", "networkpolicies"): ["acme-redis", "acme-pgbouncer"],
+}
+
+
+def path(namespace: str, api_version: str, plural: str, name: str = "") -> str:
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{base}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+
+
+def get(k8s: KubeCluster, namespace: str, api_version: str, plural: str, name: str) -> Any:
+    return raw(k8s, "GET", path(namespace, api_version, plural, name))
+
+
+def any_child_exists(k8s: KubeCluster, namespace: str) -> bool:
+    for (api_version, plural), names in CHILDREN.items():
+        listed = raw(k8s, "GET", path(namespace, api_version, plural))["items"]
+        if {item["metadata"]["name"] for item in listed} & set(names):
+            return True
+    return False
+
+
+def ready_tenant(
+    k8s: KubeCluster, namespace: str, name: str = "acme", **spec: Any
+) -> dict[str, Any]:
+    create_db_secret(k8s, namespace, f"{name}-db")
+    create_tenant(k8s, namespace, name, **spec)
+    return wait_until(
+        "the tenant to become Ready",
+        condition_is(k8s, namespace, name, "Ready", "True"),
+        timeout=180,
+    )
+
+
+def checksum(k8s: KubeCluster, namespace: str, name: str) -> str:
+    deployment = get(k8s, namespace, "apps/v1", "deployments", name)
+    return str(
+        deployment["spec"]["template"]["metadata"]["annotations"]["algoedge.io/config-checksum"]
+    )
+
+
+def test_creates_every_child_labelled_owned_and_hardened_then_ready(
+    k8s: KubeCluster, namespace: str, operator: Operator
+) -> None:
+    ready_tenant(k8s, namespace)
+    tenant = read_tenant(k8s, namespace, "acme")
+    for (api_version, plural), names in CHILDREN.items():
+        for name in names:
+            child = get(k8s, namespace, api_version, plural, name)
+            labels = child["metadata"]["labels"]
+            assert labels["app.kubernetes.io/instance"] == "acme"
+            assert labels["app.kubernetes.io/managed-by"] == "algoedge-operator"
+            (owner,) = child["metadata"]["ownerReferences"]
+            assert (owner["kind"], owner["uid"], owner["controller"]) == (
+                "AlgoEdgeTenant",
+                tenant["metadata"]["uid"],
+                True,
+            )
+    for api_version, plural in (("apps/v1", "deployments"), ("apps/v1", "statefulsets")):
+        for name in CHILDREN[(api_version, plural)]:
+            pod = get(k8s, namespace, api_version, plural, name)["spec"]["template"]["spec"]
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            for item in pod["containers"]:
+                assert item["securityContext"]["readOnlyRootFilesystem"] is True
+                assert item["resources"]["limits"]["memory"]
+    status = tenant["status"]
+    assert status["observedGeneration"] == tenant["metadata"]["generation"]
+    assert status["components"]["api"]["readyReplicas"] >= 1
+    assert "replicas" not in raw(
+        k8s,
+        "GET",
+        path(namespace, "apps/v1", "deployments", "acme-api") + "?fieldManager=x",
+    )["metadata"]["managedFields"][0]["fieldsV1"].get("f:spec", {})
+    # Generated once, in the app's forms; the API gets them, the bridge only what it needs.
+    assert len(secret_value(k8s, namespace, "acme-internal", "ALGOEDGE_JWT_SECRET")) >= 32
+    config = get(k8s, namespace, "v1", "configmaps", "acme-config")["data"]
+    assert config["ALGOEDGE_RATE_LIMIT_PER_USER"] == "100/900"
+    assert "kopf" not in status
+    assert not tenant["metadata"].get("finalizers")
+
+
+def test_spec_change_rolls_the_checksum_and_keeps_generated_secrets(
+    k8s: KubeCluster, namespace: str, operator: Operator
+) -> None:
+    ready_tenant(k8s, namespace)
+    before = checksum(k8s, namespace, "acme-api")
+    token = secret_value(k8s, namespace, "acme-internal", "ALGOEDGE_INTERNAL_TOKEN")
+    patch_tenant(k8s, namespace, "acme", {"spec": {"rateLimits": {"perUser": {"requests": 7}}}})
+    wait_until(
+        "the API pods to carry a new checksum",
+        lambda: checksum(k8s, namespace, "acme-api") != before,
+        timeout=60,
+    )
+    config = get(k8s, namespace, "v1", "configmaps", "acme-config")["data"]
+    assert config["ALGOEDGE_RATE_LIMIT_PER_USER"] == "7/900"
+    assert checksum(k8s, namespace, "acme-worker") == checksum(k8s, namespace, "acme-api")
+    assert secret_value(k8s, namespace, "acme-internal", "ALGOEDGE_INTERNAL_TOKEN") == token
+
+
+def test_drift_is_repaired_deleted_child_and_edited_field(
+    k8s: KubeCluster, namespace: str, operator: Operator
+) -> None:
+    ready_tenant(k8s, namespace)
+    raw(k8s, "DELETE", path(namespace, "v1", "services", "acme-pgbouncer"))
+    raw(
+        k8s,
+        "PATCH",
+        path(namespace, "apps/v1", "deployments", "acme-worker") + "?fieldManager=kubectl-edit",
+        {"spec": {"template": {"spec": {"terminationGracePeriodSeconds": 5}}}},
+        content_type="application/strategic-merge-patch+json",
+    )
+    wait_until(
+        "the deleted Service to come back",
+        lambda: exists(lambda: get(k8s, namespace, "v1", "services", "acme-pgbouncer")),
+        timeout=60,
+    )
+    wait_until(
+        "the edited field to be reverted",
+        lambda: (
+            get(k8s, namespace, "apps/v1", "deployments", "acme-worker")["spec"]["template"][
+                "spec"
+            ]["terminationGracePeriodSeconds"]
+            == 120
+        ),
+        timeout=60,
+    )
+
+
+def test_paused_tenant_gets_no_writes_then_catches_up(
+    k8s: KubeCluster, namespace: str, operator: Operator
+) -> None:
+    ready_tenant(k8s, namespace)
+    patch_tenant(
+        k8s, namespace, "acme", {"metadata": {"annotations": {"algoedge.io/paused": "true"}}}
+    )
+    wait_until(
+        "the status to say Paused",
+        condition_is(k8s, namespace, "acme", "Progressing", "False", "Paused"),
+        timeout=60,
+    )
+    patch_tenant(k8s, namespace, "acme", {"spec": {"logLevel": "DEBUG"}})
+    raw(k8s, "DELETE", path(namespace, "v1", "services", "acme-api"))
+    time.sleep(6)  # three resync periods in which nothing may be written
+    assert (
+        get(k8s, namespace, "v1", "configmaps", "acme-config")["data"]["ALGOEDGE_LOG_LEVEL"]
+        == "INFO"
+    )
+    assert not exists(lambda: get(k8s, namespace, "v1", "services", "acme-api"))
+    patch_tenant(
+        k8s, namespace, "acme", {"metadata": {"annotations": {"algoedge.io/paused": None}}}
+    )
+    wait_until(
+        "the paused change to be applied",
+        lambda: (
+            get(k8s, namespace, "v1", "configmaps", "acme-config")["data"]["ALGOEDGE_LOG_LEVEL"]
+            == "DEBUG"
+        ),
+        timeout=60,
+    )
+    wait_until(
+        "the Service to come back",
+        lambda: exists(lambda: get(k8s, namespace, "v1", "services", "acme-api")),
+        timeout=60,
+    )
+
+
+def test_missing_secret_blocks_everything_until_it_appears(
+    k8s: KubeCluster, namespace: str, operator: Operator
+) -> None:
+    create_tenant(k8s, namespace, "acme")
+    found = wait_until(
+        "Ready=False SecretMissing",
+        condition_is(k8s, namespace, "acme", "Ready", "False", "SecretMissing"),
+        timeout=60,
+    )
+    assert f"{namespace}/acme-db" in found["message"]
+    assert not any_child_exists(k8s, namespace)
+    create_db_secret(k8s, namespace, "acme-db")
+    wait_until(
+        "the tenant to recover by itself",
+        condition_is(k8s, namespace, "acme", "Ready", "True"),
+        timeout=180,
+    )
+
+
+def test_deleting_the_tenant_collects_every_child(
+    k8s: KubeCluster, namespace: str, operator: Operator
+) -> None:
+    ready_tenant(k8s, namespace)
+    raw(k8s, "DELETE", f"/apis/algoedge.io/v1alpha1/namespaces/{namespace}/algoedgetenants/acme")
+
+    wait_until(
+        "garbage collection of every child",
+        lambda: not any_child_exists(k8s, namespace),
+        timeout=120,
+    )
+
+
+def test_disabling_beat_removes_it(k8s: KubeCluster, namespace: str, operator: Operator) -> None:
+    ready_tenant(k8s, namespace)
+    patch_tenant(k8s, namespace, "acme", {"spec": {"beat": {"enabled": False}}})
+    wait_until(
+        "the beat Deployment to go",
+        lambda: not exists(lambda: get(k8s, namespace, "apps/v1", "deployments", "acme-beat")),
+        timeout=60,
+    )
+
+
+def test_steady_state_makes_zero_writes(
+    k8s: KubeCluster, namespace: str, operator: Operator
+) -> None:
+    ready_tenant(k8s, namespace)
+
+    def quiet_window() -> int | None:
+        # Settled once one resync period passes without a write (HPA and rollout effects end).
+        before = api_server_writes(k8s)
+        time.sleep(2.5)
+        return before if api_server_writes(k8s) == before else None
+
+    start = wait_until("the tenant to settle", quiet_window, timeout=120)
+    time.sleep(8)  # four resync periods, eight capacity reads
+    assert api_server_writes(k8s) - start == 0

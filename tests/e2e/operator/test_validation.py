@@ -1,0 +1,82 @@
+"""The API server rejects invalid tenants with a message a person understands (one test per CEL rule)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.controlplane.pytest_plugin import KubeCluster
+from tests.e2e.operator.support import create_tenant, patch_tenant
+
+
+def rejected(k8s: KubeCluster, namespace: str, **spec: Any) -> str:
+    with pytest.raises(client.ApiException) as raised:
+        create_tenant(k8s, namespace, "bad", **spec)
+    assert raised.value.status == 422
+    return str(raised.value.reason)
+
+
+def test_api_min_above_max_is_rejected(k8s: KubeCluster, namespace: str, crd: None) -> None:
+    message = rejected(k8s, namespace, api={"minReplicas": 5, "maxReplicas": 2})
+    assert "api.minReplicas must not exceed api.maxReplicas" in message
+
+
+def test_workers_min_above_max_is_rejected(k8s: KubeCluster, namespace: str, crd: None) -> None:
+    message = rejected(k8s, namespace, workers={"minReplicas": 9, "maxReplicas": 3})
+    assert "workers.minReplicas must not exceed workers.maxReplicas" in message
+
+
+def test_bridge_min_above_max_is_rejected(k8s: KubeCluster, namespace: str, crd: None) -> None:
+    message = rejected(k8s, namespace, bridge={"minReplicas": 60})
+    assert "bridge.minReplicas must not exceed bridge.maxReplicas" in message
+
+
+def test_external_redis_without_secret_is_rejected(
+    k8s: KubeCluster, namespace: str, crd: None
+) -> None:
+    message = rejected(k8s, namespace, redis={"mode": "external"})
+    assert "redis.mode external requires redis.external.secretRef" in message
+
+
+def test_external_settings_on_managed_redis_are_rejected(
+    k8s: KubeCluster, namespace: str, crd: None
+) -> None:
+    message = rejected(
+        k8s, namespace, redis={"mode": "managed", "external": {"secretRef": {"name": "r"}}}
+    )
+    assert "redis.external is only used when redis.mode is external" in message
+
+
+def test_pool_larger_than_client_limit_is_rejected(
+    k8s: KubeCluster, namespace: str, crd: None
+) -> None:
+    message = rejected(
+        k8s,
+        namespace,
+        database={
+            "secretRef": {"name": "bad-db"},
+            "pool": {"defaultPoolSize": 50, "maxClientConnections": 10},
+        },
+    )
+    assert "defaultPoolSize must not exceed database.pool.maxClientConnections" in message
+
+
+def test_trusted_proxies_must_be_cidrs(k8s: KubeCluster, namespace: str, crd: None) -> None:
+    message = rejected(k8s, namespace, trustedProxies=["10.0.0.0/8", "not-a-network"])
+    assert "every trustedProxies entry must be a CIDR" in message
+
+
+def test_redis_storage_cannot_change(k8s: KubeCluster, namespace: str, crd: None) -> None:
+    create_tenant(k8s, namespace, "fixed", redis={"storage": "2Gi"})
+    with pytest.raises(client.ApiException) as raised:
+        patch_tenant(k8s, namespace, "fixed", {"spec": {"redis": {"storage": "5Gi"}}})
+    assert raised.value.status == 422
+    assert "redis.storage cannot change after creation" in str(raised.value.reason)
+
+
+def test_schema_bounds_and_enums_are_enforced(k8s: KubeCluster, namespace: str, crd: None) -> None:
+    message = rejected(k8s, namespace, expectedUsers=0, redis={"mode": "sentinel"})
+    assert "spec.expectedUsers" in message
+    assert "spec.redis.mode" in message

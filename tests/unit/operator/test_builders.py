@@ -1,0 +1,337 @@
+"""Each builder turns a tenant into the manifest a platform engineer expects (no cluster needed)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from algoedge_operator.builders import desired_children, key_of, possible_children
+from algoedge_operator.builders.api import (
+    api_autoscaler,
+    api_deployment,
+    api_disruption_budget,
+    api_service,
+)
+from algoedge_operator.builders.bridge import bridge_service, bridge_stateful_set
+from algoedge_operator.builders.common import CHECKSUM_ANNOTATION, Manifest
+from algoedge_operator.builders.config import config_map, internal_secret
+from algoedge_operator.builders.network import ingress_only_from_tenant
+from algoedge_operator.builders.pgbouncer import (
+    pgbouncer_config_map,
+    pgbouncer_deployment,
+    pgbouncer_secret,
+)
+from algoedge_operator.builders.redis import redis_secret, redis_stateful_set
+from algoedge_operator.builders.workers import beat_deployment, worker_deployment
+
+from tests.unit.operator.support import (
+    DATABASE,
+    IMAGES,
+    TARGETS,
+    container,
+    env_names,
+    tenant,
+    tenant_secrets,
+)
+
+APP_CONTRACT = {"ALGOEDGE_DATABASE_URL", "ALGOEDGE_REDIS_URL"}
+
+
+def decoded(secret: Manifest) -> dict[str, str]:
+    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+
+
+def pod_templates(children: list[Manifest]) -> list[dict[str, Any]]:
+    return [c["spec"]["template"] for c in children if c["kind"] in ("Deployment", "StatefulSet")]
+
+
+class TestDesiredChildren:
+    def test_should_name_label_and_own_every_child(self) -> None:
+        t = tenant()
+        children = desired_children(t, secrets=tenant_secrets(), targets=TARGETS, images=IMAGES)
+        for child in children:
+            meta = child["metadata"]
+            assert meta["name"].startswith("acme-")
+            assert meta["namespace"] == "trading"
+            assert meta["labels"]["app.kubernetes.io/name"] == "algoedge"
+            assert meta["labels"]["app.kubernetes.io/instance"] == "acme"
+            assert meta["labels"]["app.kubernetes.io/managed-by"] == "algoedge-operator"
+            assert meta["labels"]["app.kubernetes.io/component"]
+            assert meta["labels"]["app.kubernetes.io/version"]
+            assert meta["ownerReferences"] == [
+                {
+                    "apiVersion": "algoedge.io/v1alpha1",
+                    "kind": "AlgoEdgeTenant",
+                    "name": "acme",
+                    "uid": "0000-uid",
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ]
+
+    def test_should_harden_every_pod(self) -> None:
+        children = desired_children(
+            tenant(), secrets=tenant_secrets(), targets=TARGETS, images=IMAGES
+        )
+        for template in pod_templates(children):
+            spec = template["spec"]
+            assert spec["securityContext"]["runAsNonRoot"] is True
+            assert spec["automountServiceAccountToken"] is False
+            assert CHECKSUM_ANNOTATION in template["metadata"]["annotations"]
+            for item in spec["containers"] + spec.get("initContainers", []):
+                security = item["securityContext"]
+                assert security["readOnlyRootFilesystem"] is True
+                assert security["allowPrivilegeEscalation"] is False
+                assert security["capabilities"] == {"drop": ["ALL"]}
+                assert item["resources"]["requests"]
+                assert item["resources"]["limits"]
+
+    def test_should_leave_out_beat_and_redis_when_not_wanted(self) -> None:
+        t = tenant(
+            beat={"enabled": False},
+            redis={"mode": "external", "external": {"secretRef": {"name": "r"}}},
+        )
+        names = {
+            key_of(c).name
+            for c in desired_children(
+                t, secrets=tenant_secrets(redis_password=None), targets=TARGETS, images=IMAGES
+            )
+        }
+        assert "acme-beat" not in names
+        assert "acme-redis" not in names
+        assert {k.name for k in possible_children(t)} == {"acme-beat", "acme-redis"}
+
+    def test_should_be_deterministic(self) -> None:
+        def build() -> list[Manifest]:
+            return desired_children(
+                tenant(), secrets=tenant_secrets(), targets=TARGETS, images=IMAGES
+            )
+
+        assert build() == build()
+
+
+class TestConfigMap:
+    def test_should_render_rate_limits_in_requests_per_seconds_form(self) -> None:
+        data = config_map(tenant(rateLimits={"perUser": {"requests": 5, "windowSeconds": 60}}))[
+            "data"
+        ]
+        assert data["ALGOEDGE_RATE_LIMIT_PER_USER"] == "5/60"
+        assert data["ALGOEDGE_RATE_LIMIT_PER_IP"] == "300/900"
+        assert data["ALGOEDGE_RATE_LIMIT_AUTH"] == "10/900"
+        assert data["ALGOEDGE_HTTP_PORT"] == "8080"
+
+    def test_should_join_trusted_proxies_only_when_set(self) -> None:
+        assert "ALGOEDGE_TRUSTED_PROXIES" not in config_map(tenant())["data"]
+        data = config_map(tenant(trustedProxies=["10.0.0.0/8", "fd00::/8"]))["data"]
+        assert data["ALGOEDGE_TRUSTED_PROXIES"] == "10.0.0.0/8,fd00::/8"
+
+
+class TestInternalSecret:
+    def test_should_hold_the_three_generated_values_it_is_given(self) -> None:
+        values = decoded(internal_secret(tenant(), tenant_secrets()))
+        assert set(values) == {
+            "ALGOEDGE_INTERNAL_TOKEN",
+            "ALGOEDGE_JWT_SECRET",
+            "ALGOEDGE_CREDENTIALS_KEY",
+        }
+        assert values["ALGOEDGE_INTERNAL_TOKEN"] == "internal-token-0123456789"
+
+    def test_should_refuse_to_build_without_every_value(self) -> None:
+        with pytest.raises(ValueError, match="ALGOEDGE_JWT_SECRET"):
+            internal_secret(tenant(), tenant_secrets(internal={"ALGOEDGE_INTERNAL_TOKEN": "x"}))
+
+
+class TestApiDeployment:
+    def test_should_leave_replicas_to_the_autoscaler(self) -> None:
+        assert "replicas" not in api_deployment(tenant(), tenant_secrets())["spec"]
+
+    def test_should_migrate_before_the_api_serves(self) -> None:
+        spec = api_deployment(tenant(), tenant_secrets())["spec"]["template"]["spec"]
+        assert [c["args"] for c in spec["initContainers"]] == [["migrate"]]
+        assert container(api_deployment(tenant(), tenant_secrets()), "api")["args"] == ["api"]
+
+    def test_should_probe_healthz_for_liveness_and_readyz_for_readiness(self) -> None:
+        api = container(api_deployment(tenant(), tenant_secrets()), "api")
+        assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert api["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+
+    def test_should_give_the_api_every_contract_variable(self) -> None:
+        api = container(api_deployment(tenant(), tenant_secrets()), "api")
+        assert env_names(api) >= APP_CONTRACT | {
+            "ALGOEDGE_INTERNAL_TOKEN",
+            "ALGOEDGE_JWT_SECRET",
+            "ALGOEDGE_CREDENTIALS_KEY",
+        }
+        assert api["envFrom"] == [{"configMapRef": {"name": "acme-config"}}]
+
+    def test_should_size_from_the_profile_unless_set(self) -> None:
+        sized = container(api_deployment(tenant(expectedUsers=80), tenant_secrets()), "api")
+        assert sized["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
+        explicit = tenant(api={"resources": {"requests": {"cpu": "750m"}}})
+        chosen = container(api_deployment(explicit, tenant_secrets()), "api")
+        assert chosen["resources"]["requests"] == {"cpu": "750m", "memory": "512Mi"}
+
+    def test_should_change_the_checksum_when_config_changes(self) -> None:
+        def checksum(**spec: Any) -> str:
+            template = api_deployment(tenant(**spec), tenant_secrets())["spec"]["template"]
+            return str(template["metadata"]["annotations"][CHECKSUM_ANNOTATION])
+
+        assert checksum() == checksum()
+        assert checksum() != checksum(rateLimits={"perIP": {"requests": 1}})
+
+
+class TestApiService:
+    def test_should_expose_port_8080_to_the_api_pods(self) -> None:
+        spec = api_service(tenant())["spec"]
+        assert spec["ports"][0]["port"] == 8080
+        assert spec["selector"]["app.kubernetes.io/component"] == "api"
+
+
+class TestApiAutoscaler:
+    def test_should_scale_the_api_between_the_profile_bounds(self) -> None:
+        spec = api_autoscaler(tenant(expectedUsers=200))["spec"]
+        assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 5)
+        assert spec["scaleTargetRef"]["name"] == "acme-api"
+        assert spec["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+
+    def test_should_let_explicit_bounds_win(self) -> None:
+        spec = api_autoscaler(tenant(api={"minReplicas": 4, "maxReplicas": 6}))["spec"]
+        assert (spec["minReplicas"], spec["maxReplicas"]) == (4, 6)
+
+
+class TestApiDisruptionBudget:
+    def test_should_never_block_a_drain_of_a_single_replica(self) -> None:
+        spec = api_disruption_budget(tenant())["spec"]
+        assert spec["maxUnavailable"] == 1
+        assert "minAvailable" not in spec
+
+
+class TestWorkerDeployment:
+    def test_should_run_the_replicas_the_scaler_chose(self) -> None:
+        assert worker_deployment(tenant(), tenant_secrets(), TARGETS)["spec"]["replicas"] == 3
+
+    def test_should_disable_prefetch_and_list_the_queues(self) -> None:
+        worker = container(
+            worker_deployment(
+                tenant(workers={"queues": ["default", "reports"]}), tenant_secrets(), TARGETS
+            ),
+            "worker",
+        )
+        env = {e["name"]: e.get("value") for e in worker["env"]}
+        assert env["ALGOEDGE_WORKER_PREFETCH_MULTIPLIER"] == "1"
+        assert env["ALGOEDGE_WORKER_QUEUES"] == "default,reports"
+        assert "ALGOEDGE_JWT_SECRET" not in env
+
+    def test_should_probe_with_a_ping_to_its_own_node(self) -> None:
+        worker = container(worker_deployment(tenant(), tenant_secrets(), TARGETS), "worker")
+        assert "celery@$HOSTNAME" in worker["livenessProbe"]["exec"]["command"][-1]
+
+
+class TestBeatDeployment:
+    def test_should_run_exactly_one_beat_recreated_not_rolled(self) -> None:
+        spec = beat_deployment(tenant(), tenant_secrets())["spec"]
+        assert spec["replicas"] == 1
+        assert spec["strategy"] == {"type": "Recreate"}
+
+
+class TestRedis:
+    def test_should_never_evict_and_keep_an_append_only_file(self) -> None:
+        children = desired_children(
+            tenant(), secrets=tenant_secrets(), targets=TARGETS, images=IMAGES
+        )
+        config = next(
+            c
+            for c in children
+            if c["kind"] == "ConfigMap" and c["metadata"]["name"] == "acme-redis"
+        )
+        text = config["data"]["redis.conf"]
+        assert "maxmemory-policy noeviction" in text
+        assert "appendonly yes" in text
+        assert "maxmemory 512mb" in text
+
+    def test_should_keep_the_password_in_a_secret_and_the_url_for_the_app(self) -> None:
+        values = decoded(redis_secret(tenant(), tenant_secrets()))
+        assert values["password"] == "redis-password"
+        assert values["url"] == "redis://:redis-password@acme-redis.trading.svc:6379/0"
+        assert values["auth.conf"] == 'requirepass "redis-password"\n'
+
+    def test_should_claim_the_requested_storage_and_drop_it_with_the_set(self) -> None:
+        spec = redis_stateful_set(tenant(redis={"storage": "5Gi"}), tenant_secrets(), IMAGES)[
+            "spec"
+        ]
+        claim = spec["volumeClaimTemplates"][0]["spec"]
+        assert claim["resources"]["requests"]["storage"] == "5Gi"
+        assert spec["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+        assert spec["replicas"] == 1
+
+    def test_should_size_the_container_above_maxmemory(self) -> None:
+        sts = redis_stateful_set(tenant(redis={"maxMemory": "1Gi"}), tenant_secrets(), IMAGES)
+        assert container(sts, "redis")["resources"]["limits"]["memory"] == "1088Mi"
+
+
+class TestPgBouncer:
+    def test_should_pool_transactions_with_profile_sizes(self) -> None:
+        ini = pgbouncer_config_map(tenant(expectedUsers=200), DATABASE)["data"]["pgbouncer.ini"]
+        assert "pool_mode = transaction" in ini
+        assert "default_pool_size = 20" in ini
+        assert "max_client_conn = 500" in ini
+        assert "acme = host='db.example.com' port=5432 dbname='acme'" in ini
+        assert "server_tls_sslmode = require" in ini
+
+    def test_should_give_the_app_a_url_to_pgbouncer_with_the_same_credentials(self) -> None:
+        values = decoded(pgbouncer_secret(tenant(), DATABASE))
+        assert values["database-url"] == (
+            "postgresql://acme:p%40ss@acme-pgbouncer.trading.svc:6432/acme"
+        )
+        assert values["userlist.txt"] == '"acme" "p@ss"\n'
+
+    def test_should_run_two_replicas_with_tcp_probes(self) -> None:
+        deployment = pgbouncer_deployment(tenant(), DATABASE, IMAGES)
+        assert deployment["spec"]["replicas"] == 2
+        assert container(deployment, "pgbouncer")["readinessProbe"]["tcpSocket"] == {
+            "port": "postgres"
+        }
+
+
+class TestBridge:
+    def test_should_run_the_bridge_image_with_scaled_replicas(self) -> None:
+        sts = bridge_stateful_set(tenant(), tenant_secrets(), TARGETS)
+        assert sts["spec"]["replicas"] == 2
+        assert container(sts, "bridge")["image"] == "registry.example.com/algoedge-bridge:1.0.0"
+        assert sts["spec"]["serviceName"] == "acme-bridge"
+
+    def test_should_have_a_headless_service(self) -> None:
+        assert bridge_service(tenant())["spec"]["clusterIP"] == "None"
+
+    def test_should_read_an_external_redis_url_from_the_referenced_secret(self) -> None:
+        t = tenant(
+            redis={"mode": "external", "external": {"secretRef": {"name": "ext", "key": "u"}}}
+        )
+        bridge = container(
+            bridge_stateful_set(t, tenant_secrets(redis_password=None), TARGETS), "bridge"
+        )
+        redis = next(e for e in bridge["env"] if e["name"] == "ALGOEDGE_REDIS_URL")
+        assert redis["valueFrom"]["secretKeyRef"] == {"name": "ext", "key": "u"}
+
+
+class TestNetworkPolicy:
+    def test_should_admit_only_this_tenants_pods(self) -> None:
+        spec = ingress_only_from_tenant(tenant(), "redis", port=6379)["spec"]
+        assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "redis"
+        assert spec["ingress"] == [
+            {
+                "from": [
+                    {
+                        "podSelector": {
+                            "matchLabels": {
+                                "app.kubernetes.io/name": "algoedge",
+                                "app.kubernetes.io/instance": "acme",
+                            }
+                        }
+                    }
+                ],
+                "ports": [{"protocol": "TCP", "port": 6379}],
+            }
+        ]

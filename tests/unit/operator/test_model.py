@@ -1,0 +1,164 @@
+"""The typed tenant: defaults equal the CRD's, the capacity profile fills only what is unset."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from algoedge_operator.model import (
+    SPEC_DEFAULTS,
+    SpecError,
+    parse_database_url,
+    parse_spec,
+    parse_tenant,
+)
+from algoedge_operator.profile import PROFILES, profile_for
+
+from tests.unit.operator.support import BASE_SPEC, merged
+
+ROOT = Path(__file__).resolve().parents[3]
+CRD = ROOT / "crds" / "algoedge.io_algoedgetenants.yaml"
+SAMPLES = sorted((ROOT / "k8s" / "samples").glob("*.yaml"))
+
+
+def spec_schema() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD.read_text())
+    (version,) = crd["spec"]["versions"]
+    return dict(version["schema"]["openAPIV3Schema"]["properties"]["spec"])
+
+
+def leaves(schema: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    """Dotted path -> schema of every non-object field under ``schema``."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, child in schema.get("properties", {}).items():
+        path = f"{prefix}{name}"
+        if child.get("type") == "object" and "properties" in child:
+            found.update(leaves(child, path + "."))
+        else:
+            found[path] = child
+    return found
+
+
+class TestCrdConsistency:
+    def test_should_default_exactly_what_the_model_defaults(self) -> None:
+        crd_defaults = {
+            path: field["default"]
+            for path, field in leaves(spec_schema()).items()
+            if "default" in field
+        }
+        assert crd_defaults == dict(SPEC_DEFAULTS)
+
+    def test_should_declare_every_field_the_operator_reads(self) -> None:
+        seen: set[str] = set()
+        parse_spec(BASE_SPEC, seen=seen)
+        declared = set(leaves(spec_schema()))
+        assert seen - declared == set()
+        assert declared - seen == set(), "fields in the CRD that the operator ignores"
+
+    def test_should_parse_every_sample_tenant(self) -> None:
+        assert SAMPLES
+        for sample in SAMPLES:
+            for document in yaml.safe_load_all(sample.read_text()):
+                if document and document.get("kind") == "AlgoEdgeTenant":
+                    parse_spec(document["spec"])
+
+    def test_should_print_the_columns_the_issue_asks_for(self) -> None:
+        crd = yaml.safe_load(CRD.read_text())
+        (version,) = crd["spec"]["versions"]
+        names = [c["name"] for c in version["additionalPrinterColumns"]]
+        assert names == ["Ready", "API", "Workers", "Bridge", "Accounts", "Age"]
+        assert crd["spec"]["names"]["shortNames"] == ["aet"]
+        assert version["subresources"] == {"status": {}}
+
+
+class TestCapacityProfile:
+    @pytest.mark.parametrize(
+        ("users", "profile"),
+        [
+            (1, "small"),
+            (100, "small"),
+            (101, "medium"),
+            (250, "medium"),
+            (251, "large"),
+            (5000, "large"),
+        ],
+    )
+    def test_should_choose_the_profile_by_expected_users(self, users: int, profile: str) -> None:
+        assert profile_for(users).name == profile
+
+    def test_should_grow_with_the_profile(self) -> None:
+        for smaller, larger in itertools.pairwise(PROFILES):
+            assert smaller.api_max_replicas <= larger.api_max_replicas
+            assert smaller.pool_max_client_connections <= larger.pool_max_client_connections
+            assert smaller.redis_max_memory_mib <= larger.redis_max_memory_mib
+
+    def test_should_let_explicit_fields_win_over_the_profile(self) -> None:
+        spec = parse_spec(
+            merged(
+                BASE_SPEC,
+                {
+                    "expectedUsers": 50,
+                    "api": {"maxReplicas": 9},
+                    "database": {"pool": {"defaultPoolSize": 7}},
+                    "redis": {"maxMemory": "2Gi"},
+                },
+            )
+        )
+        assert spec.profile.name == "small"
+        assert (spec.api.replicas.minimum, spec.api.replicas.maximum) == (1, 9)
+        assert spec.database.pool.default_pool_size == 7
+        assert spec.database.pool.max_client_connections == 200
+        assert spec.redis.max_memory_mib == 2048
+
+    def test_should_lift_the_maximum_with_an_explicit_minimum(self) -> None:
+        spec = parse_spec(merged(BASE_SPEC, {"expectedUsers": 50, "api": {"minReplicas": 5}}))
+        assert (spec.api.replicas.minimum, spec.api.replicas.maximum) == (5, 5)
+
+
+class TestParseTenant:
+    def test_should_read_the_pause_annotation(self) -> None:
+        body = {
+            "metadata": {
+                "name": "acme",
+                "namespace": "ns",
+                "uid": "u",
+                "generation": 2,
+                "annotations": {"algoedge.io/paused": "true"},
+            },
+            "spec": BASE_SPEC,
+        }
+        tenant = parse_tenant(body)
+        assert tenant.paused is True
+        assert tenant.generation == 2
+
+    def test_should_refuse_external_redis_without_a_secret(self) -> None:
+        with pytest.raises(SpecError, match=r"redis\.external\.secretRef"):
+            parse_spec(merged(BASE_SPEC, {"redis": {"mode": "external"}}))
+
+
+class TestParseDatabaseUrl:
+    def test_should_split_and_unquote_the_url(self) -> None:
+        target = parse_database_url("postgresql://app%40x:p%2Fw@db:6543/trade?sslmode=verify-full")
+        assert (target.user, target.password, target.host, target.port) == (
+            "app@x",
+            "p/w",
+            "db",
+            6543,
+        )
+        assert (target.dbname, target.sslmode) == ("trade", "verify-full")
+
+    @pytest.mark.parametrize(
+        ("url", "message"),
+        [
+            ("mysql://u:p@h/db", "postgresql://"),
+            ("postgresql://u:p@h:99999/db", "port"),
+            ("postgresql://u:p@h/", "database"),
+            ("postgresql://h/db", "user and a password"),
+        ],
+    )
+    def test_should_say_what_is_wrong(self, url: str, message: str) -> None:
+        with pytest.raises(ValueError, match=message):
+            parse_database_url(url)
