@@ -67,6 +67,11 @@ cluster-up: venv controlplane ## start the local control plane in .run/cluster (
 cluster-down: venv ## stop the local control plane in .run/cluster
 	$(PY) -m tests.controlplane.cluster down --dir .run/cluster
 
+.PHONY: operator
+operator: venv ## run the AlgoEdgeTenant operator against $$KUBECONFIG (applies crds/ first)
+	$(or $(KUBECTL),kubectl) apply --server-side -f crds/
+	.venv/bin/kopf run --all-namespaces --standalone -m algoedge_operator
+
 .PHONY: test
 test: system-deps venv bridge-venv controlplane lint typecheck ## install what is missing, check, run every test
 	UV_BIN=$(UV) $(PY) -m pytest tests/unit tests/integration tests/e2e $(PYTEST_ARGS)

@@ -1,1 +1,3 @@
-"""The AlgoEdgeTenant operator (kopf); its handlers arrive with the operator issue."""
+"""The AlgoEdgeTenant operator (kopf); importing the package registers every handler."""
+
+from algoedge_operator import handlers as handlers

@@ -704,6 +704,9 @@ class LocalControlPlane:
                 f"--node-ip={LOOPBACK}",
                 f"--node-port={endpoints.kwok}",
                 f"--server-address={LOOPBACK}:{endpoints.kwok}",
+                # Renew a node Lease like a kubelet, or the node controller marks the fake node
+                # (and every pod on it) NotReady after ~40 s and the pods never recover.
+                "--node-lease-duration-seconds=40",
                 *(f"--config={stage}" for stage in stages),
             ],
         )

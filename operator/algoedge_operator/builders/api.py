@@ -1,0 +1,139 @@
+"""The API: Deployment (replicas owned by the HPA) with a migration init container, Service, HPA and PDB."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from algoedge_operator.builders.app import app_container, app_pod_template
+from algoedge_operator.builders.common import (
+    HTTP_PORT,
+    Manifest,
+    TenantSecrets,
+    child_name,
+    metadata,
+    selector_labels,
+    service_manifest,
+)
+from algoedge_operator.builders.config import INTERNAL_KEYS, app_checksum
+from algoedge_operator.model import Tenant
+
+COMPONENT = "api"
+
+
+def api_probes() -> dict[str, Any]:
+    http = {"port": "http", "scheme": "HTTP"}
+    return {
+        # /healthz answers while the process runs; a slow start must not be killed.
+        "startupProbe": {
+            "httpGet": {**http, "path": "/healthz"},
+            "periodSeconds": 2,
+            "timeoutSeconds": 2,
+            "failureThreshold": 30,
+        },
+        "livenessProbe": {
+            "httpGet": {**http, "path": "/healthz"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        # /readyz checks Postgres (through pgBouncer) and Redis: no traffic without them.
+        "readinessProbe": {
+            "httpGet": {**http, "path": "/readyz"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 2,
+        },
+    }
+
+
+def api_deployment(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
+    """No ``replicas``: the HPA owns that field and the operator never fights it."""
+    spec = tenant.spec
+    migrate = app_container(
+        tenant,
+        name="migrate",
+        image=spec.image,
+        args=["migrate"],
+        resources=spec.api.resources,
+        internal_keys=INTERNAL_KEYS,
+    )
+    api = app_container(
+        tenant,
+        name="api",
+        image=spec.image,
+        args=["api"],
+        resources=spec.api.resources,
+        internal_keys=INTERNAL_KEYS,
+        ports=[{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        probes=api_probes(),
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(tenant, COMPONENT),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(tenant, COMPONENT)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
+            },
+            "template": app_pod_template(
+                tenant,
+                COMPONENT,
+                config_checksum=app_checksum(tenant, secrets),
+                # `algoedge migrate` runs before every new API pod serves; it is idempotent and
+                # safe in parallel (advisory lock), so a scale-up costs one no-op run.
+                init_containers=[migrate],
+                containers=[api],
+                spread=True,
+            ),
+        },
+    }
+
+
+def api_service(tenant: Tenant) -> Manifest:
+    return service_manifest(tenant, COMPONENT, port=HTTP_PORT, port_name="http")
+
+
+def api_autoscaler(tenant: Tenant) -> Manifest:
+    api = tenant.spec.api
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(tenant, COMPONENT),
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": child_name(tenant, COMPONENT),
+            },
+            "minReplicas": api.replicas.minimum,
+            "maxReplicas": api.replicas.maximum,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": api.target_cpu_utilization,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def api_disruption_budget(tenant: Tenant) -> Manifest:
+    # maxUnavailable (not minAvailable): a single-replica API must not block node drains.
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(tenant, COMPONENT),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(tenant, COMPONENT)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }

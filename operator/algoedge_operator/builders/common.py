@@ -1,0 +1,201 @@
+"""Pieces every child manifest shares: names, labels, owner references, security and checksums.
+
+Builders are pure: everything they need (generated secrets, the database URL's parts, replica
+targets, images) arrives as an argument; nothing here reads the clock, the network or a
+random source.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from algoedge_operator.model import API_VERSION, KIND, DatabaseTarget, Tenant
+
+Manifest = dict[str, Any]
+
+MANAGER = "algoedge-operator"
+#: Pod template annotation: a hash of every config and secret value the pods read.
+CHECKSUM_ANNOTATION = "algoedge.io/config-checksum"
+
+APP_UID = 10001
+REDIS_UID = 999
+PGBOUNCER_UID = 70
+
+HTTP_PORT = 8080
+REDIS_PORT = 6379
+PGBOUNCER_PORT = 6432
+
+
+@dataclass(frozen=True)
+class Images:
+    """Third-party images the operator runs beside the tenant's own (operator settings)."""
+
+    redis: str
+    pgbouncer: str
+
+
+@dataclass(frozen=True)
+class TenantSecrets:
+    """Generated and referenced secret material one reconcile works with."""
+
+    #: ``ALGOEDGE_INTERNAL_TOKEN``, ``ALGOEDGE_JWT_SECRET``, ``ALGOEDGE_CREDENTIALS_KEY``.
+    internal: Mapping[str, str]
+    #: Managed Redis password (None in external mode).
+    redis_password: str | None
+    database: DatabaseTarget
+    #: Hash of the external Redis Secret's value, so a rotated URL rolls the pods (external mode).
+    external_redis_digest: str = ""
+
+
+@dataclass(frozen=True)
+class ScaleTargets:
+    """Replica counts the scalers chose for the operator-scaled components."""
+
+    workers: int
+    bridge: int
+
+
+def child_name(tenant: Tenant, component: str) -> str:
+    return f"{tenant.name}-{component}"
+
+
+def selector_labels(tenant: Tenant, component: str) -> dict[str, str]:
+    """The immutable subset used in selectors (a Deployment's selector cannot change)."""
+    return {
+        "app.kubernetes.io/name": "algoedge",
+        "app.kubernetes.io/instance": tenant.name,
+        "app.kubernetes.io/component": component,
+    }
+
+
+def tenant_pod_labels(tenant: Tenant) -> dict[str, str]:
+    """Matches every pod of the tenant (NetworkPolicy peers)."""
+    return {"app.kubernetes.io/name": "algoedge", "app.kubernetes.io/instance": tenant.name}
+
+
+def image_version(image: str) -> str:
+    """The tag of an image reference, or "unknown"; label-safe (63 chars, no digest)."""
+    reference = image.split("@", 1)[0]
+    last = reference.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else "latest"
+    return tag[:63].strip("-_.") or "unknown"
+
+
+def labels(tenant: Tenant, component: str, *, version: str | None = None) -> dict[str, str]:
+    result = {
+        **selector_labels(tenant, component),
+        "app.kubernetes.io/managed-by": MANAGER,
+        "app.kubernetes.io/part-of": "algoedge",
+    }
+    result["app.kubernetes.io/version"] = version or image_version(tenant.spec.image)
+    return result
+
+
+def owner_reference(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": tenant.name,
+        "uid": tenant.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(
+    tenant: Tenant, component: str, *, name: str | None = None, version: str | None = None
+) -> dict[str, Any]:
+    return {
+        "name": name or child_name(tenant, component),
+        "namespace": tenant.namespace,
+        "labels": labels(tenant, component, version=version),
+        "ownerReferences": [owner_reference(tenant)],
+    }
+
+
+def pod_security_context(uid: int) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def pod_spec_defaults(uid: int) -> dict[str, Any]:
+    """Settings every tenant pod shares."""
+    return {
+        # No tenant process talks to the Kubernetes API.
+        "automountServiceAccountToken": False,
+        # Service links would inject e.g. ACME_REDIS_PORT=tcp://… into every container.
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(uid),
+    }
+
+
+def tmp_volume() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A writable /tmp for read-only root filesystems: (volume, mount)."""
+    return (
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a pod-private emptyDir
+    )
+
+
+def checksum(parts: Iterable[Mapping[str, Any]]) -> str:
+    """A stable hash over config data; any change rolls the pods that carry it."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(json.dumps(part, sort_keys=True, separators=(",", ":")).encode())
+    return digest.hexdigest()
+
+
+def b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def secret_manifest(
+    tenant: Tenant, component: str, values: Mapping[str, str], *, name: str | None = None
+) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(tenant, component, name=name),
+        "type": "Opaque",
+        "data": {key: b64(value) for key, value in sorted(values.items())},
+    }
+
+
+def service_manifest(
+    tenant: Tenant, component: str, *, port: int, port_name: str, headless: bool = False
+) -> Manifest:
+    spec: dict[str, Any] = {
+        "selector": selector_labels(tenant, component),
+        "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}],
+    }
+    if headless:
+        spec["clusterIP"] = "None"
+        # Bridge pods register with the Service before they are ready (peer discovery).
+        spec["publishNotReadyAddresses"] = True
+    else:
+        spec["type"] = "ClusterIP"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(tenant, component),
+        "spec": spec,
+    }

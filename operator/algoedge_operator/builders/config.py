@@ -1,0 +1,105 @@
+"""The tenant's app configuration: ``<t>-config`` ConfigMap, ``<t>-internal`` Secret and app pod env.
+
+The variable names are the app's contract (docs/architecture.md). Every app process (api,
+migrate, worker, beat, bridge) gets its settings from here, so one checksum covers them all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from algoedge_operator.builders.common import (
+    HTTP_PORT,
+    Manifest,
+    TenantSecrets,
+    checksum,
+    child_name,
+    metadata,
+    secret_manifest,
+)
+from algoedge_operator.builders.pgbouncer import CLIENT_URL_KEY, client_database_url
+from algoedge_operator.builders.redis import redis_url
+from algoedge_operator.model import Tenant
+
+CONFIG_COMPONENT = "config"
+INTERNAL_COMPONENT = "internal"
+
+INTERNAL_TOKEN = "ALGOEDGE_INTERNAL_TOKEN"  # noqa: S105 - a variable name
+JWT_SECRET = "ALGOEDGE_JWT_SECRET"  # noqa: S105 - a variable name
+CREDENTIALS_KEY = "ALGOEDGE_CREDENTIALS_KEY"
+#: Keys of ``<t>-internal``: generated once by the reconciler, never rotated by it.
+INTERNAL_KEYS = (INTERNAL_TOKEN, JWT_SECRET, CREDENTIALS_KEY)
+
+
+def config_data(tenant: Tenant) -> dict[str, str]:
+    """Non-secret settings every app process reads."""
+    limits = tenant.spec.rate_limits
+    data = {
+        "ALGOEDGE_HTTP_PORT": str(HTTP_PORT),
+        "ALGOEDGE_LOG_LEVEL": tenant.spec.log_level,
+        "ALGOEDGE_RATE_LIMIT_PER_USER": limits.per_user.env_value,
+        "ALGOEDGE_RATE_LIMIT_PER_IP": limits.per_ip.env_value,
+        "ALGOEDGE_RATE_LIMIT_AUTH": limits.auth.env_value,
+    }
+    if tenant.spec.trusted_proxies:
+        data["ALGOEDGE_TRUSTED_PROXIES"] = ",".join(tenant.spec.trusted_proxies)
+    return data
+
+
+def config_map(tenant: Tenant) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(tenant, CONFIG_COMPONENT),
+        "data": config_data(tenant),
+    }
+
+
+def internal_secret(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
+    missing = [key for key in INTERNAL_KEYS if key not in secrets.internal]
+    if missing:
+        raise ValueError(f"internal secret values missing: {', '.join(missing)}")
+    return secret_manifest(
+        tenant, INTERNAL_COMPONENT, {key: secrets.internal[key] for key in INTERNAL_KEYS}
+    )
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def redis_url_env(tenant: Tenant) -> dict[str, Any]:
+    external = tenant.spec.redis.external_secret
+    if external is not None:
+        return _secret_env("ALGOEDGE_REDIS_URL", external.name, external.key)
+    return _secret_env("ALGOEDGE_REDIS_URL", child_name(tenant, "redis"), "url")
+
+
+def app_env_from(tenant: Tenant) -> list[dict[str, Any]]:
+    return [{"configMapRef": {"name": child_name(tenant, CONFIG_COMPONENT)}}]
+
+
+def app_env(tenant: Tenant, *, internal_keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Secret-backed variables for an app container; ``internal_keys`` picks what it may read."""
+    internal = child_name(tenant, INTERNAL_COMPONENT)
+    return [
+        _secret_env("ALGOEDGE_DATABASE_URL", child_name(tenant, "pgbouncer"), CLIENT_URL_KEY),
+        redis_url_env(tenant),
+        *(_secret_env(key, internal, key) for key in internal_keys),
+    ]
+
+
+def app_checksum(tenant: Tenant, secrets: TenantSecrets) -> str:
+    """Hash of every value an app pod reads, so any change rolls api, workers, beat and bridge."""
+    redis = (
+        redis_url(tenant, secrets.redis_password)
+        if secrets.redis_password is not None
+        else secrets.external_redis_digest
+    )
+    return checksum(
+        [
+            config_data(tenant),
+            dict(secrets.internal),
+            {"redis": redis, "database": client_database_url(tenant, secrets.database)},
+        ]
+    )

@@ -1,0 +1,72 @@
+"""Reads a tenant's demand from the API's ``GET /internal/v1/capacity`` (the scalers' only input)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+
+class CapacityError(Exception):
+    """The endpoint could not be read; the message is short and stable (it lands in a condition)."""
+
+
+@dataclass(frozen=True)
+class CapacityReport:
+    linked_accounts: int
+    connected_accounts: int
+    queue_backlog: Mapping[str, int]
+
+    @property
+    def total_backlog(self) -> int:
+        return sum(self.queue_backlog.values())
+
+
+def _count(payload: Mapping[str, Any], key: str) -> int:
+    value = payload.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise CapacityError(f"answer has no non-negative integer {key!r}")
+    return value
+
+
+def parse_capacity(payload: Any) -> CapacityReport:
+    """The report in ``payload``; CapacityError if it breaks the contract in docs/architecture.md."""
+    if not isinstance(payload, Mapping):
+        raise CapacityError("answer is not a JSON object")
+    backlog = payload.get("queue_backlog", {})
+    if not isinstance(backlog, Mapping):
+        raise CapacityError("answer's 'queue_backlog' is not an object")
+    queues = {}
+    for queue, count in backlog.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise CapacityError("answer's 'queue_backlog' has a non-integer count")
+        queues[str(queue)] = count
+    return CapacityReport(
+        linked_accounts=_count(payload, "linked_accounts"),
+        connected_accounts=_count(payload, "connected_accounts"),
+        queue_backlog=queues,
+    )
+
+
+async def read_capacity(
+    session: aiohttp.ClientSession, url: str, *, token: str, timeout_seconds: float
+) -> CapacityReport:
+    try:
+        async with session.get(
+            url,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+            allow_redirects=False,
+        ) as response:
+            if response.status != 200:
+                raise CapacityError(f"HTTP {response.status}")
+            payload = await response.json(content_type=None)
+    except TimeoutError:
+        raise CapacityError("timed out") from None
+    except aiohttp.ClientError as error:
+        raise CapacityError(type(error).__name__) from None
+    except ValueError:
+        raise CapacityError("answer is not JSON") from None
+    return parse_capacity(payload)

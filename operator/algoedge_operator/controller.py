@@ -1,0 +1,295 @@
+"""One asyncio loop per tenant: reconcile on change and every resync, read capacity every scale interval.
+
+kopf delivers watch events (``@kopf.on.event``, which writes nothing to the tenant); this
+module turns them into level-based reconciles. kopf's own timers and daemons are not used
+because kopf puts a finalizer on every resource that has one, and a tenant has nothing outside
+the cluster to clean up: its children go by garbage collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import copy
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import aiohttp
+
+from algoedge_operator import metrics
+from algoedge_operator.builders import ScaleTargets
+from algoedge_operator.capacity import CapacityError, CapacityReport, read_capacity
+from algoedge_operator.kube import Kube, KubeError
+from algoedge_operator.model import SpecError, Tenant, parse_tenant
+from algoedge_operator.reconcile import ReconcileResult, TenantReconciler, utc_now
+from algoedge_operator.scaling import Recommendation, ScalerPolicy, decide
+from algoedge_operator.settings import OperatorSettings
+from algoedge_operator.status import ScalingState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: Longest wait before retrying a failed reconcile.
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class Runtime:
+    """Everything the operator process shares: settings, API access, threads, tenant loops."""
+
+    def __init__(self, settings: OperatorSettings, kube: Kube) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.reconciler = TenantReconciler(kube, settings)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.concurrency, thread_name_prefix="reconcile"
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._loops: dict[str, TenantLoop] = {}
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+
+    async def stop(self) -> None:
+        loops = list(self._loops.values())
+        self._loops.clear()
+        for tenant_loop in loops:
+            tenant_loop.cancel()
+        await asyncio.gather(*(tenant_loop.wait() for tenant_loop in loops))
+        if self._session is not None:
+            await self._session.close()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        metrics.TENANTS.set(0)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("Runtime.start() was not awaited")
+        return self._session
+
+    async def blocking(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking API call in the reconcile threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: function(*args, **kwargs))
+
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event for a tenant: start, poke or stop its loop."""
+        metadata = body.get("metadata") or {}
+        uid = str(metadata.get("uid"))
+        if event_type == "DELETED" or metadata.get("deletionTimestamp"):
+            tenant_loop = self._loops.pop(uid, None)
+            if tenant_loop is not None:
+                tenant_loop.cancel()
+            metrics.TENANTS.set(len(self._loops))
+            return
+        tenant_loop = self._loops.get(uid)
+        if tenant_loop is None:
+            tenant_loop = self._loops[uid] = TenantLoop(self, copy.deepcopy(dict(body)))
+            metrics.TENANTS.set(len(self._loops))
+        else:
+            tenant_loop.update(copy.deepcopy(dict(body)))
+
+
+def _change_marker(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What, when it changes, needs a reconcile now (status-only updates do not)."""
+    metadata = body.get("metadata") or {}
+    return (
+        metadata.get("generation"),
+        tuple(sorted((metadata.get("annotations") or {}).items())),
+        tuple(sorted((metadata.get("labels") or {}).items())),
+    )
+
+
+class TenantLoop:
+    """Reconciles and scales one tenant until it is deleted or the operator stops."""
+
+    def __init__(self, runtime: Runtime, body: dict[str, Any]) -> None:
+        self._runtime = runtime
+        self._body = body
+        self._status: dict[str, Any] = dict(body.get("status") or {})
+        self._poked = asyncio.Event()
+        self._poked.set()
+        self._targets: ScaleTargets | None = None
+        self._histories: dict[str, tuple[Recommendation, ...]] = {"bridge": (), "worker": ()}
+        self._scaling = ScalingState()
+        self._api_ready = False
+        metadata = body.get("metadata") or {}
+        self._label = f"{metadata.get('namespace')}/{metadata.get('name')}"
+        self._task = asyncio.create_task(self._run(), name=f"tenant {self._label}")
+
+    def update(self, body: dict[str, Any]) -> None:
+        changed = _change_marker(body) != _change_marker(self._body)
+        self._body = body
+        if body.get("status") is not None:
+            self._status = dict(body["status"])
+        if changed:
+            self._poked.set()
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+    async def wait(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        settings = self._runtime.settings
+        next_scale = time.monotonic()
+        next_resync = time.monotonic()
+        failures = 0
+        while True:
+            timeout = max(0.0, min(next_scale, next_resync) - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), timeout=timeout)
+            now = time.monotonic()
+            due = self._poked.is_set() or now >= next_resync
+            self._poked.clear()
+            try:
+                tenant = parse_tenant(self._body)
+            except (SpecError, KeyError, TypeError, ValueError) as error:
+                log.error("%s: unusable spec, waiting for a change: %s", self._label, error)
+                metrics.ERRORS.labels(stage="spec").inc()
+                next_resync = now + settings.resync_interval
+                continue
+            if now >= next_scale:
+                next_scale = now + settings.scale_interval
+                if self._api_ready and self._targets is not None and not tenant.paused:
+                    due = await self._scale(tenant) or due
+            if not due:
+                continue
+            try:
+                await self._reconcile(tenant)
+            except KubeError as error:
+                failures += 1
+                metrics.ERRORS.labels(stage="reconcile").inc()
+                metrics.RECONCILES.labels(outcome="error").inc()
+                log.warning("%s: reconcile failed, retrying: %s", self._label, error)
+                next_resync = now + min(
+                    MAX_BACKOFF_SECONDS, settings.resync_interval, 2.0**failures
+                )
+                continue
+            except Exception:
+                failures += 1
+                metrics.ERRORS.labels(stage="reconcile").inc()
+                metrics.RECONCILES.labels(outcome="error").inc()
+                log.exception("%s: reconcile failed unexpectedly, retrying", self._label)
+                next_resync = now + min(
+                    MAX_BACKOFF_SECONDS, settings.resync_interval, 2.0**failures
+                )
+                continue
+            failures = 0
+            next_resync = time.monotonic() + settings.resync_interval
+
+    async def _reconcile(self, tenant: Tenant) -> None:
+        runtime = self._runtime
+        if self._targets is None:
+            self._targets = await runtime.blocking(runtime.reconciler.live_targets, tenant)
+        spec = tenant.spec
+        current = self._targets or ScaleTargets(
+            workers=spec.workers.replicas.minimum, bridge=spec.bridge.replicas.minimum
+        )
+        # A changed min/max applies at once; demand-driven changes come from _scale.
+        targets = ScaleTargets(
+            workers=spec.workers.replicas.clamp(current.workers),
+            bridge=spec.bridge.replicas.clamp(current.bridge),
+        )
+        if not tenant.paused:
+            self._targets = targets
+        self._scaling = dataclasses.replace(
+            self._scaling,
+            bridge_replicas=(self._targets or targets).bridge,
+            worker_replicas=(self._targets or targets).workers,
+        )
+        started = time.perf_counter()
+        result: ReconcileResult = await runtime.blocking(
+            runtime.reconciler.reconcile,
+            tenant,
+            targets=self._targets or targets,
+            scaling=self._scaling,
+            previous_status=self._status,
+        )
+        metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        metrics.RECONCILES.labels(outcome=result.outcome).inc()
+        self._status = result.status
+        api = result.status.get("components", {}).get("api") or {}
+        self._api_ready = int(api.get("readyReplicas") or 0) > 0
+
+    async def _scale(self, tenant: Tenant) -> bool:
+        """Read demand and decide replicas; True when something for the status changed."""
+        runtime = self._runtime
+        before = self._scaling
+        url = runtime.settings.capacity_url_for(name=tenant.name, namespace=tenant.namespace)
+        try:
+            token = await runtime.blocking(runtime.reconciler.internal_token, tenant)
+            if token is None:
+                raise CapacityError("no internal token yet")
+            report = await read_capacity(
+                runtime.session,
+                url,
+                token=token,
+                timeout_seconds=runtime.settings.capacity_timeout,
+            )
+        except (CapacityError, KubeError) as error:
+            metrics.ERRORS.labels(stage="capacity").inc()
+            if before.capacity_error != str(error):
+                log.warning("%s: capacity unreadable at %s: %s", self._label, url, error)
+            self._scaling = dataclasses.replace(before, capacity_error=str(error))
+            return self._scaling != before
+        await self._apply_decisions(tenant, report)
+        return self._scaling != before
+
+    async def _apply_decisions(self, tenant: Tenant, report: CapacityReport) -> None:
+        assert self._targets is not None
+        spec = tenant.spec
+        now = time.monotonic()
+        bridge = decide(
+            demand=report.linked_accounts,
+            current=self._targets.bridge,
+            history=self._histories["bridge"],
+            now=now,
+            policy=ScalerPolicy(
+                per_replica=spec.bridge.accounts_per_replica,
+                replicas=spec.bridge.replicas,
+                stabilization_seconds=spec.bridge.scale_down_stabilization_seconds,
+            ),
+        )
+        workers = decide(
+            demand=report.total_backlog,
+            current=self._targets.workers,
+            history=self._histories["worker"],
+            now=now,
+            policy=ScalerPolicy(
+                per_replica=spec.workers.tasks_per_replica,
+                replicas=spec.workers.replicas,
+                stabilization_seconds=spec.workers.scale_down_stabilization_seconds,
+            ),
+        )
+        self._histories = {"bridge": bridge.history, "worker": workers.history}
+        scaled_at = self._scaling.last_scale_time
+        for component, decision, current in (
+            ("bridge", bridge, self._targets.bridge),
+            ("worker", workers, self._targets.workers),
+        ):
+            if decision.replicas == current:
+                continue
+            scaled_at = utc_now()
+            metrics.SCALE_DECISIONS.labels(component=component, direction=decision.direction).inc()
+            message = f"{component} {current} -> {decision.replicas}: {decision.reason}"
+            log.info("%s: %s", self._label, message)
+            reason = f"{'Bridge' if component == 'bridge' else 'Workers'}Scaled{decision.direction.title()}"
+            await self._runtime.blocking(
+                self._runtime.reconciler.post_event, tenant, reason=reason, message=message
+            )
+        self._targets = ScaleTargets(workers=workers.replicas, bridge=bridge.replicas)
+        self._scaling = dataclasses.replace(
+            self._scaling,
+            linked_accounts=report.linked_accounts,
+            connected_accounts=report.connected_accounts,
+            queue_backlog=report.total_backlog,
+            bridge_replicas=bridge.replicas,
+            worker_replicas=workers.replicas,
+            last_scale_time=scaled_at,
+            capacity_error=None,
+        )

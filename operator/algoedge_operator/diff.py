@@ -1,0 +1,101 @@
+"""Decide, without writing, whether a child must be applied: the key to zero writes at steady state.
+
+A child is applied when it is missing, when what the operator wants changed since the last
+apply (a hash annotation, which also catches fields the operator stopped setting), or when a
+field the operator sets has another value live (drift, e.g. ``kubectl edit``). Live objects carry
+server defaults, so the comparison is "desired is contained in live", with quantities compared
+by value ("0.5" equals "500m").
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from algoedge_operator.builders.common import Manifest
+
+APPLIED_HASH_ANNOTATION = "algoedge.io/applied-hash"
+QUANTITY_KEYS = frozenset({"cpu", "memory", "storage", "ephemeral-storage", "sizeLimit"})
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([a-zA-Z]*)$")
+_SUFFIXES = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+}
+
+
+def manifest_hash(manifest: Manifest) -> str:
+    return hashlib.sha256(
+        json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()[:32]
+
+
+def stamp(manifest: Manifest) -> Manifest:
+    """A copy carrying the hash of what is applied, for the next comparison."""
+    stamped = copy.deepcopy(manifest)
+    annotations = stamped["metadata"].setdefault("annotations", {})
+    annotations[APPLIED_HASH_ANNOTATION] = manifest_hash(manifest)
+    return stamped
+
+
+def quantity(text: str) -> Decimal | None:
+    match = _QUANTITY.match(text)
+    if match is None or match.group(2) not in _SUFFIXES:
+        return None
+    try:
+        return Decimal(match.group(1)) * _SUFFIXES[match.group(2)]
+    except InvalidOperation:
+        return None
+
+
+def _same_scalar(key: str, desired: Any, live: Any) -> bool:
+    if key in QUANTITY_KEYS and isinstance(desired, str) and isinstance(live, str):
+        wanted, actual = quantity(desired), quantity(live)
+        if wanted is not None and actual is not None:
+            return wanted == actual
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return desired is live
+    return bool(desired == live)
+
+
+def contains(live: Any, desired: Any, key: str = "") -> bool:
+    """True when every field set in ``desired`` has the same value in ``live``."""
+    if isinstance(desired, Mapping):
+        if not desired:
+            return live is None or isinstance(live, Mapping)
+        if not isinstance(live, Mapping):
+            return False
+        return all(contains(live.get(k), v, k) for k, v in desired.items())
+    if isinstance(desired, list):
+        if not desired:
+            return not live
+        if not isinstance(live, list):
+            return False
+        if all(isinstance(item, Mapping) and "name" in item for item in desired):
+            # Lists merged by name (containers, env, volumes, ports): others may add entries.
+            by_name = {item.get("name"): item for item in live if isinstance(item, Mapping)}
+            return all(contains(by_name.get(item["name"]), item, key) for item in desired)
+        return len(live) == len(desired) and all(
+            contains(actual, wanted, key) for actual, wanted in zip(live, desired, strict=True)
+        )
+    return _same_scalar(key, desired, live)
+
+
+def needs_apply(stamped: Manifest, live: Mapping[str, Any] | None) -> bool:
+    if live is None:
+        return True
+    wanted_hash = stamped["metadata"]["annotations"][APPLIED_HASH_ANNOTATION]
+    live_hash = (live.get("metadata", {}).get("annotations") or {}).get(APPLIED_HASH_ANNOTATION)
+    return wanted_hash != live_hash or not contains(live, stamped)

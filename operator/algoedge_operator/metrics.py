@@ -1,0 +1,54 @@
+"""Prometheus metrics of the operator and the small HTTP server that serves them with /healthz."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+RECONCILES = Counter(
+    "algoedge_operator_reconciles_total",
+    "Tenant reconciles by outcome (ready, progressing, paused, secret_missing, error).",
+    ["outcome"],
+)
+RECONCILE_SECONDS = Histogram(
+    "algoedge_operator_reconcile_duration_seconds",
+    "Time one tenant reconcile took (reads, applies and the status update).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ERRORS = Counter(
+    "algoedge_operator_errors_total",
+    "Failures by where they happened (reconcile, capacity, status).",
+    ["stage"],
+)
+SCALE_DECISIONS = Counter(
+    "algoedge_operator_scale_decisions_total",
+    "Replica changes chosen by the scalers.",
+    ["component", "direction"],
+)
+API_WRITES = Counter(
+    "algoedge_operator_api_writes_total",
+    "Write requests the operator sent to the Kubernetes API.",
+    ["verb", "kind"],
+)
+TENANTS = Gauge("algoedge_operator_tenants", "Tenants the operator currently watches.")
+
+
+async def _metrics(_: web.Request) -> web.Response:
+    response = web.Response(body=generate_latest())
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    # Served from the operator's own event loop: a wedged loop fails the liveness probe.
+    return web.json_response({"status": "ok"})
+
+
+async def start_http_server(host: str, port: int) -> web.AppRunner:
+    app = web.Application()
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,201 @@
+"""The tenant's status as a pure function of what a reconcile saw; transition times survive unchanged conditions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ComponentState:
+    replicas: int
+    ready_replicas: int
+    #: The controller has seen the latest spec and every pod runs it.
+    up_to_date: bool
+
+    @property
+    def ready(self) -> bool:
+        return self.up_to_date and self.ready_replicas >= self.replicas > 0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a reconcile could not deploy (no partial deployment happened)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ScalingState:
+    """What the scalers last saw and chose (kept in memory by the tenant's loop)."""
+
+    linked_accounts: int | None = None
+    connected_accounts: int | None = None
+    queue_backlog: int | None = None
+    bridge_replicas: int | None = None
+    worker_replicas: int | None = None
+    last_scale_time: str | None = None
+    #: Set while the capacity endpoint cannot be read (replicas are kept meanwhile).
+    capacity_error: str | None = None
+
+
+def workload_state(live: Mapping[str, Any] | None) -> ComponentState | None:
+    """Replicas of a Deployment or StatefulSet as its controller reports them."""
+    if live is None:
+        return None
+    spec = live.get("spec") or {}
+    status = live.get("status") or {}
+    metadata = live.get("metadata") or {}
+    wanted = int(spec.get("replicas", 1))
+    observed = int(status.get("observedGeneration") or 0) >= int(metadata.get("generation") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    current = int(status.get("replicas") or 0)
+    return ComponentState(
+        replicas=wanted,
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        up_to_date=observed and updated >= wanted and current == wanted,
+    )
+
+
+def _condition(
+    kind: str, value: bool, reason: str, message: str, generation: int
+) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": "True" if value else "False",
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+    }
+
+
+def conditions_for(
+    *,
+    generation: int,
+    components: Mapping[str, ComponentState],
+    problem: Problem | None,
+    paused: bool,
+    capacity_error: str | None,
+) -> list[dict[str, Any]]:
+    waiting = [
+        f"{name} {state.ready_replicas}/{state.replicas}"
+        for name, state in sorted(components.items())
+        if not state.ready
+    ]
+    all_ready = bool(components) and not waiting
+    if problem is not None:
+        ready = _condition("Ready", False, problem.reason, problem.message, generation)
+        progressing = _condition("Progressing", False, problem.reason, problem.message, generation)
+    else:
+        if all_ready:
+            ready = _condition(
+                "Ready", True, "AllComponentsReady", "every component is ready", generation
+            )
+        else:
+            message = "waiting for " + ", ".join(waiting) if waiting else "no components yet"
+            ready = _condition("Ready", False, "ComponentsNotReady", message, generation)
+        if paused:
+            progressing = _condition(
+                "Progressing",
+                False,
+                "Paused",
+                "annotation algoedge.io/paused is true: the operator changes nothing",
+                generation,
+            )
+        elif all_ready:
+            progressing = _condition(
+                "Progressing", False, "Stable", "every component runs the latest spec", generation
+            )
+        else:
+            progressing = _condition(
+                "Progressing", True, "RollingOut", ready["message"], generation
+            )
+    if problem is not None:
+        degraded = _condition("Degraded", True, problem.reason, problem.message, generation)
+    elif capacity_error is not None:
+        degraded = _condition(
+            "Degraded",
+            True,
+            "CapacityUnavailable",
+            f"capacity endpoint unreadable ({capacity_error}); keeping the current replicas",
+            generation,
+        )
+    else:
+        degraded = _condition("Degraded", False, "AsExpected", "nothing is failing", generation)
+    return [ready, progressing, degraded]
+
+
+def _with_transition_times(
+    conditions: Sequence[dict[str, Any]], previous: Sequence[Mapping[str, Any]], now: str
+) -> list[dict[str, Any]]:
+    before = {c.get("type"): c for c in previous}
+    result = []
+    for condition in conditions:
+        old = before.get(condition["type"])
+        unchanged = old is not None and old.get("status") == condition["status"]
+        since = old.get("lastTransitionTime") if unchanged and old is not None else None
+        result.append({**condition, "lastTransitionTime": since or now})
+    return result
+
+
+def build_status(
+    *,
+    generation: int,
+    profile: str,
+    components: Mapping[str, ComponentState],
+    problem: Problem | None,
+    paused: bool,
+    scaling: ScalingState,
+    previous: Mapping[str, Any],
+    now: str,
+) -> dict[str, Any]:
+    """The whole status; equal to ``previous`` when nothing a reader cares about changed."""
+    conditions = conditions_for(
+        generation=generation,
+        components=components,
+        problem=problem,
+        paused=paused,
+        capacity_error=scaling.capacity_error,
+    )
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "profile": profile,
+        "conditions": _with_transition_times(conditions, previous.get("conditions") or [], now),
+        "components": {
+            name: {"replicas": state.replicas, "readyReplicas": state.ready_replicas}
+            for name, state in sorted(components.items())
+        },
+    }
+    optional = {
+        "linkedAccounts": scaling.linked_accounts,
+        "connectedAccounts": scaling.connected_accounts,
+        "queueBacklog": scaling.queue_backlog,
+        "bridgeReplicas": scaling.bridge_replicas,
+        "workerReplicas": scaling.worker_replicas,
+        "lastScaleTime": scaling.last_scale_time or previous.get("lastScaleTime"),
+    }
+    status.update({key: value for key, value in optional.items() if value is not None})
+    return status
+
+
+def status_patch(previous: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A merge patch turning ``previous`` into ``wanted`` (None if they are equal).
+
+    Keys that disappear are set to None so the merge patch removes them (e.g. a component
+    that is no longer deployed).
+    """
+    if dict(previous) == dict(wanted):
+        return None
+    patch: dict[str, Any] = dict(wanted)
+    for key in previous:
+        if key not in wanted:
+            patch[key] = None
+    old_components = previous.get("components") or {}
+    if isinstance(old_components, Mapping):
+        patch["components"] = {
+            **{name: None for name in old_components if name not in wanted.get("components", {})},
+            **wanted.get("components", {}),
+        }
+    return patch
