@@ -18,8 +18,11 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+
+from cryptography.fernet import Fernet
 
 from tests.services import LOOPBACK, PgBouncer, PostgresServer, RedisServer, free_port
 
@@ -30,19 +33,21 @@ PREFERRED_PORTS = {"postgres": 55432, "pgbouncer": 56432, "redis": 56379, "api":
 def _secrets(folder: Path) -> dict[str, str]:
     """Passwords and keys made on the first run and reused after (the data outlives a run)."""
     path = folder / "secrets.json"
-    if path.exists():
-        loaded: dict[str, str] = json.loads(path.read_text())
-        return loaded
-    made = {
-        "postgres": secrets.token_urlsafe(16),
-        "postgres_superuser": secrets.token_urlsafe(16),
-        "redis": secrets.token_urlsafe(16),
-        "jwt": secrets.token_urlsafe(32),
-        "internal": secrets.token_urlsafe(24),
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    makers: dict[str, Callable[[], str]] = {
+        "postgres": lambda: secrets.token_urlsafe(16),
+        "postgres_superuser": lambda: secrets.token_urlsafe(16),
+        "redis": lambda: secrets.token_urlsafe(16),
+        "jwt": lambda: secrets.token_urlsafe(32),
+        "internal": lambda: secrets.token_urlsafe(24),
+        "credentials": lambda: Fernet.generate_key().decode(),
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(made, indent=2))
-    path.chmod(0o600)
+    # Keys added by newer versions of this script are made now; existing ones are kept.
+    made = {name: stored.get(name) or make() for name, make in makers.items()}
+    if made != stored:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(made, indent=2))
+        path.chmod(0o600)
     return made
 
 
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             "ALGOEDGE_REDIS_URL": redis.url,
             "ALGOEDGE_JWT_SECRET": keys["jwt"],
             "ALGOEDGE_INTERNAL_TOKEN": keys["internal"],
+            "ALGOEDGE_CREDENTIALS_KEY": keys["credentials"],
             "ALGOEDGE_HTTP_HOST": LOOPBACK,
             "ALGOEDGE_HTTP_PORT": str(api_port),
         }
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         _wait_healthy(f"http://{LOOPBACK}:{api_port}/readyz", api)
         print(
             "\nAlgoEdge dev stack is up (Ctrl-C stops everything):\n"
-            f"  API         http://{LOOPBACK}:{api_port}  (/healthz, /readyz)\n"
+            f"  API         http://{LOOPBACK}:{api_port}  (/api/v1/openapi.json, /metrics)\n"
             f"  pgBouncer   {LOOPBACK}:{bouncer.port}  (transaction pooling; the API uses it)\n"
             f"  PostgreSQL  {LOOPBACK}:{postgres.port}  (logs: {postgres.log_file})\n"
             f"  Redis       {LOOPBACK}:{redis.port}\n"
