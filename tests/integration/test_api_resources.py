@@ -276,3 +276,15 @@ class TestMarketplace:
         assert [s["provider_id"] for s in one["items"]] == [other.id]
         assert (await api.call("GET", "/api/v1/signals?provider_id=777777", token=token))[0] == 404
         assert (await api.call("GET", "/api/v1/signals"))[0] == 401
+
+
+@pytest.mark.parametrize(
+    "since",
+    ["0210-04-26T23:55:25-19:39", "0001-01-01T00:00:00+10:00", "9999-12-31T23:59:59-23:59"],
+)
+async def test_should_accept_or_refuse_odd_but_valid_timestamps_without_a_500(
+    api: ApiClient, since: str
+) -> None:
+    _, token = await api.signed_up()
+    status, _, _ = await api.call("GET", "/api/v1/trades", token=token, params={"since": since})
+    assert status in (200, 422)

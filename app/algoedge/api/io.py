@@ -11,7 +11,7 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
@@ -54,7 +54,11 @@ def _rfc3339(value: object) -> datetime:
         raise ValueError(
             "must be an RFC 3339 date-time with a time zone, like 2026-01-31T09:30:00Z"
         )
-    return datetime.fromisoformat(value.upper())
+    try:
+        # In UTC: Postgres refuses offsets beyond ±15:59 that RFC 3339 allows.
+        return datetime.fromisoformat(value.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError("is not a representable point in time") from None
 
 
 # A point in time in a query string, exactly as the OpenAPI document describes it.
