@@ -52,8 +52,8 @@ fmt: venv ## apply ruff's formatting and safe fixes
 	.venv/bin/ruff format .
 
 .PHONY: typecheck
-typecheck: venv ## mypy --strict over app/, operator/ and tests/
-	.venv/bin/mypy app/algoedge operator/algoedge_operator tests
+typecheck: venv ## mypy --strict over app/, operator/, tests/ and bench/
+	.venv/bin/mypy app/algoedge operator/algoedge_operator tests bench
 
 .PHONY: controlplane
 controlplane: ## build etcd, kube-apiserver/-controller-manager/-scheduler, kubectl, helm, kwok from pinned Go modules (cached)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -118,8 +119,17 @@ def create_app(settings: ApiSettings) -> web.Application:
     return app
 
 
+def raise_open_file_limit() -> int:
+    """Lift the soft RLIMIT_NOFILE to the hard limit: every socket.io client holds a descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 def run(settings: ApiSettings) -> None:
     """Serve until SIGTERM/SIGINT; aiohttp then stops accepting and drains in-flight requests."""
+    log.info("open file limit %d", raise_open_file_limit())
     log.info("API listening on %s:%d", settings.http_host, settings.http_port)
     web.run_app(
         create_app(settings),

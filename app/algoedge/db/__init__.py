@@ -9,13 +9,43 @@ client).
 
 from __future__ import annotations
 
+import errno
+import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiopg
+import aiopg.connection
 
 from algoedge.config import MigrateSettings
+
+
+class _PollSelect:
+    """Stands in for the ``select`` module inside aiopg.connection (used there for one check).
+
+    After any psycopg2 error, aiopg 1.4 probes the connection's descriptor with
+    ``select.select([fd], [], [], 0)``, which raises ValueError for descriptors above 1023. An
+    API pod holding ~1000 sockets has such descriptors, and the ValueError escapes aiopg's
+    callback: the query's waiter is never resolved, so a duplicate email hangs until the
+    timeout instead of answering 409. poll() has no such limit; a closed descriptor shows as
+    POLLNVAL, which is reported as the EBADF aiopg is looking for.
+    """
+
+    @staticmethod
+    def select(
+        rlist: list[int], wlist: list[int], xlist: list[int], timeout: float = 0
+    ) -> tuple[list[int], list[int], list[int]]:
+        poller = select.poll()
+        for fd in rlist:
+            poller.register(fd, select.POLLIN)
+        events = poller.poll(int(timeout * 1000))
+        if any(event & select.POLLNVAL for _, event in events):
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return [fd for fd, event in events if event & select.POLLIN], [], []
+
+
+aiopg.connection.select = _PollSelect  # type: ignore[attr-defined,assignment]
 
 
 @dataclass(frozen=True, slots=True)
