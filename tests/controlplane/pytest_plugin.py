@@ -25,10 +25,11 @@ import re
 import secrets
 import socket
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -39,6 +40,24 @@ if TYPE_CHECKING:
 ALLOWED_CONTEXTS = ("kind-*", "algoedge-local")
 KIND_CLUSTER_NAME = "algoedge-e2e"
 NAMESPACE_LABEL = "algoedge.dev/e2e-test"
+
+
+T = TypeVar("T")
+
+
+def wait_until(what: str, probe: Callable[[], T | None], *, timeout: float = 120.0) -> T:
+    """Poll ``probe`` until it returns something other than None/False; fail after ``timeout``.
+
+    Cluster state converges asynchronously: tests wait for it with a deadline, never a sleep.
+    """
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last is not None and last is not False:
+            return last
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last probe: {last!r})")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

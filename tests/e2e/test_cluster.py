@@ -7,35 +7,21 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client
 
 from tests.controlplane.cluster import CONTEXT_NAME, CONTROLPLANE_DIR, FAKE_NODE_NAME
-from tests.controlplane.pytest_plugin import KubeCluster
+from tests.controlplane.pytest_plugin import KubeCluster, wait_until
 
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = CONTROLPLANE_DIR.parent.parent
-T = TypeVar("T")
 # pause never runs here: kwok plays the kubelet. On kind it is a real, tiny image.
 IMAGE = "registry.k8s.io/pause:3.10"
-
-
-def wait_until(what: str, probe: Callable[[], T | None], *, timeout: float = 120.0) -> T:
-    """Poll ``probe`` until it returns something other than None/False; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last is not None and last is not False:
-            return last
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last probe: {last!r})")
 
 
 def gone(read: Callable[[], object]) -> Callable[[], bool]:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-import pytest
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.controlplane.pytest_plugin import KubeCluster
+from tests.controlplane.pytest_plugin import wait_until as wait_until  # re-exported for the tests
 
-T = TypeVar("T")
 GROUP, VERSION, PLURAL = "algoedge.io", "v1alpha1", "algoedgetenants"
 IMAGE = "registry.example.com/algoedge:1.0.0"
 BRIDGE_IMAGE = "registry.example.com/algoedge-bridge:1.0.0"
@@ -63,18 +61,6 @@ def raw(
         return json.loads(data)
     except ValueError:
         return data.decode()
-
-
-def wait_until(what: str, probe: Callable[[], T | None], *, timeout: float = 120.0) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with the last answer after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last is not None and last is not False:
-            return last
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 def tenant_body(name: str, **spec: Any) -> dict[str, Any]:
