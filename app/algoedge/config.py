@@ -94,7 +94,8 @@ def _queues(value: object) -> object:
     if not isinstance(value, str):
         return value
     names = tuple(name.strip() for name in value.split(",") if name.strip())
-    if not names or any(not re.fullmatch(r"[a-z][a-z0-9_.-]{0,63}", n) for n in names):
+    # The same rule as the CRD's spec.workers.queues items.
+    if not names or any(not re.fullmatch(r"[a-z0-9][-_.a-z0-9]{0,62}", n) for n in names):
         raise ValueError("must be comma-separated queue names (lower case letters, digits, _ . -)")
     return names
 

@@ -40,6 +40,9 @@ def config_data(tenant: Tenant) -> dict[str, str]:
         "ALGOEDGE_RATE_LIMIT_PER_USER": limits.per_user.env_value,
         "ALGOEDGE_RATE_LIMIT_PER_IP": limits.per_ip.env_value,
         "ALGOEDGE_RATE_LIMIT_AUTH": limits.auth.env_value,
+        # Workers consume these queues and the API's capacity endpoint reports their backlog:
+        # both must read the same list, so it is shared config, not worker-only env.
+        "ALGOEDGE_WORKER_QUEUES": ",".join(tenant.spec.workers.queues),
     }
     if tenant.spec.trusted_proxies:
         data["ALGOEDGE_TRUSTED_PROXIES"] = ",".join(tenant.spec.trusted_proxies)

@@ -56,7 +56,6 @@ def worker_deployment(tenant: Tenant, secrets: TenantSecrets, targets: ScaleTarg
         resources=workers.resources,
         internal_keys=(CREDENTIALS_KEY,),
         extra_env=[
-            {"name": "ALGOEDGE_WORKER_QUEUES", "value": ",".join(workers.queues)},
             {"name": "ALGOEDGE_WORKER_CONCURRENCY", "value": str(workers.concurrency)},
             # Each process reserves one task at a time (with late acks), so queued tasks stay
             # in Redis where the capacity endpoint counts them: the backlog scaler's signal.

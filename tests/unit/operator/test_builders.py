@@ -121,6 +121,10 @@ class TestConfigMap:
         assert data["ALGOEDGE_RATE_LIMIT_AUTH"] == "10/900"
         assert data["ALGOEDGE_HTTP_PORT"] == "8080"
 
+    def test_should_share_the_worker_queues_with_every_process(self) -> None:
+        data = config_map(tenant(workers={"queues": ["default", "reports"]}))["data"]
+        assert data["ALGOEDGE_WORKER_QUEUES"] == "default,reports"
+
     def test_should_join_trusted_proxies_only_when_set(self) -> None:
         assert "ALGOEDGE_TRUSTED_PROXIES" not in config_map(tenant())["data"]
         data = config_map(tenant(trustedProxies=["10.0.0.0/8", "fd00::/8"]))["data"]
@@ -212,7 +216,7 @@ class TestWorkerDeployment:
     def test_should_run_the_replicas_the_scaler_chose(self) -> None:
         assert worker_deployment(tenant(), tenant_secrets(), TARGETS)["spec"]["replicas"] == 3
 
-    def test_should_disable_prefetch_and_list_the_queues(self) -> None:
+    def test_should_disable_prefetch(self) -> None:
         worker = container(
             worker_deployment(
                 tenant(workers={"queues": ["default", "reports"]}), tenant_secrets(), TARGETS
@@ -221,7 +225,6 @@ class TestWorkerDeployment:
         )
         env = {e["name"]: e.get("value") for e in worker["env"]}
         assert env["ALGOEDGE_WORKER_PREFETCH_MULTIPLIER"] == "1"
-        assert env["ALGOEDGE_WORKER_QUEUES"] == "default,reports"
         assert "ALGOEDGE_JWT_SECRET" not in env
 
     def test_should_probe_with_a_ping_to_its_own_node(self) -> None:

@@ -1,0 +1,49 @@
+"""The operator and the app agree: what the operator gives an API pod is what the API accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from algoedge.config import ApiSettings, load_settings
+from algoedge.ratelimit import RateLimit
+from algoedge_operator.builders.config import INTERNAL_KEYS, config_data
+from algoedge_operator.builders.pgbouncer import client_database_url
+from algoedge_operator.builders.redis import redis_url
+from algoedge_operator.reconcile import generate_secret_value
+
+from tests.unit.operator.support import DATABASE, tenant
+
+
+def pod_environment(**spec: Any) -> dict[str, str]:
+    """The API container's environment: ConfigMap, internal Secret, pgBouncer and Redis URLs."""
+    aet = tenant(**spec)
+    return {
+        **config_data(aet),
+        **{key: generate_secret_value(key) for key in INTERNAL_KEYS},
+        "ALGOEDGE_DATABASE_URL": client_database_url(aet, DATABASE),
+        "ALGOEDGE_REDIS_URL": redis_url(aet, generate_secret_value("redis-password")),
+    }
+
+
+def test_should_start_the_api_with_what_the_operator_sets() -> None:
+    settings = load_settings(ApiSettings, pod_environment())
+    assert settings.http_port == 8080
+    assert settings.database_url.startswith("postgresql://acme:p%40ss@acme-pgbouncer.trading.svc:")
+
+
+def test_should_carry_rate_limits_queues_and_proxies_through() -> None:
+    env = pod_environment(
+        rateLimits={"perUser": {"requests": 5, "windowSeconds": 60}},
+        workers={"queues": ["default", "reports-v2"]},
+        trustedProxies=["10.0.0.0/8"],
+    )
+    settings = load_settings(ApiSettings, env)
+    assert settings.rate_limit_per_user == RateLimit(5, 60)
+    assert settings.worker_queues == ("default", "reports-v2")
+    assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.0/8"]
+
+
+def test_should_only_set_variables_the_app_knows() -> None:
+    from algoedge.config import known_variables
+
+    assert set(pod_environment()) <= known_variables()
