@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from algoedge.config import ServiceSettings
 from algoedge.metrics import REDIS_ERRORS
@@ -154,7 +153,6 @@ __all__ = [
     "EVENTS_CHANNEL",
     "CachedUser",
     "PendingDeletes",
-    "RedisError",
     "RedisFallback",
     "UserCache",
     "connect_redis",

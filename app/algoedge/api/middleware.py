@@ -19,7 +19,6 @@ from algoedge import logs
 from algoedge.api.problems import problem, problem_middleware
 from algoedge.api.state import CLAIMS, LIMITER, SESSIONS, SETTINGS, USER
 from algoedge.auth import AuthError
-from algoedge.cache import CachedUser
 from algoedge.metrics import HTTP_ERRORS, HTTP_REQUESTS
 from algoedge.ratelimit import client_ip, rate_limit_headers
 
@@ -116,12 +115,9 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
         if token is None:
             raise AuthError("This route needs an access token (Authorization: Bearer …).")
         claims = request.app[SESSIONS].decode(token)
+        request[CLAIMS] = claims
     request[USER] = await request.app[SESSIONS].user_of(claims)
     return await handler(request)
-
-
-def current_user(request: web.Request) -> CachedUser:
-    return request[USER]
 
 
 @web.middleware
