@@ -41,8 +41,15 @@ bridge-venv: $(UV) ## the bridge environment (.venv-bridge): metaapi-cloud-sdk w
 lock: $(UV) ## re-resolve uv.lock after changing pyproject.toml
 	$(UV) lock
 
+.PHONY: charts
+charts: controlplane ## lint the Helm charts (algoedge-crds, algoedge-operator) and render them
+	@helm="$$(tests/controlplane/build.sh | tail -1)/helm"; \
+	  "$$helm" lint --strict charts/algoedge-crds charts/algoedge-operator; \
+	  "$$helm" template algoedge-crds charts/algoedge-crds >/dev/null; \
+	  "$$helm" template algoedge-operator charts/algoedge-operator >/dev/null
+
 .PHONY: lint
-lint: venv ## ruff lint and format check
+lint: venv charts ## ruff lint and format check, helm lint
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 

@@ -41,7 +41,7 @@ def api_under_test(
 
 # Logging out would revoke the token the rest of the run uses; the auth tests cover it.
 @schema.exclude(path="/api/v1/auth/logout").parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 def test_should_honour_the_openapi_document(
     case: schemathesis.Case[Any], api_under_test: tuple[str, dict[str, str]]
 ) -> None:

@@ -174,6 +174,16 @@ def _operation(
         errors[429] = "Rate limit reached; see Retry-After"
     for status, description in errors.items():
         operation["responses"].setdefault(str(status), {"description": description, **problem})
+    # aiohttp's HTTP parser answers an oversized request line or header itself, before any
+    # route runs, with a text/plain 400: the one error that is not problem+json.
+    operation["responses"]["400"] = {
+        "description": operation["responses"].get("400", {}).get("description")
+        or "Malformed request",
+        "content": {
+            **problem["content"],
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    }
     return operation
 
 

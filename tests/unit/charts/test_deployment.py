@@ -1,0 +1,156 @@
+"""charts/algoedge-operator/templates/deployment.yaml: the operator's Deployment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from algoedge_operator.settings import OperatorSettings, load_operator_settings
+
+from tests.unit.charts.support import (
+    DEPLOYMENT_FILE,
+    OPERATOR_CHART,
+    Helm,
+    Manifest,
+    load_documents,
+    only,
+)
+
+
+def render(helm: Helm, **kwargs: Any) -> Manifest:
+    return only(helm.render(OPERATOR_CHART, show_only="deployment.yaml", **kwargs), "Deployment")
+
+
+def container(deployment: Manifest) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return dict(containers[0])
+
+
+def env_of(deployment: Manifest) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(deployment)["env"] if "value" in e}
+
+
+def plain_deployment() -> Manifest:
+    return next(d for d in load_documents(DEPLOYMENT_FILE) if d["kind"] == "Deployment")
+
+
+def test_should_run_one_replica_that_never_overlaps_another(helm: Helm) -> None:
+    spec = render(helm)["spec"]
+    # kopf runs standalone (no peering): two operators at once would fight over every tenant.
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+
+
+def test_should_run_kopf_standalone_over_all_namespaces(helm: Helm) -> None:
+    args = container(render(helm))["args"]
+    assert args[:4] == ["kopf", "run", "--all-namespaces", "--standalone"]
+    assert args[-2:] == ["-m", "algoedge_operator"]
+    assert "--log-format=full" in args
+
+
+@pytest.mark.parametrize(
+    ("verbosity", "flag"), [("quiet", "--quiet"), ("verbose", "--verbose"), ("debug", "--debug")]
+)
+def test_should_pass_the_verbosity_flag_to_kopf(helm: Helm, verbosity: str, flag: str) -> None:
+    args = container(render(helm, set_values={"verbosity": verbosity, "logFormat": "json"}))["args"]
+    assert flag in args
+    assert "--log-format=json" in args
+
+
+def test_should_pass_no_verbosity_flag_by_default(helm: Helm) -> None:
+    args = container(render(helm))["args"]
+    assert not {"--quiet", "--verbose", "--debug"} & set(args)
+
+
+def test_should_give_the_operator_its_own_defaults(helm: Helm) -> None:
+    # The chart's defaults are the operator's: rendering them changes nothing it would choose.
+    assert load_operator_settings(env_of(render(helm))) == OperatorSettings()
+
+
+def test_should_pass_each_setting_as_its_variable_within_the_operators_bounds(helm: Helm) -> None:
+    values = {
+        "settings": {
+            "capacityUrl": "https://capacity.example.com/{namespace}/{name}",
+            "scaleInterval": 0.5,
+            "resyncInterval": 86400,
+            "capacityTimeout": 60,
+            "httpHost": "::",
+            "httpPort": 9102,
+            "redisImage": "redis.example.com/redis:7.4.3",
+            "pgbouncerImage": "pgb.example.com/pgbouncer:1.24.1",
+            "concurrency": 64,
+        }
+    }
+    deployment = render(helm, values=values)
+    settings = load_operator_settings(env_of(deployment))
+    assert settings == OperatorSettings(
+        capacity_url="https://capacity.example.com/{namespace}/{name}",
+        scale_interval=0.5,
+        resync_interval=86400,
+        capacity_timeout=60,
+        http_host="::",
+        http_port=9102,
+        redis_image="redis.example.com/redis:7.4.3",
+        pgbouncer_image="pgb.example.com/pgbouncer:1.24.1",
+        concurrency=64,
+    )
+    assert container(deployment)["ports"] == [
+        {"name": "http", "containerPort": 9102, "protocol": "TCP"}
+    ]
+
+
+def test_should_append_extra_env_after_the_settings(helm: Helm) -> None:
+    extra = [
+        {"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    env = container(render(helm, values={"extraEnv": extra}))["env"]
+    assert env[-2:] == extra
+
+
+def test_should_keep_the_security_settings_of_the_plain_manifest(helm: Helm) -> None:
+    plain = plain_deployment()["spec"]["template"]["spec"]
+    rendered = render(helm)["spec"]["template"]["spec"]
+    assert rendered["securityContext"] == plain["securityContext"]
+    assert rendered["volumes"] == plain["volumes"]
+    for key in ("securityContext", "resources", "livenessProbe", "readinessProbe", "volumeMounts"):
+        assert container(render(helm))[key] == plain["containers"][0][key], key
+
+
+def test_should_run_the_image_of_the_app_version_unless_told_otherwise(helm: Helm) -> None:
+    assert container(render(helm))["image"] == "registry.example.com/algoedge-operator:0.1.0"
+    tagged = render(helm, set_values={"image.repository": "r.example/op", "image.tag": "1.2.3"})
+    assert container(tagged)["image"] == "r.example/op:1.2.3"
+    digest = "sha256:" + "a" * 64
+    assert container(render(helm, set_values={"image.digest": digest}))["image"] == (
+        f"registry.example.com/algoedge-operator@{digest}"
+    )
+
+
+def test_should_keep_the_charts_labels_over_pod_labels(helm: Helm) -> None:
+    deployment = render(
+        helm, values={"podLabels": {"team": "platform", "app.kubernetes.io/name": "other"}}
+    )
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["team"] == "platform"
+    assert labels["app.kubernetes.io/name"] == "algoedge-operator"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= labels.items()
+
+
+def test_should_schedule_as_told(helm: Helm) -> None:
+    values = {
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        "priorityClassName": "system-cluster-critical",
+        "imagePullSecrets": [{"name": "regcred"}],
+        "podAnnotations": {"example.com/scrape": "true"},
+    }
+    deployment = render(helm, values=values)
+    pod = deployment["spec"]["template"]
+    assert pod["spec"]["nodeSelector"] == values["nodeSelector"]
+    assert pod["spec"]["tolerations"] == values["tolerations"]
+    assert pod["spec"]["priorityClassName"] == "system-cluster-critical"
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["metadata"]["annotations"] == {"example.com/scrape": "true"}
