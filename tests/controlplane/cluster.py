@@ -34,7 +34,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -849,6 +849,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{tool}: {link}")
     print(f"export KUBECONFIG={plane.kubeconfig} PATH={links['kubectl'].parent}:$PATH")
     return 0
+
+
+def volume_for_claim(claim: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A hostPath PersistentVolume pre-bound to ``claim`` when it is Pending, else None.
+
+    The local control plane has no storage provisioner and kwok mounts nothing, so a claim is
+    satisfied by a volume that exists only on paper; tests and benchmarks POST what this returns.
+    """
+    meta = claim["metadata"]
+    if claim.get("status", {}).get("phase") != "Pending" or meta.get("deletionTimestamp"):
+        return None
+    name = f"pv-{meta['uid']}"
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name, "labels": {"algoedge.dev/local-volume": "true"}},
+        "spec": {
+            "capacity": {"storage": claim["spec"]["resources"]["requests"]["storage"]},
+            "accessModes": claim["spec"]["accessModes"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "hostPath": {"path": f"/nonexistent/{name}"},
+            "claimRef": {"namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]},
+        },
+    }
 
 
 if __name__ == "__main__":

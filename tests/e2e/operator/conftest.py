@@ -1,15 +1,13 @@
 """Fixtures for operator e2e tests: the CRD, a controllable capacity server, the operator in-process.
 
-Three helpers stand in for what a real cluster has and the local control plane lacks, each only
-as far as these tests need it: a volume "provisioner" that binds each pending claim to a
-hostPath PersistentVolume (nothing mounts it: kwok plays the kubelet), and a node heartbeat
-(a Lease renewed for the fake node) unless something else already renews it.
+The local control plane has no storage provisioner, so a stand-in binds each pending claim to a
+hostPath PersistentVolume (nothing mounts it: kwok plays the kubelet). The fake node's Lease
+needs no help: kwok renews it (``--node-lease-duration-seconds`` in tests/controlplane/cluster.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import socket
 import threading
 from collections.abc import Iterator
@@ -22,12 +20,12 @@ import yaml
 from aiohttp import web
 from kopf.testing import KopfRunner
 
+from tests.controlplane.cluster import volume_for_claim
 from tests.controlplane.pytest_plugin import KubeCluster
 from tests.e2e.operator.support import raw, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 CRD_FILE = REPO / "crds" / "algoedge.io_algoedgetenants.yaml"
-HEARTBEAT_HOLDER = "algoedge-e2e-heartbeat"
 
 
 @pytest.fixture(scope="session")
@@ -50,92 +48,25 @@ def crd(k8s: KubeCluster) -> None:
     wait_until("the AlgoEdgeTenant CRD to be established", established, timeout=60)
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def _renew_node_leases(k8s: KubeCluster, stop: threading.Event) -> None:
-    """kwok runs without node leases here, so the node controller marks the fake node (and its
-    pods) NotReady every ~40 s; renewing a Lease like a kubelet keeps it Ready."""
-    leases = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
-    while True:
-        for node in raw(k8s, "GET", "/api/v1/nodes")["items"]:
-            name = str(node["metadata"]["name"])
-            lease = raw(k8s, "GET", f"{leases}/{name}", ok=(200, 404))
-            if lease.get("kind") != "Lease":
-                lease = None
-            if lease is not None and lease["spec"].get("holderIdentity") != HEARTBEAT_HOLDER:
-                continue  # someone (kwok with leases on) already keeps this node alive
-            now = _now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            if lease is None:
-                raw(
-                    k8s,
-                    "POST",
-                    leases,
-                    {
-                        "apiVersion": "coordination.k8s.io/v1",
-                        "kind": "Lease",
-                        "metadata": {"name": name, "namespace": "kube-node-lease"},
-                        "spec": {
-                            "holderIdentity": HEARTBEAT_HOLDER,
-                            "leaseDurationSeconds": 40,
-                            "renewTime": now,
-                        },
-                    },
-                )
-            else:
-                raw(
-                    k8s,
-                    "PATCH",
-                    f"{leases}/{name}",
-                    {"spec": {"renewTime": now}},
-                    content_type="application/merge-patch+json",
-                )
-        if stop.wait(5):
-            return
-
-
 def _provision_volumes(k8s: KubeCluster, stop: threading.Event) -> None:
     """Bind every pending claim to a hostPath volume made for it (no storage provisioner here)."""
     while not stop.wait(0.5):
         claims = raw(k8s, "GET", "/api/v1/persistentvolumeclaims")
         for claim in claims["items"]:
-            meta = claim["metadata"]
-            if claim.get("status", {}).get("phase") != "Pending" or meta.get("deletionTimestamp"):
+            volume = volume_for_claim(claim)
+            if volume is None:
                 continue
-            name = f"pv-{meta['uid']}"
-            volume = {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": name, "labels": {"algoedge.dev/e2e-test": "true"}},
-                "spec": {
-                    "capacity": {"storage": claim["spec"]["resources"]["requests"]["storage"]},
-                    "accessModes": claim["spec"]["accessModes"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "hostPath": {"path": f"/nonexistent/{name}"},
-                    "claimRef": {
-                        "namespace": meta["namespace"],
-                        "name": meta["name"],
-                        "uid": meta["uid"],
-                    },
-                },
-            }
             raw(k8s, "POST", "/api/v1/persistentvolumes", volume, ok=(201, 409))
 
 
 @pytest.fixture(scope="session")
 def fake_infrastructure(k8s: KubeCluster) -> Iterator[None]:
     stop = threading.Event()
-    threads = [
-        threading.Thread(target=_renew_node_leases, args=(k8s, stop), daemon=True),
-        threading.Thread(target=_provision_volumes, args=(k8s, stop), daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
+    thread = threading.Thread(target=_provision_volumes, args=(k8s, stop), daemon=True)
+    thread.start()
     yield
     stop.set()
-    for thread in threads:
-        thread.join(timeout=10)
+    thread.join(timeout=10)
 
 
 @dataclass
