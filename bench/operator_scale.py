@@ -57,6 +57,7 @@ from tests.controlplane.cluster import (
     free_port,
     volume_for_claim,
 )
+from tests.controlplane.kubeapi import api_request
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_FILE = REPO / "crds" / "algoedge.io_algoedgetenants.yaml"
@@ -253,23 +254,14 @@ class Cluster:
         content_type: str = "application/json",
         ok: tuple[int, ...] = (200, 201, 202),
     ) -> Any:
-        serialized = self.api_client.param_serialize(
-            method=method,
-            resource_path=path,
-            header_params={"Content-Type": content_type},
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = self.api_client.call_api(*serialized, _request_timeout=60)
-        data = response.read()  # type: ignore[no-untyped-call]
-        if response.status not in ok:
-            raise BenchError(f"{method} {path}: HTTP {response.status}: {data[:500]!r}")
-        if not data:
-            return None
         try:
-            return json.loads(data)
-        except ValueError:
-            return data.decode(errors="replace")
+            return api_request(
+                self.api_client, method, path, body, content_type=content_type, ok=ok
+            )
+        except client.ApiException as error:
+            raise BenchError(
+                f"{method} {path}: HTTP {error.status}: {str(error.reason)[:500]}"
+            ) from None
 
     def request_counts(self) -> RequestCounts:
         return request_counts(str(self.request("GET", "/metrics")))

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from algoedge import credentials
-from algoedge.ratelimit import RateLimit, parse_rate, parse_trusted_proxies
+from algoedge.rates import RateLimit, parse_rate, parse_trusted_proxies
 
 ENV_PREFIX = "ALGOEDGE_"
 

@@ -17,7 +17,6 @@ turns a :class:`Decision` into a response with :func:`rate_limit_headers`.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import math
 import re
@@ -32,60 +31,21 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from algoedge.rates import MICROS as _MICROS
+from algoedge.rates import RateLimit
+
 log = logging.getLogger(__name__)
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-RATE_FORM: Final = "REQUESTS/SECONDS with positive integers, like 100/900"
-MAX_REQUESTS: Final = 1_000_000
-MAX_WINDOW_SECONDS: Final = 86_400
 
 # TATs are stored relative to this instant (2023-11-14) rather than 1970: the numbers stay
 # near 2**46 microseconds, where a Lua double still resolves a hundredth of a microsecond.
 TAT_EPOCH_SECONDS: Final = 1_700_000_000
 
-# What client_ip answers when the peer address is unknown (a Unix socket, say).
-UNKNOWN_CLIENT: Final = "unknown"
-
-_MICROS: Final = 1_000_000
 # A request may arrive this fraction of an emission interval early and still be allowed, so
 # float rounding in a run of additions never refuses the last request of a full burst.
 _TOLERANCE: Final = 1e-3
 _SCOPE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-_RATE = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*")
 _WARNING_INTERVAL_SECONDS: Final = 30.0
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """At most ``requests`` per ``window_seconds``, refilled evenly over the window."""
-
-    requests: int
-    window_seconds: int
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.requests <= MAX_REQUESTS:
-            raise ValueError(f"must allow from 1 to {MAX_REQUESTS} requests")
-        if not 1 <= self.window_seconds <= MAX_WINDOW_SECONDS:
-            raise ValueError(f"must have a window from 1 to {MAX_WINDOW_SECONDS} seconds")
-
-    @property
-    def interval_us(self) -> float:
-        """The GCRA emission interval: how long one request's share of the budget takes to return."""
-        return self.window_seconds * _MICROS / self.requests
-
-    @property
-    def window_us(self) -> int:
-        return self.window_seconds * _MICROS
-
-
-def parse_rate(text: str) -> RateLimit:
-    """``"100/900"`` → ``RateLimit(100, 900)``; the ValueError's message follows a variable name."""
-    match = _RATE.fullmatch(text)
-    if match is None:
-        raise ValueError(f"must be {RATE_FORM}")
-    return RateLimit(requests=int(match[1]), window_seconds=int(match[2]))
 
 
 @dataclass(frozen=True)
@@ -427,72 +387,3 @@ def _parse_reply(reply: Any, count: int) -> list[_KeyOutcome]:
         remaining, reset_us, retry_us = (int(v) for v in reply[1 + 3 * i : 4 + 3 * i])
         outcomes.append(_KeyOutcome(allowed or retry_us == 0, remaining, reset_us, retry_us))
     return outcomes
-
-
-def parse_trusted_proxies(text: str) -> tuple[IPNetwork, ...]:
-    """``"10.0.0.0/8, fd00::/8"`` → networks; empty → none. A ValueError names the bad entry's position."""
-    networks: list[IPNetwork] = []
-    for position, entry in enumerate(text.split(","), start=1):
-        entry = entry.strip()
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=True))
-        except ValueError as exc:
-            if "host bits set" in str(exc):
-                raise ValueError(
-                    f"has host bits set in entry {position}, so it is not a network address"
-                ) from None
-            raise ValueError(f"has entry {position} that is not a CIDR network") from None
-    return tuple(networks)
-
-
-def _parse_address(text: str) -> IPAddress | None:
-    """An address from a peer or an X-Forwarded-For hop, tolerating a port; None when it is not one."""
-    text = text.strip()
-    if text.startswith("["):
-        # "[2001:db8::1]" or "[2001:db8::1]:443"
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not re.fullmatch(r":[0-9]{1,5}", rest)):
-            return None
-        text = host
-    elif text.count(":") == 1:
-        # "203.0.113.7:51234"
-        text = text.partition(":")[0]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _is_trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
-    return any(address in network for network in trusted)
-
-
-def client_ip(remote: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]) -> str:
-    """The address to rate-limit: X-Forwarded-For is believed only as far as trusted proxies vouch.
-
-    ``forwarded_for`` is every X-Forwarded-For value joined with commas, in order. From the
-    direct peer, walk the list from the right while each hop is a trusted proxy; the first
-    untrusted hop is the client. A malformed hop ends the walk at the last good one, so a
-    client cannot choose its own bucket by sending garbage.
-    """
-    if not remote:
-        return UNKNOWN_CLIENT
-    peer = _parse_address(remote)
-    if peer is None:
-        return remote.strip() or UNKNOWN_CLIENT
-    if not trusted or not forwarded_for or not _is_trusted(peer, trusted):
-        return str(peer)
-    current = peer
-    for hop in reversed(forwarded_for.split(",")):
-        address = _parse_address(hop)
-        if address is None:
-            break
-        current = address
-        if not _is_trusted(current, trusted):
-            break
-    return str(current)

@@ -6,7 +6,7 @@ from ipaddress import ip_network
 
 import pytest
 from algoedge.config import ApiSettings
-from algoedge.ratelimit import RateLimit
+from algoedge.rates import RateLimit
 
 from tests.integration.conftest import running_api
 from tests.services import RedisServer

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from algoedge.ratelimit import InMemoryRateLimiter, RateLimit, RateLimiter
+from algoedge.ratelimit import InMemoryRateLimiter, RateLimiter
+from algoedge.rates import RateLimit
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 

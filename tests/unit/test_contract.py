@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from algoedge.config import ApiSettings, load_settings
-from algoedge.ratelimit import RateLimit
+from algoedge.rates import RateLimit
 from algoedge_operator.builders.config import INTERNAL_KEYS, config_data
 from algoedge_operator.builders.pgbouncer import client_database_url
 from algoedge_operator.builders.redis import redis_url

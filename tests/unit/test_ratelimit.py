@@ -5,17 +5,14 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from algoedge.ratelimit import (
+from algoedge.ratelimit import Decision, InMemoryRateLimiter, RateLimiter, rate_limit_headers
+from algoedge.rates import (
     UNKNOWN_CLIENT,
-    Decision,
-    InMemoryRateLimiter,
     IPNetwork,
     RateLimit,
-    RateLimiter,
     client_ip,
     parse_rate,
     parse_trusted_proxies,
-    rate_limit_headers,
 )
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis

@@ -20,7 +20,8 @@ from algoedge.api.problems import problem, problem_middleware
 from algoedge.api.state import CLAIMS, LIMITER, SESSIONS, SETTINGS, USER
 from algoedge.auth import AuthError
 from algoedge.metrics import HTTP_ERRORS, HTTP_REQUESTS
-from algoedge.ratelimit import client_ip, rate_limit_headers
+from algoedge.ratelimit import rate_limit_headers
+from algoedge.rates import client_ip
 
 log = logging.getLogger("algoedge.access")
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.controlplane.kubeapi import api_request
 from tests.controlplane.pytest_plugin import KubeCluster
 from tests.controlplane.pytest_plugin import wait_until as wait_until  # re-exported for the tests
 
@@ -44,23 +44,7 @@ def raw(
     ok: tuple[int, ...] = (200, 201, 202),
 ) -> Any:
     """One request with the test's admin credentials; JSON in and out, no typed models."""
-    serialized = k8s.api_client.param_serialize(
-        method=method,
-        resource_path=path,
-        header_params={"Content-Type": content_type},
-        body=body,
-        auth_settings=["BearerToken"],
-    )
-    response = k8s.api_client.call_api(*serialized)
-    data = response.read()  # type: ignore[no-untyped-call]
-    if response.status not in ok:
-        raise client.ApiException(status=response.status, reason=data.decode(errors="replace"))
-    if not data:
-        return None
-    try:
-        return json.loads(data)
-    except ValueError:
-        return data.decode()
+    return api_request(k8s.api_client, method, path, body, content_type=content_type, ok=ok)
 
 
 def tenant_body(name: str, **spec: Any) -> dict[str, Any]:
