@@ -1,7 +1,7 @@
 #!/bin/sh
-# Dev images only (the `dev` target that Tilt builds): run "$@" and restart it each time Tilt's
-# live_update touches $RESTART_FILE after syncing code, because neither kopf nor the app reloads
-# code by itself. Production images (the `runtime` target) have no such wrapper.
+# Dev images only (images/Dockerfile's `operator-dev` target that Tilt builds): run "$@" and
+# restart it each time Tilt's live_update touches $RESTART_FILE after syncing code, because
+# neither kopf nor the app reloads code by itself. Production targets have no such wrapper.
 set -u
 RESTART_FILE="${RESTART_FILE:-/tmp/.restart-proc}"
 child=
