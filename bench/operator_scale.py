@@ -57,29 +57,13 @@ from tests.controlplane.cluster import (
     free_port,
     volume_for_claim,
 )
-from tests.controlplane.kubeapi import api_request
+from tests.controlplane.kubeapi import WRITE_VERBS, api_request
+from tests.e2e.operator.support import OPERATOR_RESOURCES
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_FILE = REPO / "crds" / "algoedge.io_algoedgetenants.yaml"
 KOPF = Path(sys.executable).with_name("kopf")
 DATABASE_URL = "postgresql://bench:s3cret@db.example.com:5432/bench?sslmode=require"
-#: Verbs the API server reports for writes (APPLY is how it labels a server-side apply PATCH).
-WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
-#: Resources the operator writes; other writers of these (GC, HPA scale) use subresources.
-OPERATOR_RESOURCES = frozenset(
-    {
-        "configmaps",
-        "secrets",
-        "services",
-        "deployments",
-        "statefulsets",
-        "horizontalpodautoscalers",
-        "poddisruptionbudgets",
-        "networkpolicies",
-        "algoedgetenants",
-    }
-)
-#: The operator reads tenants only through kopf's watch; GETs of them are the benchmark's own.
 OPERATOR_GETS = OPERATOR_RESOURCES - {"algoedgetenants"}
 #: Pods one tenant of the benchmark's spec runs (api 1, worker 1, beat 1, pgbouncer 2, redis 1,
 #: bridge 1) plus headroom; sizes the extra kwok nodes.

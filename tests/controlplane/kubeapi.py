@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+#: Verbs `apiserver_request_total` uses for writes (APPLY is server-side apply's PATCH).
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
+
 if TYPE_CHECKING:
     from kubernetes import client as k8s_client
 

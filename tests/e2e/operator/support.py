@@ -9,7 +9,7 @@ from typing import Any
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.controlplane.kubeapi import api_request
+from tests.controlplane.kubeapi import WRITE_VERBS, api_request
 from tests.controlplane.pytest_plugin import KubeCluster
 from tests.controlplane.pytest_plugin import wait_until as wait_until  # re-exported for the tests
 
@@ -31,7 +31,6 @@ OPERATOR_RESOURCES = frozenset(
         "algoedgetenants",
     }
 )
-WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE"})
 
 
 def raw(
