@@ -39,7 +39,7 @@ class _BearerToken:
     def set(
         self, case: schemathesis.Case[Any], data: str, context: schemathesis.AuthContext
     ) -> None:
-        case.headers = {**(case.headers or {}), "Authorization": data}
+        case.headers["Authorization"] = data
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_should_honour_the_openapi_document(
     case: schemathesis.Case[Any], api_under_test: tuple[str, str]
 ) -> None:
     base, authorization = api_under_test
-    if case.headers and case.headers.get("Authorization") == _PLACEHOLDER:
+    if case.headers.get("Authorization") == _PLACEHOLDER:
         case.headers["Authorization"] = authorization
     # Every check but "schema-valid data is accepted": an opaque pagination cursor or the id of a
     # row that does not exist fits the schema and is still rightly refused (422, 404).
