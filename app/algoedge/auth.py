@@ -9,6 +9,7 @@ Postgres; when Redis fails, the same answer comes from Postgres, counted and log
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,8 +28,10 @@ from algoedge.cache import (
     session_key,
     user_key,
 )
-from algoedge.db import Database, users
+from algoedge.db import Database, invalidations, users
 from algoedge.db.errors import NotFound
+
+log = logging.getLogger(__name__)
 
 ALGORITHM = "HS256"
 ISSUER = "algoedge"
@@ -192,7 +195,7 @@ class Sessions:
             await self._users.put(updated)
         except RedisError as exc:
             self._fallback.record("user_cache_write", exc)
-            self._pending.add(user_key(user_id))
+            await self._invalidate_later(user_key(user_id))
         return updated
 
     async def _from_postgres(self, claims: Claims, *, refill: bool) -> CachedUser:
@@ -227,21 +230,42 @@ class Sessions:
             await self._redis.delete(key)
         except RedisError as exc:
             self._fallback.record("delete", exc)
-            self._pending.add(key)
+            await self._invalidate_later(key)
+
+    async def _invalidate_later(self, key: str) -> None:
+        """A key Redis must lose once it answers: kept in memory (this pod deletes it before its
+        next Redis read) and in Postgres (any pod deletes it, even after this one dies)."""
+        self._pending.add(key)
+        await invalidations.record(self._db, [key])
 
     async def _flush_pending(self) -> None:
         await self._pending.flush()
 
     async def retry_pending_forever(self, interval: float = 1.0) -> None:
-        """Keep retrying deletes that failed while Redis was unreachable (until cancelled).
+        """Until cancelled, delete what Redis must lose: this pod's pending keys, then what any
+        pod recorded in Postgres.
 
-        Without this, other pods would accept a revoked session's cached key until this pod
-        happened to use Redis again.
+        Without this, other pods would accept a revoked session's cached key until its TTL.
         """
         while True:
             await asyncio.sleep(interval)
-            if len(self._pending):
-                try:
-                    await self._flush_pending()
-                except RedisError as exc:
-                    self._fallback.record("delete", exc)
+            try:
+                await self._flush_pending()
+                await self.drain_invalidations()
+            except RedisError as exc:
+                self._fallback.record("delete", exc)
+            except Exception:  # Postgres unreachable: the next round tries again
+                log.warning("draining cache invalidations failed", exc_info=True)
+
+    async def drain_invalidations(self) -> int:
+        """Delete in Redis the keys recorded in Postgres, then forget them; how many were done."""
+        count = 0
+        while entries := await invalidations.pending(self._db):
+            await self._redis.delete(*{entry.key for entry in entries})
+            await invalidations.done(self._db, entries)
+            count += len(entries)
+            if len(entries) < invalidations.PAGE:
+                break
+        if count:
+            log.info("deleted %d cache keys recorded while redis was unreachable", count)
+        return count

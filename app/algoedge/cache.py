@@ -123,10 +123,10 @@ class UserCache:
 
 
 class PendingDeletes:
-    """Keys whose deletion failed while Redis was down; retried before the next Redis use.
+    """Keys whose deletion failed while Redis was down; retried before this pod's next Redis use.
 
-    Held in process memory only: if this pod dies before Redis returns, a stale entry lives until
-    its TTL (sessions: the token's lifetime; users: the cache TTL). Postgres stays correct.
+    This is the pod's own fast path. The same keys are also recorded in Postgres
+    (``algoedge.db.invalidations``), which every pod drains, so they survive this pod.
     """
 
     def __init__(self, redis: Redis) -> None:

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import jwt
 import pytest
 from algoedge.cache import session_key
-from algoedge.config import ApiSettings, load_settings
+from algoedge.config import ApiSettings, MigrateSettings, load_settings
+from algoedge.db import Database, invalidations
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from tests.integration.conftest import RELAXED_LIMITS, api_environment, migrated, running_api
-from tests.services import PgBouncer, PostgresServer, RedisServer
+from tests.integration.conftest import (
+    RELAXED_LIMITS,
+    api_environment,
+    migrated,
+    running_api,
+    spawn_api,
+)
+from tests.services import PgBouncer, PostgresServer, RedisServer, free_port
 
 
 @pytest.fixture
@@ -129,3 +138,60 @@ async def test_should_not_revive_a_session_revoked_while_redis_was_unreachable(
             await asyncio.sleep(0.2)
         assert await admin.exists(session_key_of(token)) == 0
         await admin.aclose()
+
+
+async def test_should_revoke_on_every_pod_when_the_pod_that_logged_out_dies_cut_off_from_redis(
+    pgbouncer: PgBouncer, private_redis: RedisServer, database_name: str
+) -> None:
+    """Pod A reaches Postgres but not Redis, records the logout, and is killed before it could
+    ever delete the session's Redis key; pod B must still stop accepting the token."""
+    env = {**api_environment(pgbouncer.url_for(database_name), private_redis.url), **RELAXED_LIMITS}
+    settings = load_settings(ApiSettings, env)
+    await migrated(settings)
+    unreachable_redis = f"redis://:x@127.0.0.1:{free_port()}/0"
+    pod_a, base_a = spawn_api({**env, "ALGOEDGE_REDIS_URL": unreachable_redis})
+    try:
+        async with running_api(settings) as pod_b:
+            _, token = await pod_b.signed_up()
+            admin = Redis.from_url(private_redis.url)
+            assert await admin.exists(session_key_of(token)) == 1
+            async with aiohttp.ClientSession() as http:
+                response = await http.post(
+                    f"{base_a}/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"}
+                )
+                assert response.status == 204
+            pod_a.send_signal(signal.SIGKILL)
+            pod_a.wait()
+            deadline = asyncio.get_running_loop().time() + 10
+            while (await pod_b.call("GET", "/api/v1/me", token=token))[0] != 401:
+                assert asyncio.get_running_loop().time() < deadline, "revoked token still accepted"
+                await asyncio.sleep(0.2)
+            assert await admin.exists(session_key_of(token)) == 0
+            await admin.aclose()
+    finally:
+        pod_a.kill()
+        pod_a.wait()
+    database = await Database.connect(settings)
+    try:
+        assert await invalidations.pending(database) == []
+    finally:
+        await database.close()
+
+
+async def test_should_keep_a_key_recorded_again_after_it_was_read(
+    migrate_settings: MigrateSettings,
+) -> None:
+    await migrated(migrate_settings)
+    database = await Database.connect(migrate_settings)
+    try:
+        await invalidations.record(database, ["k:1", "k:2", "k:1"])
+        first = await invalidations.pending(database)
+        assert sorted(entry.key for entry in first) == ["k:1", "k:2"]
+        # k:1 fails again (another logout, another outage) after a drainer read it.
+        await invalidations.record(database, ["k:1"])
+        await invalidations.done(database, first)
+        assert [entry.key for entry in await invalidations.pending(database)] == ["k:1"]
+        await invalidations.done(database, await invalidations.pending(database))
+        assert await invalidations.pending(database) == []
+    finally:
+        await database.close()
