@@ -90,6 +90,23 @@ def _proxies(value: object) -> object:
     return parse_trusted_proxies(value) if isinstance(value, str) else value
 
 
+_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+_PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+#: A browser's Origin: lower-case scheme and host, optional port, nothing after. The CRD's
+#: spec.allowedOrigins rule uses this same expression (RE2 and Python agree on it).
+ORIGIN_PATTERN = rf"^https?://({_LABEL}(\.{_LABEL})*|\[[0-9a-f:.]+\])(:{_PORT})?$"
+ORIGIN_FORM = "comma-separated origins like https://app.example.com (lower case, no path)"
+
+
+def _origins(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    origins = tuple(origin.strip() for origin in value.split(",") if origin.strip())
+    if any(not re.fullmatch(ORIGIN_PATTERN, origin) for origin in origins):
+        raise ValueError(f"must be {ORIGIN_FORM}")
+    return origins
+
+
 def _queues(value: object) -> object:
     if not isinstance(value, str):
         return value
@@ -212,6 +229,14 @@ class ApiSettings(ServiceSettings):
             description="Peers whose X-Forwarded-For is believed when finding the client address.",
             json_schema_extra={"form": "comma-separated CIDRs, like 10.0.0.0/8,fd00::/8"},
         )
+    )
+    allowed_origins: Annotated[tuple[str, ...], BeforeValidator(_origins)] = Field(
+        default=(),
+        description=(
+            "Browser origins that may call the API cross-origin (CORS) and open sockets; "
+            "unset: no CORS answers, and sockets are not checked by Origin."
+        ),
+        json_schema_extra={"form": ORIGIN_FORM},
     )
     user_cache_ttl: int = Field(
         default=1800,

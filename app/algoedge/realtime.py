@@ -36,14 +36,23 @@ def user_room(user_id: int) -> str:
 
 
 def create_server(
-    *, redis_url: str, transports: list[str], authenticate: Callable[[str], Awaitable[CachedUser]]
+    *,
+    redis_url: str,
+    transports: list[str],
+    allowed_origins: tuple[str, ...],
+    authenticate: Callable[[str], Awaitable[CachedUser]],
 ) -> socketio.AsyncServer:
-    """A socket.io server whose connections must present a live access token."""
+    """A socket.io server whose connections must present a live access token.
+
+    With ``allowed_origins`` set, engine.io refuses a connection whose Origin header is not in
+    it (clients that send none, i.e. not browsers, still connect). Unset, Origin is not checked:
+    the token in the connect payload, never a cookie, is what a foreign page would lack.
+    """
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=socketio.AsyncRedisManager(redis_url, channel=SOCKETIO_CHANNEL),
         transports=transports,
-        cors_allowed_origins=[],
+        cors_allowed_origins=list(allowed_origins),
         logger=False,
         engineio_logger=False,
     )

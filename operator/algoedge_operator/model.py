@@ -162,6 +162,7 @@ class TenantSpec:
     bridge: BridgeSpec
     rate_limits: RateLimits
     trusted_proxies: tuple[str, ...]
+    allowed_origins: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,9 @@ def parse_spec(raw: Mapping[str, Any], *, seen: set[str] | None = None) -> Tenan
     proxies = reader.get("trustedProxies", [])
     if not isinstance(proxies, list) or not all(isinstance(p, str) for p in proxies):
         raise SpecError("spec.trustedProxies must be a list of CIDRs")
+    origins = reader.get("allowedOrigins", [])
+    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+        raise SpecError("spec.allowedOrigins must be a list of origins")
 
     return TenantSpec(
         image=reader.text("image"),
@@ -360,6 +364,7 @@ def parse_spec(raw: Mapping[str, Any], *, seen: set[str] | None = None) -> Tenan
             auth=_rate(reader, "auth"),
         ),
         trusted_proxies=tuple(proxies),
+        allowed_origins=tuple(origins),
     )
 
 

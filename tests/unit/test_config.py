@@ -56,6 +56,14 @@ class TestValidSettings:
     def test_should_accept_redis_url_forms(self, url: str) -> None:
         assert load_settings(ServiceSettings, env(ALGOEDGE_REDIS_URL=url)).redis_url == url
 
+    def test_should_read_allowed_origins_as_a_list(self) -> None:
+        settings = load_settings(
+            ApiSettings,
+            env(ALGOEDGE_ALLOWED_ORIGINS=" https://app.example.com, http://[::1]:3000,"),
+        )
+        assert settings.allowed_origins == ("https://app.example.com", "http://[::1]:3000")
+        assert load_settings(ApiSettings, env()).allowed_origins == ()
+
     def test_should_not_show_secrets_in_repr(self) -> None:
         assert "j" * 32 not in repr(load_settings(ApiSettings, env()))
 
@@ -90,6 +98,10 @@ class TestBadSettings:
             ("ALGOEDGE_HTTP_PORT", "0", "is invalid"),
             ("ALGOEDGE_DB_POOL_MAX", "0", "is invalid"),
             ("ALGOEDGE_LOG_LEVEL", "LOUD", "is invalid"),
+            ("ALGOEDGE_ALLOWED_ORIGINS", "https://app.example.com/", "must be comma-separated"),
+            ("ALGOEDGE_ALLOWED_ORIGINS", "*", "must be comma-separated origins"),
+            ("ALGOEDGE_ALLOWED_ORIGINS", "https://a.example,HTTPS://B.EXAMPLE", "lower case"),
+            ("ALGOEDGE_ALLOWED_ORIGINS", "http://localhost:70000", "must be comma-separated"),
         ],
     )
     def test_should_name_the_variable_the_reason_and_the_form(

@@ -98,6 +98,7 @@ def create_app(settings: ApiSettings) -> web.Application:
     sio = create_server(
         redis_url=settings.redis_url,
         transports=settings.socketio_transports.split(","),
+        allowed_origins=settings.allowed_origins,
         authenticate=authenticate,
     )
     app[SOCKETS] = sio

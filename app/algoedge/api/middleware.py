@@ -155,7 +155,42 @@ async def rate_limits(request: web.Request, handler: Handler) -> web.StreamRespo
     return response
 
 
-# Outermost first: the context sees every final status; rate limits run before any session
-# lookup and put their headers on every answer, errors included, which the problem renderer
-# has already turned into responses.
-MIDDLEWARES = [request_context, rate_limits, problem_middleware, identity]
+_CORS_PREFLIGHT = {
+    "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Request-ID",
+    "Access-Control-Max-Age": "600",
+}
+# What a cross-origin script may read of a response besides the CORS-safelisted headers.
+_CORS_EXPOSED = "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, X-Request-ID"
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """CORS for ALGOEDGE_ALLOWED_ORIGINS: preflights answered here (never rate limited), and every
+    answer to a listed origin, errors and 429s included, readable by its script. Tokens travel
+    in the Authorization header, never in cookies, so credentials are not allowed."""
+    allowed = request.app[SETTINGS].allowed_origins
+    # engine.io checks the origin of socket.io requests itself (same list).
+    if not allowed or request.path.startswith("/socket.io/"):
+        return await handler(request)
+    origin = request.headers.get("Origin")
+    preflight = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+    if origin is not None and preflight:
+        if origin not in allowed:
+            return problem(403, detail="This origin may not call the API.")
+        return web.Response(
+            status=204,
+            headers={**_CORS_PREFLIGHT, "Access-Control-Allow-Origin": origin, "Vary": "Origin"},
+        )
+    response = await handler(request)
+    response.headers.add("Vary", "Origin")
+    if origin in allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = _CORS_EXPOSED
+    return response
+
+
+# Outermost first: the context sees every final status; CORS headers go on every answer to an
+# allowed origin; rate limits run before any session lookup and put their headers on every
+# answer, errors included, which the problem renderer has already turned into responses.
+MIDDLEWARES = [request_context, cors, rate_limits, problem_middleware, identity]

@@ -46,6 +46,8 @@ def config_data(tenant: Tenant) -> dict[str, str]:
     }
     if tenant.spec.trusted_proxies:
         data["ALGOEDGE_TRUSTED_PROXIES"] = ",".join(tenant.spec.trusted_proxies)
+    if tenant.spec.allowed_origins:
+        data["ALGOEDGE_ALLOWED_ORIGINS"] = ",".join(tenant.spec.allowed_origins)
     return data
 
 

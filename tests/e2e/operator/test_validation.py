@@ -68,6 +68,11 @@ def test_trusted_proxies_must_be_cidrs(k8s: KubeCluster, namespace: str, crd: No
     assert "every trustedProxies entry must be a CIDR" in message
 
 
+def test_allowed_origins_must_be_origins(k8s: KubeCluster, namespace: str, crd: None) -> None:
+    message = rejected(k8s, namespace, allowedOrigins=["https://app.example.com", "https://x.io/"])
+    assert "every allowedOrigins entry must be an origin" in message
+
+
 def test_redis_storage_cannot_change(k8s: KubeCluster, namespace: str, crd: None) -> None:
     create_tenant(k8s, namespace, "fixed", redis={"storage": "2Gi"})
     with pytest.raises(client.ApiException) as raised:

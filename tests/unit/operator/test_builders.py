@@ -130,6 +130,12 @@ class TestConfigMap:
         data = config_map(tenant(trustedProxies=["10.0.0.0/8", "fd00::/8"]))["data"]
         assert data["ALGOEDGE_TRUSTED_PROXIES"] == "10.0.0.0/8,fd00::/8"
 
+    def test_should_join_allowed_origins_only_when_set(self) -> None:
+        assert "ALGOEDGE_ALLOWED_ORIGINS" not in config_map(tenant())["data"]
+        origins = ["https://app.example.com", "http://localhost:3000"]
+        data = config_map(tenant(allowedOrigins=origins))["data"]
+        assert data["ALGOEDGE_ALLOWED_ORIGINS"] == "https://app.example.com,http://localhost:3000"
+
 
 class TestInternalSecret:
     def test_should_hold_the_three_generated_values_it_is_given(self) -> None:
