@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from tests.integration.conftest import (
     RELAXED_LIMITS,
+    ApiClient,
     api_environment,
     migrated,
     running_api,
@@ -58,6 +59,14 @@ def settings_for(database_url: str, redis_url: str) -> ApiSettings:
 
 def session_key_of(token: str) -> str:
     return session_key(jwt.decode(token, options={"verify_signature": False})["jti"])
+
+
+async def until_refused(pod: ApiClient, token: str, within: float = 10) -> None:
+    """Poll the pod until it answers 401 to the token; fail after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while (await pod.call("GET", "/api/v1/me", token=token))[0] != 401:
+        assert asyncio.get_running_loop().time() < deadline, "revoked token still accepted"
+        await asyncio.sleep(0.2)
 
 
 def redis_fallbacks(operation: str) -> float:
@@ -132,10 +141,7 @@ async def test_should_not_revive_a_session_revoked_while_redis_was_unreachable(
         await admin.execute_command("CLIENT", "UNPAUSE")
         # The logging-out pod retries the delete in the background; the other pod, which never
         # saw the logout, must stop accepting the token without any traffic on the first pod.
-        deadline = asyncio.get_running_loop().time() + 10
-        while (await other_pod.call("GET", "/api/v1/me", token=token))[0] != 401:
-            assert asyncio.get_running_loop().time() < deadline, "revoked token still accepted"
-            await asyncio.sleep(0.2)
+        await until_refused(other_pod, token)
         assert await admin.exists(session_key_of(token)) == 0
         await admin.aclose()
 
@@ -162,10 +168,7 @@ async def test_should_revoke_on_every_pod_when_the_pod_that_logged_out_dies_cut_
                 assert response.status == 204
             pod_a.send_signal(signal.SIGKILL)
             pod_a.wait()
-            deadline = asyncio.get_running_loop().time() + 10
-            while (await pod_b.call("GET", "/api/v1/me", token=token))[0] != 401:
-                assert asyncio.get_running_loop().time() < deadline, "revoked token still accepted"
-                await asyncio.sleep(0.2)
+            await until_refused(pod_b, token)
             assert await admin.exists(session_key_of(token)) == 0
             await admin.aclose()
     finally:
