@@ -1,7 +1,8 @@
 """One asyncio loop per tenant: reconcile on change and every resync, read capacity every scale interval.
 
-kopf delivers watch events (``@kopf.on.event``, which writes nothing to the tenant); this
-module turns them into level-based reconciles. kopf's own timers and daemons are not used
+kopf delivers the tenants' watch events (``@kopf.on.event``, which writes nothing to the
+tenant); the informers (:mod:`algoedge_operator.informer`) deliver the children's. This module
+turns both into level-based reconciles. kopf's own timers and daemons are not used
 because kopf puts a finalizer on every resource that has one, and a tenant has nothing outside
 the cluster to clean up: its children go by garbage collection.
 """
@@ -23,6 +24,7 @@ import aiohttp
 from algoedge_operator import metrics
 from algoedge_operator.builders import ScaleTargets
 from algoedge_operator.capacity import CapacityError, CapacityReport, read_capacity
+from algoedge_operator.informer import ChildStore, Informer, start_informers
 from algoedge_operator.kube import Kube, KubeError
 from algoedge_operator.model import SpecError, Tenant, parse_tenant
 from algoedge_operator.reconcile import ReconcileResult, TenantReconciler, utc_now
@@ -39,7 +41,15 @@ MAX_BACKOFF_SECONDS = 60.0
 class Runtime:
     """Everything the operator process shares: settings, API access, threads, tenant loops."""
 
-    def __init__(self, settings: OperatorSettings, kube: Kube) -> None:
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        kube: Kube,
+        *,
+        watch: tuple[Kube, ChildStore] | None = None,
+    ) -> None:
+        """``watch``: the API access for the informers (their own connections, since each holds
+        one open) and the store ``kube`` reads children from; None polls children instead."""
         self.settings = settings
         self.kube = kube
         self.reconciler = TenantReconciler(kube, settings)
@@ -48,11 +58,23 @@ class Runtime:
         )
         self._session: aiohttp.ClientSession | None = None
         self._loops: dict[str, TenantLoop] = {}
+        self._watch = watch
+        self._informers: list[Informer] = []
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
+        if self._watch is not None:
+            loop = asyncio.get_running_loop()
+
+            def changed(namespace: str, name: str) -> None:  # called from informer threads
+                with contextlib.suppress(RuntimeError):  # the loop closed: we are stopping
+                    loop.call_soon_threadsafe(self.poke, namespace, name)
+
+            self._informers = start_informers(*self._watch, changed)
 
     async def stop(self) -> None:
+        for informer in self._informers:
+            informer.stop()
         loops = list(self._loops.values())
         self._loops.clear()
         for tenant_loop in loops:
@@ -61,7 +83,15 @@ class Runtime:
         if self._session is not None:
             await self._session.close()
         self._executor.shutdown(wait=True, cancel_futures=True)
+        for informer in self._informers:
+            await asyncio.to_thread(informer.join, 5.0)
         metrics.TENANTS.set(0)
+
+    def poke(self, namespace: str, name: str) -> None:
+        """A child of this tenant changed: reconcile it now rather than at the next resync."""
+        for tenant_loop in self._loops.values():
+            if tenant_loop.namespace == namespace and tenant_loop.name == name:
+                tenant_loop.poke()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -116,7 +146,9 @@ class TenantLoop:
         self._scaling = ScalingState()
         self._api_ready = False
         metadata = body.get("metadata") or {}
-        self._label = f"{metadata.get('namespace')}/{metadata.get('name')}"
+        self.namespace = str(metadata.get("namespace"))
+        self.name = str(metadata.get("name"))
+        self._label = f"{self.namespace}/{self.name}"
         self._task = asyncio.create_task(self._run(), name=f"tenant {self._label}")
 
     def update(self, body: dict[str, Any]) -> None:
@@ -126,6 +158,9 @@ class TenantLoop:
             self._status = dict(body["status"])
         if changed:
             self._poked.set()
+
+    def poke(self) -> None:
+        self._poked.set()
 
     def cancel(self) -> None:
         self._task.cancel()

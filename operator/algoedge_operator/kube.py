@@ -1,23 +1,29 @@
-"""The only module that talks to the Kubernetes API: reads, server-side apply, deletes, status and Events.
+"""The only module that talks to the Kubernetes API: reads, lists and watches, server-side apply,
+deletes, status and Events.
 
-Calls are blocking (the kubernetes client); the reconciler runs them in worker threads. Every
-write is counted in :mod:`algoedge_operator.metrics`, so "zero writes at steady state" can be
-checked from the operator's side as well as from the API server's.
+Calls are blocking (the kubernetes client); the reconciler runs them in worker threads and the
+informers (:mod:`algoedge_operator.informer`) in their own. Every request is counted in
+:mod:`algoedge_operator.metrics`, so "zero writes at steady state" can be checked from the
+operator's side as well as from the API server's, and so can the reads the watches save.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from kubernetes import client, config
 
 from algoedge_operator import metrics
 from algoedge_operator.builders.common import MANAGER
+
+if TYPE_CHECKING:
+    from algoedge_operator.informer import ChildStore
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,21 @@ PLURALS: Mapping[tuple[str, str], str] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     ("algoedge.io/v1alpha1", "AlgoEdgeTenant"): "algoedgetenants",
 }
+
+
+#: Children kinds, watched cluster-wide by label so reconciles read them from memory.
+CHILD_KINDS: tuple[tuple[str, str], ...] = (
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+)
+#: Every child carries it (builders.common.metadata); the informers select on it.
+MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGER}"
 
 
 class KubeError(RuntimeError):
@@ -71,12 +92,49 @@ def resource_path(
     return path
 
 
-class Kube:
-    """A thin, typed-enough wrapper over the API for unstructured objects (dicts)."""
+def collection_path(api_version: str, kind: str) -> str:
+    """The kind across all namespaces, e.g. ``/apis/apps/v1/deployments``."""
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{base}/{PLURALS[(api_version, kind)]}"
 
-    def __init__(self, api_client: client.ApiClient, *, timeout: float = 30.0) -> None:
+
+class Kube:
+    """A thin, typed-enough wrapper over the API for unstructured objects (dicts).
+
+    With a ``store`` (fed by the informers), :meth:`get_child` answers from memory once the
+    kind's informer has listed, and writes keep the store current.
+    """
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        timeout: float = 30.0,
+        store: ChildStore | None = None,
+    ) -> None:
         self._api = api_client
         self._timeout = timeout
+        self._store = store
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> Any:
+        url_path = path + ("?" + urlencode(query) if query else "")
+        serialized = self._api.param_serialize(
+            method=method,
+            resource_path=url_path,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        return self._api.call_api(*serialized, _request_timeout=timeout or self._timeout)
 
     def _request(
         self,
@@ -87,16 +145,8 @@ class Kube:
         query: Mapping[str, str] | None = None,
         content_type: str = "application/json",
     ) -> tuple[int, Any]:
-        url_path = path + ("?" + urlencode(query) if query else "")
-        serialized = self._api.param_serialize(
-            method=method,
-            resource_path=url_path,
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = self._api.call_api(*serialized, _request_timeout=self._timeout)
-        raw = response.read()  # type: ignore[no-untyped-call]
+        response = self._call(method, path, body=body, query=query, content_type=content_type)
+        raw = response.read()
         data = json.loads(raw) if raw else None
         return response.status, data
 
@@ -111,11 +161,79 @@ class Kube:
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         path = resource_path(api_version, kind, namespace, name)
         status, data = self._request("GET", path)
+        metrics.API_READS.labels(verb="get", kind=kind).inc()
         if status == 404:
             return None
         if status != 200:
             raise self._fail("GET", path, status, data)
         return dict(data)
+
+    def get_child(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        """An operator-labelled child: from the informers' store once its kind is listed, else
+        from the API. (Objects without the label, such as the tenant's own Secrets, use get.)"""
+        if self._store is not None and self._store.synced(api_version, kind):
+            metrics.CACHE_READS.labels(kind=kind).inc()
+            found = self._store.get(api_version, kind, namespace, name)
+            return None if found is None else copy.deepcopy(found)
+        return self.get(api_version, kind, namespace, name)
+
+    def list_collection(
+        self, api_version: str, kind: str, *, label_selector: str
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every object of the kind in all namespaces matching the selector, and the list's
+        resourceVersion to watch from."""
+        path = collection_path(api_version, kind)
+        status, data = self._request("GET", path, query={"labelSelector": label_selector})
+        metrics.API_READS.labels(verb="list", kind=kind).inc()
+        if status != 200:
+            raise self._fail("LIST", path, status, data)
+        for item in data["items"]:
+            # List items omit these; the store keys on them.
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return list(data["items"]), str(data["metadata"]["resourceVersion"])
+
+    def watch_collection(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        label_selector: str,
+        resource_version: str,
+        timeout_seconds: int,
+        on_open: Callable[[Any], None] = lambda response: None,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Watch events (type, object) until the server ends the watch after ``timeout_seconds``.
+
+        ``on_open`` receives the raw response, so another thread can close it to stop the watch.
+        """
+        path = collection_path(api_version, kind)
+        query = {
+            "watch": "true",
+            "labelSelector": label_selector,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        response = self._call("GET", path, query=query, timeout=timeout_seconds + 30)
+        metrics.API_READS.labels(verb="watch", kind=kind).inc()
+        if response.status != 200:
+            raw = response.read()
+            raise self._fail("WATCH", path, response.status, json.loads(raw) if raw else None)
+        on_open(response.response)
+        buffer = b""
+        try:
+            for chunk in response.response.stream(65536, decode_content=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        event = json.loads(line)
+                        yield str(event["type"]), dict(event["object"])
+        finally:
+            response.response.release_conn()
 
     def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply as ``algoedge-operator``, forcing ownership of the fields it sets."""
@@ -133,6 +251,8 @@ class Kube:
         metrics.API_WRITES.labels(verb="apply", kind=manifest["kind"]).inc()
         if status not in (200, 201):
             raise self._fail("apply", path, status, data)
+        if self._store is not None:
+            self._store.put(data)  # the newest state; the watch may report it later
         return dict(data)
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
@@ -140,6 +260,8 @@ class Kube:
         path = resource_path(api_version, kind, namespace, name)
         status, data = self._request("DELETE", path, body={"propagationPolicy": "Background"})
         metrics.API_WRITES.labels(verb="delete", kind=kind).inc()
+        if self._store is not None and status in (200, 202, 404):
+            self._store.discard(api_version, kind, namespace, name)
         if status == 404:
             return False
         if status not in (200, 202):

@@ -30,6 +30,16 @@ API_WRITES = Counter(
     "Write requests the operator sent to the Kubernetes API.",
     ["verb", "kind"],
 )
+API_READS = Counter(
+    "algoedge_operator_api_reads_total",
+    "Read requests the operator sent to the Kubernetes API (get; list and watch by the informers).",
+    ["verb", "kind"],
+)
+CACHE_READS = Counter(
+    "algoedge_operator_cache_reads_total",
+    "Reads of children answered from the watch-fed cache instead of the API.",
+    ["kind"],
+)
 TENANTS = Gauge("algoedge_operator_tenants", "Tenants the operator currently watches.")
 
 

@@ -106,7 +106,7 @@ class TenantReconciler:
     ) -> dict[str, str]:
         """Values of an operator-generated Secret; missing keys are generated (once: they are
         applied, and read back from then on)."""
-        live = self._kube.get("v1", "Secret", tenant.namespace, child_name(tenant, component))
+        live = self._kube.get_child("v1", "Secret", tenant.namespace, child_name(tenant, component))
         values = _decoded(live)
         return {key: values.get(key) or self._new_secret_value(key) for key in keys}
 
@@ -162,15 +162,17 @@ class TenantReconciler:
         )
 
     def internal_token(self, tenant: Tenant) -> str | None:
-        live = self._kube.get("v1", "Secret", tenant.namespace, child_name(tenant, "internal"))
+        live = self._kube.get_child(
+            "v1", "Secret", tenant.namespace, child_name(tenant, "internal")
+        )
         return _decoded(live).get(INTERNAL_TOKEN)
 
     def live_targets(self, tenant: Tenant) -> ScaleTargets | None:
         """Replicas the scaled components run with now (seeds the scalers after a restart)."""
-        worker = self._kube.get(
+        worker = self._kube.get_child(
             "apps/v1", "Deployment", tenant.namespace, child_name(tenant, "worker")
         )
-        bridge = self._kube.get(
+        bridge = self._kube.get_child(
             "apps/v1", "StatefulSet", tenant.namespace, child_name(tenant, "bridge")
         )
         if worker is None or bridge is None:
@@ -258,7 +260,7 @@ class TenantReconciler:
         """Apply what differs and delete optional children the spec no longer wants."""
         for manifest in desired:
             key = key_of(manifest)
-            live = self._kube.get(key.api_version, key.kind, tenant.namespace, key.name)
+            live = self._kube.get_child(key.api_version, key.kind, tenant.namespace, key.name)
             if not tenant.paused and needs_apply(manifest, live):
                 log.info("%s/%s: applying %s %s", tenant.namespace, tenant.name, key.kind, key.name)
                 live = self._kube.apply(manifest)
@@ -267,7 +269,7 @@ class TenantReconciler:
         for key in possible_children(tenant):
             if key in wanted:
                 continue
-            live = self._kube.get(key.api_version, key.kind, tenant.namespace, key.name)
+            live = self._kube.get_child(key.api_version, key.kind, tenant.namespace, key.name)
             if live is not None and not tenant.paused and self._owned_by(live, tenant):
                 log.info("%s/%s: deleting %s %s", tenant.namespace, tenant.name, key.kind, key.name)
                 self._kube.delete(key.api_version, key.kind, tenant.namespace, key.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -153,3 +154,16 @@ def api_server_writes(k8s: KubeCluster) -> int:
                 continue
             total += int(sample.value)
     return total
+
+
+def operator_counters(metrics_url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The operator's Prometheus counters from its /metrics endpoint, by (sample, labels)."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:  # noqa: S310 - loopback
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): float(sample.value)
+        for family in text_string_to_metric_families(text)
+        if family.type == "counter"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }

@@ -13,6 +13,7 @@ from tests.e2e.operator.support import (
     create_db_secret,
     create_tenant,
     exists,
+    operator_counters,
     patch_tenant,
     raw,
     read_tenant,
@@ -235,15 +236,13 @@ def test_disabling_beat_removes_it(k8s: KubeCluster, namespace: str, operator: O
     )
 
 
-def test_steady_state_makes_zero_writes(
-    k8s: KubeCluster, namespace: str, operator: Operator
-) -> None:
-    ready_tenant(k8s, namespace)
+def settled(k8s: KubeCluster) -> int:
+    """Wait until one resync period passes without a write (HPA and rollout effects end); the
+    API server's write count then. The counters are cluster-wide: an earlier test's namespace
+    still being emptied by the namespace controller would count its deletes, so wait for that to
+    finish too."""
 
     def quiet_window() -> int | None:
-        # Settled once one resync period passes without a write (HPA and rollout effects end).
-        # The counters are cluster-wide: an earlier test's namespace still being emptied by the
-        # namespace controller would count its deletes here, so wait for that to finish too.
         namespaces = k8s.core.list_namespace().items
         if any(ns.status and ns.status.phase == "Terminating" for ns in namespaces):
             return None
@@ -251,6 +250,43 @@ def test_steady_state_makes_zero_writes(
         time.sleep(2.5)
         return before if api_server_writes(k8s) == before else None
 
-    start = wait_until("the tenant to settle", quiet_window, timeout=120)
+    return wait_until("the tenant to settle", quiet_window, timeout=120)
+
+
+def test_steady_state_makes_zero_writes(
+    k8s: KubeCluster, namespace: str, operator: Operator
+) -> None:
+    ready_tenant(k8s, namespace)
+    start = settled(k8s)
     time.sleep(8)  # four resync periods, eight capacity reads
     assert api_server_writes(k8s) - start == 0
+
+
+def test_steady_state_reads_children_from_memory(
+    k8s: KubeCluster, namespace: str, operator: Operator
+) -> None:
+    ready_tenant(k8s, namespace)
+    settled(k8s)
+    before = operator_counters(operator.metrics_url)
+    time.sleep(8)  # four resync periods, eight capacity reads
+    after = operator_counters(operator.metrics_url)
+
+    def delta(name: str, **labels: str) -> float:
+        def total(counters: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> float:
+            return sum(
+                value
+                for (sample, sample_labels), value in counters.items()
+                if sample == name and set(labels.items()) <= sample_labels
+            )
+
+        return total(after) - total(before)
+
+    reconciles = delta("algoedge_operator_reconciles_total")
+    assert reconciles >= 3
+    assert delta("algoedge_operator_cache_reads_total") >= 20 * reconciles
+    # The only GETs left: the tenant's database Secret, once per reconcile.
+    assert delta("algoedge_operator_api_reads_total", verb="get") == delta(
+        "algoedge_operator_api_reads_total", verb="get", kind="Secret"
+    )
+    assert delta("algoedge_operator_api_reads_total", verb="get") <= reconciles
+    assert delta("algoedge_operator_api_reads_total", verb="list") == 0

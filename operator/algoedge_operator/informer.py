@@ -1,0 +1,252 @@
+"""Watch-fed memory of the operator's children, so reconciles do not poll the API server.
+
+One informer thread per child kind lists every object carrying the operator's managed-by label
+in all namespaces, then watches from that list's resourceVersion. What it sees goes into one
+:class:`ChildStore`, which :meth:`algoedge_operator.kube.Kube.get_child` reads. A relist (at
+start, after an expired watch or an error) replaces the kind's whole contents, so an object
+deleted while no watch was open does not linger. Every change to a tenant's child calls
+``on_change(namespace, tenant_name)``: a deleted or edited child is repaired at once rather than
+at the next resync, and a workload turning ready updates the tenant's status at once.
+
+The store also takes the operator's own writes (apply responses, deletes) as they happen, and
+ignores a watch event older than what it holds, so a reconcile never reads its own write back
+as stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from algoedge_operator.kube import CHILD_KINDS, MANAGED_SELECTOR, Kube, KubeError
+
+log = logging.getLogger(__name__)
+
+#: Label naming the tenant a child belongs to (builders.common.metadata).
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+#: The server ends each watch after this long; the informer re-watches from where it was.
+WATCH_SECONDS = 240
+#: Longest pause between attempts after the API server failed an informer.
+MAX_BACKOFF_SECONDS = 30.0
+
+Key = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
+OnChange = Callable[[str, str], None]
+
+
+def _key(obj: Mapping[str, Any]) -> Key:
+    metadata = obj["metadata"]
+    return (str(obj["apiVersion"]), str(obj["kind"]), metadata["namespace"], metadata["name"])
+
+
+def _version(obj: Mapping[str, Any]) -> int | None:
+    """The object's resourceVersion as a number (etcd's revision), None if it is not one."""
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _older(incoming: Mapping[str, Any], held: Mapping[str, Any] | None) -> bool:
+    """True when ``incoming`` is an earlier state than ``held``. resourceVersions are opaque by
+    contract, but the API server's are etcd revisions; anything else is taken as newer."""
+    if held is None:
+        return False
+    new, old = _version(incoming), _version(held)
+    return new is not None and old is not None and new < old
+
+
+def owner_of(obj: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(namespace, tenant name) of a child, from its instance label."""
+    metadata = obj.get("metadata") or {}
+    name = (metadata.get("labels") or {}).get(INSTANCE_LABEL)
+    namespace = metadata.get("namespace")
+    return (str(namespace), str(name)) if name and namespace else None
+
+
+class ChildStore:
+    """Thread-safe map of the operator's children by (apiVersion, kind, namespace, name)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._objects: dict[Key, dict[str, Any]] = {}
+        self._synced: set[tuple[str, str]] = set()
+
+    def synced(self, api_version: str, kind: str) -> bool:
+        """Whether the kind has been listed, so that absence from the store means absence."""
+        with self._lock:
+            return (api_version, kind) in self._synced
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._objects.get((api_version, kind, namespace, name))
+
+    def put(self, obj: Mapping[str, Any]) -> bool:
+        """Hold ``obj`` unless the store has a newer state of it; True if it changed."""
+        key = _key(obj)
+        with self._lock:
+            held = self._objects.get(key)
+            if _older(obj, held) or (held is not None and _version(held) == _version(obj)):
+                return False
+            self._objects[key] = dict(obj)
+            return True
+
+    def remove(self, obj: Mapping[str, Any]) -> bool:
+        """Forget a deleted object unless the store holds a newer state; True if it was held."""
+        key = _key(obj)
+        with self._lock:
+            held = self._objects.get(key)
+            if held is None or _older(obj, held):
+                return False
+            del self._objects[key]
+            return True
+
+    def discard(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        with self._lock:
+            self._objects.pop((api_version, kind, namespace, name), None)
+
+    def replace(
+        self, api_version: str, kind: str, items: Iterable[Mapping[str, Any]]
+    ) -> set[tuple[str, str]]:
+        """The kind's whole contents from a fresh list; the owners of whatever changed."""
+        fresh = {_key(item): dict(item) for item in items}
+        changed: set[tuple[str, str]] = set()
+        with self._lock:
+            held = {k: v for k, v in self._objects.items() if k[:2] == (api_version, kind)}
+            for key in held.keys() - fresh.keys():
+                del self._objects[key]
+            for key, obj in fresh.items():
+                if key in held and _version(held[key]) == _version(obj):
+                    continue
+                self._objects[key] = obj
+            self._synced.add((api_version, kind))
+        for key in held.keys() ^ fresh.keys():
+            owner = owner_of(held.get(key) or fresh[key])
+            if owner is not None:
+                changed.add(owner)
+        for key in held.keys() & fresh.keys():
+            if _version(held[key]) != _version(fresh[key]):
+                owner = owner_of(fresh[key])
+                if owner is not None:
+                    changed.add(owner)
+        return changed
+
+    def apply_event(self, event_type: str, obj: Mapping[str, Any]) -> bool:
+        """One watch event; True if the store changed."""
+        if event_type in ("ADDED", "MODIFIED"):
+            return self.put(obj)
+        if event_type == "DELETED":
+            return self.remove(obj)
+        return False
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._objects)
+
+
+class _WatchExpired(Exception):
+    """The API server no longer has the resourceVersion the watch asked for (410 Gone)."""
+
+
+class Informer:
+    """List-then-watch of one kind into the store, in a daemon thread, until stopped."""
+
+    def __init__(
+        self, kube: Kube, store: ChildStore, api_version: str, kind: str, on_change: OnChange
+    ) -> None:
+        self._kube = kube
+        self._store = store
+        self._api_version = api_version
+        self._kind = kind
+        self._on_change = on_change
+        self._stopped = threading.Event()
+        self._response_lock = threading.Lock()
+        self._response: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"informer {kind}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop now: closing the open watch's connection wakes the thread blocked on it."""
+        self._stopped.set()
+        with self._response_lock:
+            response = self._response
+        if response is not None:
+            try:
+                response.shutdown()
+            except Exception:
+                log.debug("closing the %s watch failed", self._kind, exc_info=True)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def _opened(self, response: Any) -> None:
+        with self._response_lock:
+            self._response = response
+        if self._stopped.is_set():
+            response.shutdown()
+
+    def _changed(self, owners: Iterable[tuple[str, str]]) -> None:
+        for namespace, name in owners:
+            if not self._stopped.is_set():
+                self._on_change(namespace, name)
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self._stopped.is_set():
+            try:
+                items, version = self._kube.list_collection(
+                    self._api_version, self._kind, label_selector=MANAGED_SELECTOR
+                )
+                self._changed(self._store.replace(self._api_version, self._kind, items))
+                backoff = 1.0
+                while not self._stopped.is_set():
+                    version = self._watch(version)
+            except _WatchExpired:
+                continue  # relist at once
+            except (KubeError, OSError, ValueError, KeyError, TypeError) as error:
+                if self._stopped.is_set():
+                    return
+                log.warning("informer %s: %s; relisting in %.0fs", self._kind, error, backoff)
+            except Exception:
+                if self._stopped.is_set():
+                    return
+                log.exception("informer %s failed; relisting in %.0fs", self._kind, backoff)
+            self._stopped.wait(backoff)
+            backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+
+    def _watch(self, version: str) -> str:
+        """One watch from ``version``; the version to continue from."""
+        for event_type, obj in self._kube.watch_collection(
+            self._api_version,
+            self._kind,
+            label_selector=MANAGED_SELECTOR,
+            resource_version=version,
+            timeout_seconds=WATCH_SECONDS,
+            on_open=self._opened,
+        ):
+            if event_type == "ERROR":
+                if obj.get("code") == 410:
+                    raise _WatchExpired
+                raise KubeError(f"watch {self._kind}: {obj.get('message')}", status=0)
+            version = str(obj["metadata"]["resourceVersion"])
+            if event_type == "BOOKMARK":
+                continue
+            obj.setdefault("apiVersion", self._api_version)
+            obj.setdefault("kind", self._kind)
+            if self._store.apply_event(event_type, obj):
+                owner = owner_of(obj)
+                if owner is not None:
+                    self._changed([owner])
+        return version
+
+
+def start_informers(kube: Kube, store: ChildStore, on_change: OnChange) -> list[Informer]:
+    informers = [
+        Informer(kube, store, api_version, kind, on_change) for api_version, kind in CHILD_KINDS
+    ]
+    for informer in informers:
+        informer.start()
+    return informers

@@ -1,0 +1,81 @@
+"""The informers' store: newest state wins, relists drop what vanished, owners are reported."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from algoedge_operator.informer import ChildStore, owner_of
+
+
+def obj(name: str, version: int, *, tenant: str = "acme", kind: str = "ConfigMap") -> Any:
+    return {
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": "trading",
+            "resourceVersion": str(version),
+            "labels": {"app.kubernetes.io/instance": tenant},
+        },
+    }
+
+
+class TestChildStore:
+    def test_should_not_answer_for_a_kind_before_it_is_listed(self) -> None:
+        store = ChildStore()
+        assert not store.synced("v1", "ConfigMap")
+        store.replace("v1", "ConfigMap", [])
+        assert store.synced("v1", "ConfigMap")
+        assert not store.synced("v1", "Secret")
+
+    def test_should_keep_the_newest_state(self) -> None:
+        store = ChildStore()
+        assert store.put(obj("acme-config", 10))
+        assert not store.put(obj("acme-config", 9))  # a watch event older than our apply
+        assert not store.put(obj("acme-config", 10))  # the same state again
+        assert store.put(obj("acme-config", 11))
+        found = store.get("v1", "ConfigMap", "trading", "acme-config")
+        assert found is not None
+        assert found["metadata"]["resourceVersion"] == "11"
+
+    def test_should_forget_a_deleted_object_unless_it_was_recreated_since(self) -> None:
+        store = ChildStore()
+        store.put(obj("acme-config", 20))
+        assert not store.remove(obj("acme-config", 15))  # deletion of an older incarnation
+        assert store.get("v1", "ConfigMap", "trading", "acme-config") is not None
+        assert store.remove(obj("acme-config", 21))
+        assert store.get("v1", "ConfigMap", "trading", "acme-config") is None
+        assert not store.remove(obj("acme-config", 22))
+
+    def test_should_drop_on_relist_what_vanished_while_unwatched(self) -> None:
+        store = ChildStore()
+        store.replace(
+            "v1", "ConfigMap", [obj("acme-config", 1), obj("other-config", 2, tenant="other")]
+        )
+        store.put(obj("acme-secret", 3, kind="Secret"))
+        changed = store.replace(
+            "v1", "ConfigMap", [obj("acme-config", 1), obj("new-config", 4, tenant="new")]
+        )
+        assert changed == {("trading", "other"), ("trading", "new")}
+        assert store.get("v1", "ConfigMap", "trading", "other-config") is None
+        assert store.get("v1", "Secret", "trading", "acme-secret") is not None  # other kinds stay
+        assert len(store) == 3
+
+    def test_should_report_the_owner_of_a_changed_object_on_relist(self) -> None:
+        store = ChildStore()
+        store.replace("v1", "ConfigMap", [obj("acme-config", 1)])
+        assert store.replace("v1", "ConfigMap", [obj("acme-config", 5)]) == {("trading", "acme")}
+        assert store.replace("v1", "ConfigMap", [obj("acme-config", 5)]) == set()
+
+    def test_should_apply_watch_events_by_type(self) -> None:
+        store = ChildStore()
+        assert store.apply_event("ADDED", obj("acme-config", 1))
+        assert store.apply_event("MODIFIED", obj("acme-config", 2))
+        assert not store.apply_event("BOOKMARK", obj("acme-config", 3))
+        assert store.apply_event("DELETED", obj("acme-config", 4))
+        assert len(store) == 0
+
+
+def test_should_find_the_owner_from_the_instance_label() -> None:
+    assert owner_of(obj("acme-config", 1)) == ("trading", "acme")
+    assert owner_of({"metadata": {"name": "x", "namespace": "trading"}}) is None
