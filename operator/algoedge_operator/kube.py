@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+import urllib3.exceptions
 from kubernetes import client, config
 
 from algoedge_operator import metrics
@@ -134,7 +135,10 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        return self._api.call_api(*serialized, _request_timeout=timeout or self._timeout)
+        try:
+            return self._api.call_api(*serialized, _request_timeout=timeout or self._timeout)
+        except urllib3.exceptions.HTTPError as error:  # no answer: refused, reset, timed out
+            raise KubeError(f"{method} {path}: {error}", status=0) from None
 
     def _request(
         self,
@@ -232,6 +236,8 @@ class Kube:
                     if line.strip():
                         event = json.loads(line)
                         yield str(event["type"]), dict(event["object"])
+        except urllib3.exceptions.HTTPError as error:  # the connection broke mid-watch
+            raise KubeError(f"WATCH {path}: {error}", status=0) from None
         finally:
             response.response.release_conn()
 
