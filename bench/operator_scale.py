@@ -595,6 +595,7 @@ def start_operator(
         "ALGOEDGE_OPERATOR_CONCURRENCY": str(args.concurrency),
         "ALGOEDGE_OPERATOR_HTTP_HOST": LOOPBACK,
         "ALGOEDGE_OPERATOR_HTTP_PORT": str(port),
+        "ALGOEDGE_OPERATOR_WATCH_CHILDREN": "false" if args.poll_children else "true",
     }
     log = directory / "operator.log"
     with log.open("wb") as output:
@@ -968,6 +969,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--concurrency", type=int, default=8, help="ALGOEDGE_OPERATOR_CONCURRENCY (default: 8)"
+    )
+    parser.add_argument(
+        "--poll-children",
+        action="store_true",
+        help="ALGOEDGE_OPERATOR_WATCH_CHILDREN=false: GET every child each reconcile (the "
+        "operator before its informers, as a baseline)",
     )
     parser.add_argument(
         "--steady-resyncs",

@@ -48,11 +48,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # kopf's own API calls (watch setup) should not wait longer than ours do.
     settings.networking.request_timeout = 60
 
-    # Children are read from memory fed by watches; the informers get their own connections.
-    store = ChildStore()
-    runtime = Runtime(
-        operator_settings, Kube(connect(), store=store), watch=(Kube(connect()), store)
-    )
+    if operator_settings.watch_children:
+        # Children are read from memory fed by watches; the informers get their own connections.
+        store = ChildStore()
+        runtime = Runtime(
+            operator_settings, Kube(connect(), store=store), watch=(Kube(connect()), store)
+        )
+    else:
+        runtime = Runtime(operator_settings, Kube(connect()))
     await runtime.start()
     memo.runtime = runtime
     if operator_settings.http_port:
@@ -60,10 +63,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             operator_settings.http_host, operator_settings.http_port
         )
     log.info(
-        "algoedge-operator: resync %gs, scale %gs, capacity %s",
+        "algoedge-operator: resync %gs, scale %gs, capacity %s, children %s",
         operator_settings.resync_interval,
         operator_settings.scale_interval,
         operator_settings.capacity_url,
+        "watched" if operator_settings.watch_children else "polled",
     )
 
 

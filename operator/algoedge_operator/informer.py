@@ -57,6 +57,13 @@ def _older(incoming: Mapping[str, Any], held: Mapping[str, Any] | None) -> bool:
     return new is not None and old is not None and new < old
 
 
+def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What the store keeps: the object without ``metadata.managedFields``, which nothing here
+    reads and which is often the larger part of a Deployment."""
+    metadata = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
+    return {**obj, "metadata": metadata}
+
+
 def owner_of(obj: Mapping[str, Any]) -> tuple[str, str] | None:
     """(namespace, tenant name) of a child, from its instance label."""
     metadata = obj.get("metadata") or {}
@@ -89,7 +96,7 @@ class ChildStore:
             held = self._objects.get(key)
             if _older(obj, held) or (held is not None and _version(held) == _version(obj)):
                 return False
-            self._objects[key] = dict(obj)
+            self._objects[key] = _slim(obj)
             return True
 
     def remove(self, obj: Mapping[str, Any]) -> bool:
@@ -110,7 +117,7 @@ class ChildStore:
         self, api_version: str, kind: str, items: Iterable[Mapping[str, Any]]
     ) -> set[tuple[str, str]]:
         """The kind's whole contents from a fresh list; the owners of whatever changed."""
-        fresh = {_key(item): dict(item) for item in items}
+        fresh = {_key(item): _slim(item) for item in items}
         changed: set[tuple[str, str]] = set()
         with self._lock:
             held = {k: v for k, v in self._objects.items() if k[:2] == (api_version, kind)}

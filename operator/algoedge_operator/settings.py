@@ -37,6 +37,9 @@ class OperatorSettings:
     pgbouncer_image: str = "docker.io/edoburu/pgbouncer:v1.24.1-p1"
     #: ALGOEDGE_OPERATOR_CONCURRENCY: reconciles that may run at once (threads talking to the API).
     concurrency: int = 8
+    #: ALGOEDGE_OPERATOR_WATCH_CHILDREN: list+watch children into memory (true) or GET each one
+    #: on every reconcile (false: needs no list/watch RBAC, costs ~25 GETs per tenant per resync).
+    watch_children: bool = True
 
     def capacity_url_for(self, *, name: str, namespace: str) -> str:
         return self.capacity_url.format(name=name, namespace=namespace)
@@ -86,6 +89,16 @@ def _capacity_url(environ: Mapping[str, str]) -> str:
     return template
 
 
+def _boolean(environ: Mapping[str, str], suffix: str, default: bool) -> bool:
+    variable = PREFIX + suffix
+    raw = environ.get(variable)
+    if raw is None or raw == "":
+        return default
+    if raw not in ("true", "false"):
+        raise SettingsError(f"{variable} must be true or false")
+    return raw == "true"
+
+
 def _text(environ: Mapping[str, str], suffix: str, default: str) -> str:
     return environ.get(PREFIX + suffix) or default
 
@@ -102,4 +115,5 @@ def load_operator_settings(environ: Mapping[str, str]) -> OperatorSettings:
         redis_image=_text(environ, "REDIS_IMAGE", OperatorSettings.redis_image),
         pgbouncer_image=_text(environ, "PGBOUNCER_IMAGE", OperatorSettings.pgbouncer_image),
         concurrency=_integer(environ, "CONCURRENCY", 8, low=1, high=64),
+        watch_children=_boolean(environ, "WATCH_CHILDREN", True),
     )

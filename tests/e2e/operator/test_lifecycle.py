@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from tests.controlplane.pytest_plugin import KubeCluster
 from tests.e2e.operator.conftest import Operator
 from tests.e2e.operator.support import (
@@ -127,8 +129,14 @@ def test_spec_change_rolls_the_checksum_and_keeps_generated_secrets(
     assert secret_value(k8s, namespace, "acme-internal", "ALGOEDGE_INTERNAL_TOKEN") == token
 
 
+@pytest.fixture(params=["true", "false"], ids=["watched", "polled"])
+def children_mode(request: pytest.FixtureRequest, operator_env: dict[str, str]) -> None:
+    """Informers on the children (the default), or a GET per child per reconcile."""
+    operator_env["ALGOEDGE_OPERATOR_WATCH_CHILDREN"] = request.param
+
+
 def test_drift_is_repaired_deleted_child_and_edited_field(
-    k8s: KubeCluster, namespace: str, operator: Operator
+    k8s: KubeCluster, namespace: str, children_mode: None, operator: Operator
 ) -> None:
     ready_tenant(k8s, namespace)
     raw(k8s, "DELETE", path(namespace, "v1", "services", "acme-pgbouncer"))

@@ -38,6 +38,17 @@ class TestChildStore:
         assert found is not None
         assert found["metadata"]["resourceVersion"] == "11"
 
+    def test_should_not_keep_managed_fields(self) -> None:
+        store = ChildStore()
+        with_fields = obj("acme-config", 1)
+        with_fields["metadata"]["managedFields"] = [{"manager": "algoedge-operator"}]
+        store.put(with_fields)
+        store.replace("v1", "Secret", [{**obj("acme-internal", 2, kind="Secret")}])
+        found = store.get("v1", "ConfigMap", "trading", "acme-config")
+        assert found is not None
+        assert "managedFields" not in found["metadata"]
+        assert with_fields["metadata"]["managedFields"]  # the caller's object is untouched
+
     def test_should_forget_a_deleted_object_unless_it_was_recreated_since(self) -> None:
         store = ChildStore()
         store.put(obj("acme-config", 20))

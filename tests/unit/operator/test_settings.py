@@ -20,6 +20,11 @@ class TestOperatorSettings:
             == "http://acme-api.trading.svc:8080/internal/v1/capacity"
         )
 
+    def test_should_watch_children_unless_told_not_to(self) -> None:
+        assert load_operator_settings({}).watch_children
+        off = load_operator_settings({"ALGOEDGE_OPERATOR_WATCH_CHILDREN": "false"})
+        assert not off.watch_children
+
     def test_should_fill_a_capacity_url_template(self) -> None:
         settings = load_operator_settings(
             {"ALGOEDGE_OPERATOR_CAPACITY_URL": "http://127.0.0.1:9000/{namespace}/{name}"}
@@ -38,6 +43,8 @@ class TestOperatorSettings:
             ("ALGOEDGE_OPERATOR_CAPACITY_URL", "http://{tenant}.svc/"),
             ("ALGOEDGE_OPERATOR_CAPACITY_URL", "ftp://{name}/"),
             ("ALGOEDGE_OPERATOR_CAPACITY_URL", "http://{name/"),
+            ("ALGOEDGE_OPERATOR_WATCH_CHILDREN", "yes"),
+            ("ALGOEDGE_OPERATOR_WATCH_CHILDREN", "True"),
         ],
     )
     def test_should_name_the_malformed_variable(self, variable: str, value: str) -> None:
