@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +30,7 @@ from algoedge.cache import (
     user_key,
 )
 from algoedge.db import Database, invalidations, users
-from algoedge.db.errors import NotFound
+from algoedge.db.errors import DATABASE_FAILURES, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ class Sessions:
         self._users = UserCache(redis, ttl_seconds=user_cache_ttl)
         self._pending = PendingDeletes(redis)
         self._fallback = RedisFallback()
+        self._last_warning = -1e9
 
     async def login(self, email: str, password: str) -> AccessToken:
         found = await users.get_login(self._db, email)
@@ -236,7 +238,10 @@ class Sessions:
         """A key Redis must lose once it answers: kept in memory (this pod deletes it before its
         next Redis read) and in Postgres (any pod deletes it, even after this one dies)."""
         self._pending.add(key)
-        await invalidations.record(self._db, [key])
+        try:
+            await invalidations.record(self._db, [key])
+        except DATABASE_FAILURES as exc:  # Postgres failing too: this pod's memory has the key
+            self._warn_throttled("recording a cache invalidation failed", exc)
 
     async def _flush_pending(self) -> None:
         await self._pending.flush()
@@ -254,8 +259,17 @@ class Sessions:
                 await self.drain_invalidations()
             except RedisError as exc:
                 self._fallback.record("delete", exc)
-            except Exception:  # Postgres unreachable: the next round tries again
-                log.warning("draining cache invalidations failed", exc_info=True)
+            except DATABASE_FAILURES as exc:  # Postgres unreachable: the next round tries again
+                self._warn_throttled("draining cache invalidations failed", exc)
+            except Exception:  # a bug must not end revocation for the life of the pod
+                log.exception("draining cache invalidations failed unexpectedly")
+
+    def _warn_throttled(self, message: str, error: BaseException) -> None:
+        """A warning at most every 30 s: the drain loop meets a Postgres outage every second."""
+        now = time.monotonic()
+        if now - self._last_warning >= 30.0:
+            self._last_warning = now
+            log.warning("%s: %r", message, error)
 
     async def drain_invalidations(self) -> int:
         """Delete in Redis the keys recorded in Postgres, then forget them; how many were done."""

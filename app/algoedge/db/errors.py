@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import psycopg2
+
+#: What a query raises when Postgres or pgBouncer cannot answer: a driver error, a broken
+#: connection, or the pool's or the query's timeout. For callers that degrade rather than fail.
+DATABASE_FAILURES: tuple[type[BaseException], ...] = (psycopg2.Error, OSError, TimeoutError)
+
 
 class NotFound(Exception):
     """The row does not exist, or belongs to someone else (the caller must not learn which)."""
