@@ -241,8 +241,6 @@ class Informer:
             version = str(obj["metadata"]["resourceVersion"])
             if event_type == "BOOKMARK":
                 continue
-            obj.setdefault("apiVersion", self._api_version)
-            obj.setdefault("kind", self._kind)
             if self._store.apply_event(event_type, obj):
                 owner = owner_of(obj)
                 if owner is not None:

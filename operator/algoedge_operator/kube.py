@@ -80,12 +80,15 @@ def connect() -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+def _group_path(api_version: str) -> str:
+    return "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+
+
 def resource_path(
     api_version: str, kind: str, namespace: str, name: str | None = None, subresource: str = ""
 ) -> str:
     plural = PLURALS[(api_version, kind)]
-    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    path = f"{base}/namespaces/{quote(namespace, safe='')}/{plural}"
+    path = f"{_group_path(api_version)}/namespaces/{quote(namespace, safe='')}/{plural}"
     if name is not None:
         path += f"/{quote(name, safe='')}"
     if subresource:
@@ -95,8 +98,7 @@ def resource_path(
 
 def collection_path(api_version: str, kind: str) -> str:
     """The kind across all namespaces, e.g. ``/apis/apps/v1/deployments``."""
-    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return f"{base}/{PLURALS[(api_version, kind)]}"
+    return f"{_group_path(api_version)}/{PLURALS[(api_version, kind)]}"
 
 
 class Kube:
@@ -235,7 +237,10 @@ class Kube:
                 for line in lines:
                     if line.strip():
                         event = json.loads(line)
-                        yield str(event["type"]), dict(event["object"])
+                        obj = dict(event["object"])
+                        obj.setdefault("apiVersion", api_version)
+                        obj.setdefault("kind", kind)
+                        yield str(event["type"]), obj
         except urllib3.exceptions.HTTPError as error:  # the connection broke mid-watch
             raise KubeError(f"WATCH {path}: {error}", status=0) from None
         finally:
