@@ -4,8 +4,8 @@ One command does everything for each N, then cleans up:
 
 1. starts a fresh local control plane (``tests.controlplane.cluster``) in a temp directory, applies
    the CRD, adds kwok nodes big enough for N tenants' pods, creates one namespace and one
-   database Secret per tenant, and binds pending claims to hostPath volumes (the control plane
-   has no storage provisioner; the e2e fixture does the same);
+   database Secret per tenant (the control plane's volume-provisioner component binds the
+   managed Redis claims to hostPath volumes);
 2. starts the operator as a real separate process, exactly as deployed
    (``kopf run --all-namespaces --standalone -m algoedge_operator``) with ``ALGOEDGE_OPERATOR_*``
    settings, its capacity URL pointing at a small aiohttp server on 127.0.0.1 that answers one
@@ -42,7 +42,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import urllib3
 import yaml
 from aiohttp import web
 from algoedge_operator.model import GROUP, PLURAL, VERSION
@@ -55,7 +54,6 @@ from tests.controlplane.cluster import (
     LOOPBACK,
     LocalControlPlane,
     free_port,
-    volume_for_claim,
 )
 from tests.controlplane.kubeapi import WRITE_VERBS, api_request
 from tests.e2e.operator.support import OPERATOR_RESOURCES
@@ -371,20 +369,6 @@ def prepare_namespaces(
     )
 
 
-def bind_pending_claims(cluster: Cluster, stop: threading.Event) -> None:
-    """Bind every pending claim to a hostPath volume made for it (no storage provisioner here)."""
-    while not stop.wait(1.0):
-        try:
-            claims = cluster.request("GET", "/api/v1/persistentvolumeclaims")["items"]
-            for claim in claims:
-                volume = volume_for_claim(claim)
-                if volume is not None:
-                    cluster.request("POST", "/api/v1/persistentvolumes", volume, ok=(201, 409))
-        except (BenchError, OSError, urllib3.exceptions.HTTPError) as error:
-            # Retried next round; a claim left unbound shows as a tenant that is never Ready.
-            print(f"volume binder: {error}", file=sys.stderr)
-
-
 def tenant_body(name: str) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -672,7 +656,6 @@ def run_once(tenant_count: int, args: argparse.Namespace, root: Path, deadline: 
     directory = root / f"n{tenant_count}"
     directory.mkdir()
     plane = LocalControlPlane(directory / "cluster", die_with_parent=True)
-    stop_binder = threading.Event()
     capacity = CapacityServer(
         report={
             "linked_accounts": args.linked_accounts,
@@ -694,9 +677,6 @@ def run_once(tenant_count: int, args: argparse.Namespace, root: Path, deadline: 
             f"N={tenant_count}: {len(tenants)} namespaces with database Secrets, {len(nodes)} extra nodes"
         )
         prepare_namespaces(cluster, tenants, deadline)
-        threading.Thread(
-            target=bind_pending_claims, args=(cluster, stop_binder), name="binder", daemon=True
-        ).start()
         capacity.start()
         operator = start_operator(
             kubeconfig=plane.kubeconfig,
@@ -833,7 +813,6 @@ def run_once(tenant_count: int, args: argparse.Namespace, root: Path, deadline: 
             tenant_watch.stop()
         if operator is not None:
             operator.stop()
-        stop_binder.set()
         capacity.stop()
         step(f"N={tenant_count}: stopping the control plane")
         plane.stop()

@@ -1,12 +1,15 @@
 """Run a real local Kubernetes control plane for tests and local use, without Docker.
 
-Components: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok.
+Components: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, and a volume
+provisioner (this file's ``provision`` command) that binds each pending PersistentVolumeClaim to a
+hostPath volume, since there is no storage provisioner and kwok mounts nothing.
 
 Usage from the repo root::
 
     python -m tests.controlplane.cluster up [--dir .run/cluster]
     python -m tests.controlplane.cluster status [--dir .run/cluster]
     python -m tests.controlplane.cluster down [--dir .run/cluster]
+    python tests/controlplane/cluster.py provision --dir DIR   # run by `up` as a component
 
 Binaries come from ``$ALGOEDGE_CONTROLPLANE_BIN`` or from ``tests/controlplane/build.sh``
 (instant when its cache is warm). Every component listens on a free loopback port only, runs
@@ -37,7 +40,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -70,7 +73,16 @@ BINARIES = (
     "helm",
 )
 #: Start order; stop runs in reverse.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "volume-provisioner",
+)
+#: How often the volume provisioner looks for pending claims.
+PROVISION_INTERVAL_SECONDS = 0.5
 
 
 class ClusterError(RuntimeError):
@@ -512,6 +524,15 @@ class LocalControlPlane:
             self._start_apiserver(bin_dir, endpoints, api, deadline)
             self._start_controllers(bin_dir, endpoints)
             write_kubeconfig(self.kubeconfig, server=endpoints.server, pki=self.pki, user="admin")
+            self._spawn(
+                "volume-provisioner",
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "provision",
+                    f"--dir={self.directory}",
+                ],
+            )
             self._register_fake_node(api)
             self._wait_for_workloads_ready(api, deadline)
         except BaseException:
@@ -766,6 +787,30 @@ class LocalControlPlane:
             on_fail=self._failure("kube-controller-manager"),
         )
 
+    def provision_forever(self) -> NoReturn:
+        """The volume-provisioner component: bind pending claims until SIGTERM."""
+        endpoints = self.endpoints()
+        if endpoints is None:
+            raise ClusterError(f"no running control plane in {self.directory}")
+        api = ApiServer(port=endpoints.apiserver, pki=self.pki)
+        while True:
+            try:
+                status, claims = api.request("GET", "/api/v1/persistentvolumeclaims")
+                for claim in claims.get("items", []) if status == 200 else []:
+                    volume = volume_for_claim(claim)
+                    if volume is not None:
+                        status, body = api.request("POST", "/api/v1/persistentvolumes", volume)
+                        if status in (201, 409):
+                            print(
+                                f"bound {volume['spec']['claimRef']} to {volume['metadata']['name']}"
+                            )
+                        else:
+                            print(f"creating {volume['metadata']['name']}: HTTP {status}: {body}")
+                sys.stdout.flush()
+            except (OSError, http.client.HTTPException) as error:  # the apiserver restarting
+                print(f"listing claims: {error}", flush=True)
+            time.sleep(PROVISION_INTERVAL_SECONDS)
+
     # -- status ------------------------------------------------------------------------
 
     def status_lines(self) -> Iterator[str]:
@@ -811,7 +856,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.controlplane.cluster", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "provision"))
     parser.add_argument(
         "--dir",
         type=Path,
@@ -832,6 +877,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in plane.status_lines():
             print(line)
         return 0 if plane.is_running() else 1
+    if args.command == "provision":
+        plane.provision_forever()
 
     started = time.monotonic()
     try:
@@ -855,7 +902,8 @@ def volume_for_claim(claim: Mapping[str, Any]) -> dict[str, Any] | None:
     """A hostPath PersistentVolume pre-bound to ``claim`` when it is Pending, else None.
 
     The local control plane has no storage provisioner and kwok mounts nothing, so a claim is
-    satisfied by a volume that exists only on paper; tests and benchmarks POST what this returns.
+    satisfied by a volume that exists only on paper; the volume-provisioner component POSTs what
+    this returns.
     """
     meta = claim["metadata"]
     if claim.get("status", {}).get("phase") != "Pending" or meta.get("deletionTimestamp"):

@@ -306,6 +306,25 @@ def test_namespace_deletion_completes(k8s: KubeCluster, namespace: str) -> None:
     wait_until(f"namespace {namespace} deleted", gone(lambda: k8s.core.read_namespace(namespace)))
 
 
+def test_a_claim_is_bound_by_the_volume_provisioner(k8s: KubeCluster, namespace: str) -> None:
+    if k8s.context != "algoedge-local":
+        pytest.skip("the volume-provisioner is the local control plane's (kind binds on first use)")
+    claim = client.V1PersistentVolumeClaim(
+        metadata=client.V1ObjectMeta(name="data"),
+        spec=client.V1PersistentVolumeClaimSpec(
+            access_modes=["ReadWriteOnce"],
+            resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+        ),
+    )
+    k8s.core.create_namespaced_persistent_volume_claim(namespace, claim)
+
+    def bound() -> bool:
+        found = k8s.core.read_namespaced_persistent_volume_claim("data", namespace)
+        return found.status is not None and found.status.phase == "Bound"
+
+    wait_until("the claim to be Bound", bound)
+
+
 def test_kubectl_apply_creates_and_updates(k8s: KubeCluster, namespace: str) -> None:
     def manifest(greeting: str) -> str:
         return f"""

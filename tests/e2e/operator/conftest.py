@@ -1,8 +1,7 @@
 """Fixtures for operator e2e tests: the CRD, a controllable capacity server, the operator in-process.
 
-The local control plane has no storage provisioner, so a stand-in binds each pending claim to a
-hostPath PersistentVolume (nothing mounts it: kwok plays the kubelet). The fake node's Lease
-needs no help: kwok renews it (``--node-lease-duration-seconds`` in tests/controlplane/cluster.py).
+Pending claims (a tenant's managed Redis) are bound by the control plane's volume-provisioner,
+and kwok renews the fake node's Lease (both in tests/controlplane/cluster.py).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import yaml
 from aiohttp import web
 from kopf.testing import KopfRunner
 
-from tests.controlplane.cluster import volume_for_claim
 from tests.controlplane.pytest_plugin import KubeCluster
 from tests.e2e.operator.support import raw, wait_until
 
@@ -46,27 +44,6 @@ def crd(k8s: KubeCluster) -> None:
         return any(c.type == "Established" and c.status == "True" for c in conditions)
 
     wait_until("the AlgoEdgeTenant CRD to be established", established, timeout=60)
-
-
-def _provision_volumes(k8s: KubeCluster, stop: threading.Event) -> None:
-    """Bind every pending claim to a hostPath volume made for it (no storage provisioner here)."""
-    while not stop.wait(0.5):
-        claims = raw(k8s, "GET", "/api/v1/persistentvolumeclaims")
-        for claim in claims["items"]:
-            volume = volume_for_claim(claim)
-            if volume is None:
-                continue
-            raw(k8s, "POST", "/api/v1/persistentvolumes", volume, ok=(201, 409))
-
-
-@pytest.fixture(scope="session")
-def fake_infrastructure(k8s: KubeCluster) -> Iterator[None]:
-    stop = threading.Event()
-    thread = threading.Thread(target=_provision_volumes, args=(k8s, stop), daemon=True)
-    thread.start()
-    yield
-    stop.set()
-    thread.join(timeout=10)
 
 
 @dataclass
@@ -166,7 +143,6 @@ def operator_env(
 @pytest.fixture
 def operator(
     crd: None,
-    fake_infrastructure: None,
     operator_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Operator]:
