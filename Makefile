@@ -85,8 +85,8 @@ test: system-deps venv bridge-venv controlplane lint typecheck ## install what i
 	$(BRIDGE_PY) -m pytest tests/bridge $(PYTEST_ARGS)
 
 .PHONY: dev
-dev: system-deps venv ## start Postgres, Redis, pgBouncer and the API in .run/ (Ctrl-C stops all)
-	$(PY) -m tests.dev --dir .run
+dev: system-deps venv controlplane ## start Postgres, Redis, pgBouncer, the API, the local control plane and the operator in .run/ (Ctrl-C stops all)
+	$(PY) -m tests.dev --dir .run $(DEV_ARGS)
 
 .PHONY: clean
 clean: ## remove the environments and .run/ (the cache in CACHE_DIR stays)

@@ -1,8 +1,16 @@
-"""`make dev`: Postgres, Redis and pgBouncer in .run/, migrations, then the API; Ctrl-C stops it all.
+"""`make dev`: Postgres, Redis and pgBouncer in .run/, migrations, the API, then the local control
+plane with the operator and one tenant; Ctrl-C stops it all.
 
 Data and generated secrets persist in the folder between runs, so a second `make dev` finds the
 same users. The variables the API got are written to ``<dir>/env`` so a shell can
 ``source .run/env`` and run ``algoedge`` commands against the same services.
+
+The cluster part (skip it with ``--no-cluster``): a fresh local control plane in
+``<dir>/cluster`` (tests/controlplane), the CRD, and the operator as a process
+(``kopf run --all-namespaces --standalone -m algoedge_operator``, log in ``<dir>/operator.log``).
+It reconciles tenant ``dev/dev``, whose internal Secret holds this API's tokens, and its
+capacity URL is this API's ``/internal/v1/capacity``: accounts linked through the API scale the
+tenant's bridge StatefulSet (2 accounts per replica), as in a real deployment.
 """
 
 from __future__ import annotations
@@ -24,7 +32,25 @@ from types import FrameType
 
 from cryptography.fernet import Fernet
 
+from tests.controlplane.cluster import ClusterError, LocalControlPlane
 from tests.services import LOOPBACK, PgBouncer, PostgresServer, RedisServer, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+KOPF = Path(sys.executable).with_name("kopf")
+#: The tenant `make dev` runs: small, and a bridge replica per 2 linked accounts so that linking
+#: a few accounts through the API shows the operator scaling.
+DEV_TENANT = """
+apiVersion: algoedge.io/v1alpha1
+kind: AlgoEdgeTenant
+metadata: {name: dev, namespace: dev}
+spec:
+  image: registry.example.com/algoedge:dev
+  bridgeImage: registry.example.com/algoedge-bridge:dev
+  expectedUsers: 100
+  database: {secretRef: {name: dev-db}}
+  api: {minReplicas: 1, maxReplicas: 2}
+  bridge: {accountsPerReplica: 2, minReplicas: 1, maxReplicas: 5, scaleDownStabilizationSeconds: 30}
+"""
 
 # Stable ports when they are free, so bookmarks and `psql` history keep working between runs.
 PREFERRED_PORTS = {"postgres": 55432, "pgbouncer": 56432, "redis": 56379, "api": 8080}
@@ -64,9 +90,107 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 3
     raise SystemExit(f"dev: the API did not answer {url} within {timeout:.0f}s")
 
 
+class DevCluster:
+    """The local control plane, the CRD, tenant ``dev/dev`` and the operator, for one `make dev`."""
+
+    def __init__(self, root: Path) -> None:
+        self.plane = LocalControlPlane(root / "cluster")
+        self.operator_log = root / "operator.log"
+        self.operator: subprocess.Popen[bytes] | None = None
+        self.metrics_port = 0
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> None:
+        subprocess.run(
+            [str(self.plane.binary("kubectl")), f"--kubeconfig={self.plane.kubeconfig}", *args],
+            input=stdin.encode() if stdin is not None else None,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def start(self, *, api_port: int, api_env: dict[str, str], database_url: str) -> None:
+        self.plane.start()
+        self.kubectl("apply", "--server-side", f"--filename={REPO / 'crds'}")
+        self.kubectl(
+            "wait",
+            "--for=condition=established",
+            "--timeout=60s",
+            "customresourcedefinition/algoedgetenants.algoedge.io",
+        )
+        self.kubectl("create", "namespace", "dev")
+        self.kubectl(
+            "--namespace=dev",
+            "create",
+            "secret",
+            "generic",
+            "dev-db",
+            f"--from-literal=url={database_url}",
+        )
+        # The operator generates this Secret only when it is missing and then adopts it: with
+        # the dev API's own values, its capacity reads are authorised by that API.
+        internal = [
+            f"--from-literal={key}={api_env[key]}"
+            for key in (
+                "ALGOEDGE_INTERNAL_TOKEN",
+                "ALGOEDGE_JWT_SECRET",
+                "ALGOEDGE_CREDENTIALS_KEY",
+            )
+        ]
+        self.kubectl("--namespace=dev", "create", "secret", "generic", "dev-internal", *internal)
+        self.kubectl("apply", "--filename=-", stdin=DEV_TENANT)
+        self.metrics_port = free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.plane.kubeconfig),
+            "ALGOEDGE_OPERATOR_CAPACITY_URL": f"http://{LOOPBACK}:{api_port}/internal/v1/capacity",
+            "ALGOEDGE_OPERATOR_SCALE_INTERVAL": "5",
+            "ALGOEDGE_OPERATOR_RESYNC_INTERVAL": "30",
+            "ALGOEDGE_OPERATOR_HTTP_HOST": LOOPBACK,
+            "ALGOEDGE_OPERATOR_HTTP_PORT": str(self.metrics_port),
+        }
+        with self.operator_log.open("ab") as log:
+            self.operator = subprocess.Popen(
+                [str(KOPF), "run", "--all-namespaces", "--standalone", "-m", "algoedge_operator"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def describe(self) -> str:
+        kubectl = self.plane.binary("kubectl")
+        return (
+            "Local control plane, operator and tenant dev/dev:\n"
+            f"  export KUBECONFIG={self.plane.kubeconfig} PATH={kubectl.parent}:$PATH\n"
+            "  kubectl get aet -n dev     # Ready; the bridge follows the accounts linked via the API\n"
+            f"  operator    log {self.operator_log}, "
+            f"metrics http://{LOOPBACK}:{self.metrics_port}/metrics\n"
+        )
+
+    def problem(self) -> str | None:
+        """Why the cluster part stopped working, if it did (the operator exited)."""
+        if self.operator is not None and self.operator.poll() is not None:
+            return f"the operator exited with {self.operator.returncode}; see {self.operator_log}"
+        return None
+
+    def stop(self) -> None:
+        if self.operator is not None and self.operator.poll() is None:
+            self.operator.send_signal(signal.SIGTERM)
+            try:
+                self.operator.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.operator.kill()
+                self.operator.wait()
+        self.plane.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.dev", description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path(".run"), help="state folder")
+    parser.add_argument(
+        "--no-cluster",
+        action="store_true",
+        help="only the services and the API: no control plane, operator or tenant",
+    )
     args = parser.parse_args(argv)
     root: Path = args.dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -94,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         root=root / "pgbouncer", upstream=postgres, port=free_port(PREFERRED_PORTS["pgbouncer"])
     )
     api: subprocess.Popen[bytes] | None = None
+    cluster = None if args.no_cluster else DevCluster(root)
     try:
         postgres.start()
         redis.start()
@@ -117,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         # Its own session: Ctrl-C reaches only us, and we stop the API with SIGTERM like a kubelet.
         api = subprocess.Popen([algoedge, "api"], env=child_env, start_new_session=True)
         _wait_healthy(f"http://{LOOPBACK}:{api_port}/readyz", api)
+        if cluster is not None:
+            cluster.start(api_port=api_port, api_env=env, database_url=postgres.url)
         print(
             "\nAlgoEdge dev stack is up (Ctrl-C stops everything):\n"
             f"  API         http://{LOOPBACK}:{api_port}  (/api/v1/openapi.json, /metrics)\n"
@@ -126,22 +253,30 @@ def main(argv: list[str] | None = None) -> int:
             f"  variables   source {env_file}\n",
             flush=True,
         )
+        if cluster is not None:
+            print(cluster.describe(), flush=True)
         while not stop.wait(0.5):
             if api.poll() is not None:
                 print(f"dev: the API exited with {api.returncode}", file=sys.stderr)
                 return 1
+            if cluster is not None and (problem := cluster.problem()) is not None:
+                print(f"dev: {problem}", file=sys.stderr)
+                return 1
         return 0
-    except subprocess.CalledProcessError as exc:
+    except (subprocess.CalledProcessError, ClusterError) as exc:
         print(f"dev: {exc}", file=sys.stderr)
         return 1
     finally:
+        if cluster is not None:
+            cluster.stop()
         if api is not None and api.poll() is None:
             api.send_signal(signal.SIGTERM)
             api.wait(timeout=30)
         bouncer.stop()
         redis.stop()
         postgres.stop()
-        print("dev: stopped API, pgBouncer, Redis and PostgreSQL", flush=True)
+        stopped = "operator, control plane, " if cluster is not None else ""
+        print(f"dev: stopped {stopped}API, pgBouncer, Redis and PostgreSQL", flush=True)
 
 
 if __name__ == "__main__":

@@ -175,14 +175,29 @@ class Kube:
         return dict(data)
 
     def get_child(
-        self, api_version: str, kind: str, namespace: str, name: str
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        verify_absence: bool = False,
     ) -> dict[str, Any] | None:
         """An operator-labelled child: from the informers' store once its kind is listed, else
-        from the API. (Objects without the label, such as the tenant's own Secrets, use get.)"""
+        from the API. (Objects without the label, such as the tenant's own Secrets, use get.)
+
+        The store only holds labelled objects, so an object of that name created without the
+        label (by a person, a restore, a `make dev`) looks absent. ``verify_absence`` confirms a
+        miss with a GET: callers whose next step would overwrite values, not merely apply a
+        manifest, must pass it.
+        """
         if self._store is not None and self._store.synced(api_version, kind):
             metrics.CACHE_READS.labels(kind=kind).inc()
             found = self._store.get(api_version, kind, namespace, name)
-            return None if found is None else copy.deepcopy(found)
+            if found is not None:
+                return copy.deepcopy(found)
+            if not verify_absence:
+                return None
         return self.get(api_version, kind, namespace, name)
 
     def list_collection(

@@ -106,7 +106,11 @@ class TenantReconciler:
     ) -> dict[str, str]:
         """Values of an operator-generated Secret; missing keys are generated (once: they are
         applied, and read back from then on)."""
-        live = self._kube.get_child("v1", "Secret", tenant.namespace, child_name(tenant, component))
+        # A miss is confirmed with a GET: generating values for a Secret that exists unlabelled
+        # would rotate them.
+        live = self._kube.get_child(
+            "v1", "Secret", tenant.namespace, child_name(tenant, component), verify_absence=True
+        )
         values = _decoded(live)
         return {key: values.get(key) or self._new_secret_value(key) for key in keys}
 
@@ -163,7 +167,7 @@ class TenantReconciler:
 
     def internal_token(self, tenant: Tenant) -> str | None:
         live = self._kube.get_child(
-            "v1", "Secret", tenant.namespace, child_name(tenant, "internal")
+            "v1", "Secret", tenant.namespace, child_name(tenant, "internal"), verify_absence=True
         )
         return _decoded(live).get(INTERNAL_TOKEN)
 

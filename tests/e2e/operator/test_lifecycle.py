@@ -129,6 +129,25 @@ def test_spec_change_rolls_the_checksum_and_keeps_generated_secrets(
     assert secret_value(k8s, namespace, "acme-internal", "ALGOEDGE_INTERNAL_TOKEN") == token
 
 
+def test_adopts_an_existing_unlabelled_internal_secret_without_rotating_it(
+    k8s: KubeCluster, namespace: str, operator: Operator
+) -> None:
+    """Restored from a backup, or made by hand so the API keeps its tokens: the informers never
+    saw it (no managed-by label), and the operator must read it rather than generate anew."""
+    values = {
+        "ALGOEDGE_INTERNAL_TOKEN": "restored-internal-token-0123456789",
+        "ALGOEDGE_JWT_SECRET": "restored-jwt-secret-0123456789abcdefghij",
+        "ALGOEDGE_CREDENTIALS_KEY": "A" * 43 + "=",
+    }
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acme-internal"}}
+    raw(k8s, "POST", f"/api/v1/namespaces/{namespace}/secrets", {**body, "stringData": values})
+    ready_tenant(k8s, namespace)
+    for key, value in values.items():
+        assert secret_value(k8s, namespace, "acme-internal", key) == value
+    labels = get(k8s, namespace, "v1", "secrets", "acme-internal")["metadata"]["labels"]
+    assert labels["app.kubernetes.io/managed-by"] == "algoedge-operator"
+
+
 @pytest.fixture(params=["true", "false"], ids=["watched", "polled"])
 def children_mode(request: pytest.FixtureRequest, operator_env: dict[str, str]) -> None:
     """Informers on the children (the default), or a GET per child per reconcile."""
