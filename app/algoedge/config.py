@@ -14,8 +14,11 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Network, IPv6Network
+from dataclasses import dataclass
+from datetime import time
+from email.utils import formataddr, parseaddr
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -178,6 +181,11 @@ class ServiceSettings(MigrateSettings):
         description="Redis for sessions, cache, rate limits, socket.io fan-out and the Celery broker.",
         json_schema_extra={"form": REDIS_FORM},
     )
+    worker_queues: Annotated[tuple[str, ...], BeforeValidator(_queues)] = Field(
+        default=("default", "reports", "emails"),
+        description="Celery queues the workers consume, tasks are routed to and /internal/v1/capacity counts.",
+        json_schema_extra={"form": "comma-separated queue names, like default,reports,emails"},
+    )
 
 
 class ApiSettings(ServiceSettings):
@@ -257,16 +265,178 @@ class ApiSettings(ServiceSettings):
         description="socket.io transports; polling needs sticky sessions across pods.",
         json_schema_extra={"form": "websocket or websocket,polling"},
     )
-    worker_queues: Annotated[tuple[str, ...], BeforeValidator(_queues)] = Field(
-        default=("default", "reports", "emails"),
-        description="Celery queues whose backlog /internal/v1/capacity reports.",
-        json_schema_extra={"form": "comma-separated queue names, like default,reports,emails"},
+
+
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpTarget:
+    """Where workers send mail: parsed from ALGOEDGE_SMTP_URL (the password stays secret)."""
+
+    host: str
+    port: int
+    #: ``plain`` (no TLS), ``starttls`` (upgrade after EHLO) or ``tls`` (smtps://, TLS from the start).
+    security: Literal["plain", "starttls", "tls"]
+    username: str | None
+    password: SecretStr | None
+
+
+SMTP_FORM = "smtp://[USER:PASSWORD@]HOST:PORT[?starttls=true] or smtps://[USER:PASSWORD@]HOST:PORT"
+
+
+def _smtp_url(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    parts = _split_url(value, schemes=("smtp", "smtps"))
+    if parts.port is None:
+        raise ValueError("has no port")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise ValueError("has a path; only ?starttls=true may follow the port")
+    query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+    if set(query) - {"starttls"} or any(len(v) != 1 for v in query.values()):
+        raise ValueError("has an unknown query parameter; only ?starttls=true is understood")
+    starttls = query.get("starttls", ["false"])[0]
+    if starttls not in ("true", "false"):
+        raise ValueError("has starttls that is neither true nor false")
+    if parts.scheme == "smtps" and starttls == "true":
+        raise ValueError("has starttls=true on smtps://, which is TLS already")
+    security: Literal["plain", "starttls", "tls"] = (
+        "tls" if parts.scheme == "smtps" else "starttls" if starttls == "true" else "plain"
+    )
+    return SmtpTarget(
+        host=str(parts.hostname),
+        port=parts.port,
+        security=security,
+        username=unquote(parts.username) if parts.username else None,
+        password=SecretStr(unquote(parts.password)) if parts.password is not None else None,
+    )
+
+
+MAILBOX_FORM = "a mailbox like reports@example.com or AlgoEdge <reports@example.com>"
+
+
+def _mailbox(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    name, address = parseaddr(value)
+    if not re.fullmatch(r"[^@\s<>]{1,64}@[^@\s<>]+", address) or any(c in value for c in "\r\n"):
+        raise ValueError(f"must be {MAILBOX_FORM}")
+    return formataddr((name, address)) if name else address
+
+
+def _clock_time(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    match = re.fullmatch(r"([01][0-9]|2[0-3]):([0-5][0-9])", value)
+    if match is None:
+        raise ValueError("must be HH:MM (UTC, 00:00 to 23:59)")
+    return time(int(match[1]), int(match[2]))
+
+
+class JobsSettings(ServiceSettings):
+    """What both Celery processes (worker and beat) need beside the database and Redis."""
+
+    metrics_port: int = Field(
+        default=9090,
+        ge=0,
+        le=65535,
+        description="Port of this process's Prometheus /metrics (0: none).",
+        json_schema_extra={"form": "a port number from 0 (off) to 65535"},
+    )
+    heartbeat_file: str = Field(
+        default="/tmp/algoedge-heartbeat",  # noqa: S108 - the pod's own emptyDir /tmp
+        min_length=1,
+        pattern=r"^/",
+        description="File the process touches while healthy; `algoedge probe` checks its age.",
+        json_schema_extra={"form": "an absolute path"},
+    )
+    jobs_visibility_timeout: int = Field(
+        default=900,
+        ge=6,
+        le=43200,
+        description=(
+            "Seconds before Redis hands an unacknowledged task to another worker. A task's hard "
+            "time limit and its longest retry delay are each a third of it, so a task that is "
+            "still running or waiting to retry is never delivered twice."
+        ),
+        json_schema_extra={"form": "seconds from 6 to 43200"},
+    )
+
+    @property
+    def task_time_limit(self) -> int:
+        return self.jobs_visibility_timeout // 3
+
+    @property
+    def max_retry_delay(self) -> int:
+        return self.jobs_visibility_timeout // 3
+
+
+class WorkerSettings(JobsSettings):
+    """`algoedge worker`: runs tasks (reports, e-mail, notifications)."""
+
+    worker_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Tasks one worker process runs at once (threads).",
+        json_schema_extra={"form": "an integer from 1 to 64"},
+    )
+    worker_prefetch_multiplier: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Tasks reserved per thread beyond the running one; 1 keeps the backlog in Redis.",
+        json_schema_extra={"form": "an integer from 1 to 16"},
+    )
+    worker_soft_shutdown_timeout: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description=(
+            "On SIGTERM, seconds running tasks get to finish before the rest are handed back to "
+            "the queue; keep it below the pod's terminationGracePeriodSeconds."
+        ),
+        json_schema_extra={"form": "seconds from 0 to 3600"},
+    )
+    smtp_url: Annotated[SmtpTarget | None, BeforeValidator(_smtp_url)] = Field(
+        default=None,
+        description="The SMTP server workers send through; unset: e-mails fail with that reason.",
+        json_schema_extra={"form": SMTP_FORM},
+    )
+    smtp_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=300,
+        description="Seconds one SMTP connection or command may take.",
+        json_schema_extra={"form": "seconds, a number above 0 and at most 300"},
+    )
+    mail_from: Annotated[str, BeforeValidator(_mailbox)] = Field(
+        default="AlgoEdge <no-reply@localhost>",
+        description="From: of every e-mail.",
+        json_schema_extra={"form": MAILBOX_FORM},
+    )
+
+
+class BeatSettings(JobsSettings):
+    """`algoedge beat`: schedules the daily and weekly report runs and the sweeper."""
+
+    report_daily_at: Annotated[time, BeforeValidator(_clock_time)] = Field(
+        default=time(0, 15),
+        description="UTC time of day of the daily report run (weekly runs: Mondays, same time).",
+        json_schema_extra={"form": "HH:MM (UTC, 00:00 to 23:59)"},
     )
 
 
 SettingsT = TypeVar("SettingsT", bound=_Settings)
 
-ALL_SETTINGS: tuple[type[_Settings], ...] = (MigrateSettings, ServiceSettings, ApiSettings)
+ALL_SETTINGS: tuple[type[_Settings], ...] = (
+    MigrateSettings,
+    ServiceSettings,
+    ApiSettings,
+    JobsSettings,
+    WorkerSettings,
+    BeatSettings,
+)
 
 
 def env_name(model: type[_Settings], field: str) -> str:
