@@ -12,8 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from algoedge import __version__
 from algoedge.config import (
     ApiSettings,
+    BeatSettings,
     ConfigError,
+    JobsSettings,
     MigrateSettings,
+    WorkerSettings,
     load_settings,
 )
 
@@ -70,6 +73,44 @@ def run_migrate(environ: Mapping[str, str]) -> int:
         return EXIT_FAILED
 
 
+def run_worker(environ: Mapping[str, str]) -> int:
+    settings = load_settings(WorkerSettings, environ)
+    _configure_logging(settings.log_level)
+    # Kubernetes stops pods with SIGTERM; remapped to SIGQUIT it starts Celery's soft shutdown
+    # (running tasks get ALGOEDGE_WORKER_SOFT_SHUTDOWN_TIMEOUT, the rest go back to the queue)
+    # instead of a warm shutdown that waits for every task past the grace period. billiard
+    # reads it when first imported, so it is set before anything imports Celery.
+    os.environ["REMAP_SIGTERM"] = "SIGQUIT"
+    from algoedge.jobs.worker import run  # Celery is not in the bridge image
+
+    return run(settings)
+
+
+def run_beat(environ: Mapping[str, str]) -> int:
+    settings = load_settings(BeatSettings, environ)
+    _configure_logging(settings.log_level)
+    from algoedge.jobs.beat import run
+
+    return run(settings)
+
+
+def run_probe(environ: Mapping[str, str], max_age: float) -> int:
+    """Exit 0 while the worker's or beat's heartbeat file is fresh; cheap (no Celery, no broker)."""
+    from algoedge.jobs import heartbeat
+
+    path = environ.get(
+        "ALGOEDGE_HEARTBEAT_FILE", str(JobsSettings.model_fields["heartbeat_file"].default)
+    )
+    age = heartbeat.age(path)
+    if age is None:
+        print(f"algoedge probe: {path} does not exist (not started, or stopping)", file=sys.stderr)
+        return EXIT_FAILED
+    if age > max_age:
+        print(f"algoedge probe: {path} is {age:.0f}s old (limit {max_age:.0f}s)", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
 def _not_yet(name: str) -> Callable[[Mapping[str, str]], int]:
     def stub(environ: Mapping[str, str]) -> int:
         print(f"algoedge {name}: not yet implemented", file=sys.stderr)
@@ -80,8 +121,8 @@ def _not_yet(name: str) -> Callable[[Mapping[str, str]], int]:
 
 COMMANDS: dict[str, tuple[str, Callable[[Mapping[str, str]], int]]] = {
     "api": ("serve the HTTP API, /metrics and socket.io on ALGOEDGE_HTTP_PORT", run_api),
-    "worker": ("run a Celery worker (not yet implemented)", _not_yet("worker")),
-    "beat": ("run the Celery beat scheduler (not yet implemented)", _not_yet("beat")),
+    "worker": ("run a Celery worker (reports, e-mail, notifications)", run_worker),
+    "beat": ("run Celery beat: report runs and the sweeper (one per tenant)", run_beat),
     "migrate": ("apply database migrations (safe to run from several pods)", run_migrate),
     "bridge": ("run the MetaAPI bridge (not yet implemented)", _not_yet("bridge")),
 }
@@ -97,14 +138,38 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, _) in COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text)
+    probe = sub.add_parser(
+        "probe",
+        help=PROBE_HELP,
+        description=PROBE_HELP + " (ALGOEDGE_HEARTBEAT_FILE; exit 0 fresh, 1 stale or missing)",
+    )
+    probe.add_argument(
+        "--max-age", type=_seconds, required=True, help="seconds the heartbeat may be old"
+    )
     return parser
+
+
+PROBE_HELP = "check that the worker's or beat's heartbeat file is fresh (the pods' exec probe)"
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError("must be above 0 and at most 86400")
+    return value
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    if args.command == "probe":
+        return run_probe(env, args.max_age)
     _, command = COMMANDS[args.command]
     try:
-        return command(os.environ if environ is None else environ)
+        return command(env)
     except ConfigError as exc:
         print(f"algoedge {args.command}: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

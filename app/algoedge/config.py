@@ -13,10 +13,10 @@ import difflib
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from ipaddress import IPv4Network, IPv6Network
 from dataclasses import dataclass
 from datetime import time
 from email.utils import formataddr, parseaddr
+from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
@@ -265,8 +265,6 @@ class ApiSettings(ServiceSettings):
         description="socket.io transports; polling needs sticky sessions across pods.",
         json_schema_extra={"form": "websocket or websocket,polling"},
     )
-
-
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,3 +33,9 @@ EVENTS_RELAYED = Counter(
     "algoedge_events_relayed_total",
     "Events taken from the Redis events channel and emitted to this process's sockets.",
 )
+JOBS_ENQUEUE_FAILURES = Counter(
+    "algoedge_jobs_enqueue_failures_total",
+    "Tasks this process could not put on the queue (the work stays recorded in Postgres and the "
+    "sweeper enqueues it again), by task name.",
+    ["task"],
+)

@@ -4,7 +4,7 @@ Two ways in, one way out:
 - API processes emit through ``AsyncRedisManager`` (channel ``algoedge:socketio``): every pod
   receives the emit and delivers it to its own sockets in the user's room ``user:<id>``.
 - Processes without python-socketio 5 (Celery workers; the bridge, pinned to socket.io 4) call
-  :func:`publish_event`, which PUBLISHes JSON on ``algoedge:events``; every API pod relays what it
+  :func:`algoedge.events.publish_event`, which PUBLISHes JSON on ``algoedge:events``; every API pod relays what it
   receives to its local sockets only (``ignore_queue``), so nothing is delivered twice.
 The websocket transport is the default so no sticky sessions are needed; polling can be enabled
 (ALGOEDGE_SOCKETIO_TRANSPORTS) but then the load balancer must pin clients to a pod.
@@ -24,9 +24,12 @@ from redis.exceptions import RedisError
 
 from algoedge.auth import AuthError
 from algoedge.cache import EVENTS_CHANNEL, SOCKETIO_CHANNEL, CachedUser
+from algoedge.events import publish_event
 from algoedge.metrics import EVENTS_RELAYED, SOCKETS_CONNECTED
 
 log = logging.getLogger(__name__)
+
+__all__ = ["create_server", "emit_to_user", "publish_event", "relay_events", "user_room"]
 
 NAMESPACE = "/"
 
@@ -86,13 +89,6 @@ def create_server(
 async def emit_to_user(sio: socketio.AsyncServer, user_id: int, event: str, data: Any) -> None:
     """From an API process: deliver ``event`` to every socket of ``user_id`` on every pod."""
     await sio.emit(event, data, room=user_room(user_id), namespace=NAMESPACE)
-
-
-async def publish_event(redis: Redis, user_id: int, event: str, data: Any) -> None:
-    """From any process with Redis (workers, the bridge): the API pods relay it to the user."""
-    await redis.publish(
-        EVENTS_CHANNEL, json.dumps({"user_id": user_id, "event": event, "data": data})
-    )
 
 
 async def relay_events(sio: socketio.AsyncServer, redis_url: str) -> None:

@@ -1,0 +1,110 @@
+"""`algoedge worker`: a Celery worker with a threads pool, a heartbeat file and Prometheus metrics.
+
+Why threads (docs/jobs.md): the tasks wait on Postgres, Redis and SMTP, not on the CPU; threads
+share one asyncio loop with one bounded connection pool per pod, and one process means the
+default Prometheus registry is the whole truth (prefork needs multiprocess mode). The price:
+no hard time limits (the pool cannot kill a thread), so every wait has its own timeout and
+batches hand their remainder on before a third of the visibility timeout has passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import Any
+
+from celery import Celery, bootsteps, signals
+from celery.worker import WorkController
+from prometheus_client import start_http_server
+
+from algoedge.config import WorkerSettings
+from algoedge.jobs import heartbeat
+from algoedge.jobs.celery_app import create_celery
+from algoedge.jobs.metrics import TASK_DURATION, TASKS, TASKS_IN_PROGRESS
+from algoedge.jobs.runtime import Runtime
+from algoedge.jobs.tasks import Jobs, register_tasks
+
+log = logging.getLogger(__name__)
+
+_OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}
+
+
+def heartbeat_step(path: str) -> type[bootsteps.StartStopStep]:
+    class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
+        """Touches the heartbeat file on the worker's timer while the worker runs."""
+
+        requires = ("celery.worker.components:Timer",)
+
+        def __init__(self, parent: WorkController, **kwargs: Any) -> None:
+            super().__init__(parent, **kwargs)
+            self.tref: Any = None
+
+        def start(self, worker: WorkController) -> None:
+            heartbeat.touch(path)
+            self.tref = worker.timer.call_repeatedly(
+                heartbeat.INTERVAL_SECONDS, heartbeat.touch, (path,), priority=10
+            )
+
+        def stop(self, worker: WorkController) -> None:
+            if self.tref is not None:
+                self.tref.cancel()
+            heartbeat.remove(path)
+
+    return Heartbeat
+
+
+def _connect_metrics() -> None:
+    started: dict[str, float] = {}
+
+    @signals.task_prerun.connect(weak=False)  # type: ignore[untyped-decorator]
+    def prerun(task_id: str, task: Any, **_: Any) -> None:
+        started[task_id] = time.monotonic()
+        TASKS_IN_PROGRESS.labels(task=task.name).inc()
+
+    @signals.task_postrun.connect(weak=False)  # type: ignore[untyped-decorator]
+    def postrun(task_id: str, task: Any, state: str | None = None, **_: Any) -> None:
+        TASKS_IN_PROGRESS.labels(task=task.name).dec()
+        began = started.pop(task_id, None)
+        if began is not None:
+            TASK_DURATION.labels(task=task.name).observe(time.monotonic() - began)
+        TASKS.labels(task=task.name, outcome=_OUTCOMES.get(state or "", "failed")).inc()
+
+
+def build(settings: WorkerSettings) -> tuple[Celery, Runtime]:
+    app = create_celery(settings)
+    # Threads plus the loop's own connection, the sweeper and a spare.
+    runtime = Runtime(settings, pool_max=settings.worker_concurrency + 2)
+    register_tasks(app, Jobs(app, runtime, settings))
+    app.steps["worker"].add(heartbeat_step(settings.heartbeat_file))
+    return app, runtime
+
+
+def run(settings: WorkerSettings) -> int:
+    app, runtime = build(settings)
+    _connect_metrics()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+    log.info(
+        "worker consuming %s with %d threads; metrics on :%d",
+        ",".join(settings.worker_queues),
+        settings.worker_concurrency,
+        settings.metrics_port,
+    )
+    worker = app.Worker(
+        pool="threads",
+        concurrency=settings.worker_concurrency,
+        queues=list(settings.worker_queues),
+        hostname=f"worker@{socket.gethostname()}",
+        loglevel=settings.log_level,
+        # No broadcast chatter at start-up or every few seconds: nothing here reads it.
+        without_mingle=True,
+        without_gossip=True,
+        without_heartbeat=True,
+        optimization="fair",
+    )
+    try:
+        worker.start()
+    finally:
+        runtime.close()
+    return int(worker.exitcode or 0)
