@@ -10,12 +10,14 @@ batches hand their remainder on before a third of the visibility timeout has pas
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from typing import Any
 
 from celery import Celery, bootsteps, signals
 from celery.worker import WorkController
+from celery.worker import state as worker_state
 from prometheus_client import start_http_server
 
 from algoedge.config import WorkerSettings
@@ -71,6 +73,31 @@ def _connect_metrics() -> None:
         TASKS.labels(task=task.name, outcome=_OUTCOMES.get(state or "", "failed")).inc()
 
 
+def soft_shutdown_worker(app: Celery) -> type[WorkController]:
+    """Celery's worker, whose soft shutdown ends as soon as no task is running.
+
+    Celery's own waits the whole ``worker_soft_shutdown_timeout`` whenever a task runs (or
+    always, with ``worker_enable_soft_shutdown_on_idle``), so every rollout would take the full
+    grace period. Reserved but not started tasks (prefetched, or waiting out a retry countdown)
+    need no waiting: the worker hands them back to Redis when it closes its channel.
+    """
+
+    class SoftShutdownWorker(app.Worker):  # type: ignore[misc]
+        def wait_for_soft_shutdown(self) -> None:
+            timeout = float(self.app.conf.worker_soft_shutdown_timeout or 0)
+            deadline = time.monotonic() + timeout
+            if worker_state.active_requests:
+                log.warning(
+                    "soft shutdown: %d running tasks get up to %.0fs",
+                    len(worker_state.active_requests),
+                    timeout,
+                )
+            while worker_state.active_requests and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+    return SoftShutdownWorker
+
+
 def build(settings: WorkerSettings) -> tuple[Celery, Runtime]:
     app = create_celery(settings)
     # Threads plus the loop's own connection, the sweeper and a spare.
@@ -91,11 +118,11 @@ def run(settings: WorkerSettings) -> int:
         settings.worker_concurrency,
         settings.metrics_port,
     )
-    worker = app.Worker(
+    worker = soft_shutdown_worker(app)(
         pool="threads",
         concurrency=settings.worker_concurrency,
         queues=list(settings.worker_queues),
-        hostname=f"worker@{socket.gethostname()}",
+        hostname=f"worker-{os.getpid()}@{socket.gethostname()}",
         loglevel=settings.log_level,
         # No broadcast chatter at start-up or every few seconds: nothing here reads it.
         without_mingle=True,
