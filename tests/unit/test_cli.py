@@ -54,7 +54,63 @@ def test_should_name_every_missing_variable_of_the_api() -> None:
         assert name in result.stderr
 
 
-@pytest.mark.parametrize("command", ["worker", "beat", "bridge"])
+BASE = {
+    "ALGOEDGE_DATABASE_URL": "postgresql://u:p@db:5432/x",
+    "ALGOEDGE_REDIS_URL": "redis://r:6379/0",
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "value", "expected"),
+    [
+        ("worker", "ALGOEDGE_SMTP_URL", "smtp://u:hunter2@mail", "has no port"),
+        ("worker", "ALGOEDGE_SMTP_URL", "smtps://u:hunter2@mail:465?starttls=true", "TLS already"),
+        ("worker", "ALGOEDGE_SMTP_URL", "smtp://u:hunter2@mail:25?tls=1", "unknown query"),
+        ("worker", "ALGOEDGE_MAIL_FROM", "hunter2", "must be a mailbox"),
+        ("worker", "ALGOEDGE_MAIL_FROM", "a@b.c\r\nBcc: hunter2@x.y", "must be a mailbox"),
+        ("worker", "ALGOEDGE_WORKER_CONCURRENCY", "0", "ALGOEDGE_WORKER_CONCURRENCY"),
+        ("worker", "ALGOEDGE_JOBS_VISIBILITY_TIMEOUT", "5", "from 6 to 43200"),
+        ("beat", "ALGOEDGE_REPORT_DAILY_AT", "24:00", "HH:MM"),
+        ("beat", "ALGOEDGE_REPORT_DAILY_AT", "7:30", "HH:MM"),
+        ("beat", "ALGOEDGE_METRICS_PORT", "65536", "ALGOEDGE_METRICS_PORT"),
+    ],
+)
+def test_should_refuse_bad_jobs_settings_in_one_line_without_the_value(
+    command: str, variable: str, value: str, expected: str
+) -> None:
+    result = run(command, env={**BASE, variable: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert variable in lines[0]
+    assert expected in lines[0]
+    assert "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--max-age", "0"], "must be above 0"), (["--max-age", "soon"], "must be a number")],
+)
+def test_should_refuse_a_bad_probe_age(args: list[str], message: str) -> None:
+    result = run("probe", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_should_fail_the_probe_while_no_heartbeat_exists(tmp_path: Path) -> None:
+    result = run("probe", "--max-age", "60", env={"ALGOEDGE_HEARTBEAT_FILE": str(tmp_path / "hb")})
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+    (tmp_path / "hb").touch()
+    assert (
+        run(
+            "probe", "--max-age", "60", env={"ALGOEDGE_HEARTBEAT_FILE": str(tmp_path / "hb")}
+        ).returncode
+        == 0
+    )
+
+
+@pytest.mark.parametrize("command", ["bridge"])
 def test_should_say_an_unfinished_command_is_not_implemented(command: str) -> None:
     result = run(command)
     assert result.returncode == 3

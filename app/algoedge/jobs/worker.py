@@ -56,6 +56,38 @@ def heartbeat_step(path: str) -> type[bootsteps.StartStopStep]:
     return Heartbeat
 
 
+#: How often the consumer's event loop wakes up, at most, to take more tasks.
+WAKE_SECONDS = 0.05
+
+
+class WakeConsumer(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Wakes the consumer's event loop often, so a thread that finished a task gets a new one.
+
+    With the threads pool a task is acknowledged from its pool thread; when every thread was
+    busy, the consumer had stopped reading Redis (prefetch limit) and its event loop sleeps
+    until its next timer, seconds later: measured, 20 trivial tasks on 4 threads took 12.5 s.
+    A 50 ms timer lets the loop re-arm its read as soon as a thread is free.
+    """
+
+    requires = ("celery.worker.components:Hub",)
+
+    def __init__(self, parent: WorkController, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.tref: Any = None
+
+    def start(self, worker: WorkController) -> None:
+        if worker.hub is not None:
+            self.tref = worker.hub.call_repeatedly(WAKE_SECONDS, _nothing)
+
+    def stop(self, worker: WorkController) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+
+
+def _nothing() -> None:
+    return None
+
+
 def _connect_metrics() -> None:
     started: dict[str, float] = {}
 
@@ -104,6 +136,7 @@ def build(settings: WorkerSettings) -> tuple[Celery, Runtime]:
     runtime = Runtime(settings, pool_max=settings.worker_concurrency + 2)
     register_tasks(app, Jobs(app, runtime, settings))
     app.steps["worker"].add(heartbeat_step(settings.heartbeat_file))
+    app.steps["worker"].add(WakeConsumer)
     return app, runtime
 
 
