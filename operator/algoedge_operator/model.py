@@ -36,11 +36,13 @@ SPEC_DEFAULTS: Mapping[str, Any] = {
     "redis.storage": "1Gi",
     "redis.external.secretRef.key": "url",
     "api.targetCPUUtilizationPercentage": 70,
-    "workers.queues": ["default"],
+    "workers.queues": ["default", "reports", "emails"],
     "workers.tasksPerReplica": 50,
     "workers.concurrency": 4,
     "workers.scaleDownStabilizationSeconds": 300,
     "beat.enabled": True,
+    "reports.dailyAt": "00:15",
+    "mail.smtpSecretRef.key": "url",
     "bridge.accountsPerReplica": 100,
     "bridge.minReplicas": 1,
     "bridge.maxReplicas": 50,
@@ -58,6 +60,8 @@ WORKER_RESOURCES = Resources("100m", "256Mi", "1", "512Mi")
 BRIDGE_RESOURCES = Resources("100m", "256Mi", "1", "768Mi")
 
 _MEMORY = re.compile(r"^([1-9][0-9]*)(Mi|Gi)$")
+#: spec.reports.dailyAt: UTC HH:MM, the CRD's pattern (a unit test keeps the two equal).
+DAILY_AT_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
 class SpecError(ValueError):
@@ -139,6 +143,20 @@ class WorkersSpec:
 
 
 @dataclass(frozen=True)
+class ReportsSpec:
+    #: UTC ``HH:MM`` of the daily report run; the weekly run is on Mondays at the same time.
+    daily_at: str
+
+
+@dataclass(frozen=True)
+class MailSpec:
+    #: The From: mailbox (the app's default when None).
+    from_address: str | None
+    #: Secret key holding the SMTP URL; only worker pods read it (None: no SMTP server).
+    smtp_secret: SecretKeyRef | None
+
+
+@dataclass(frozen=True)
 class BridgeSpec:
     accounts_per_replica: int
     replicas: ReplicaRange
@@ -159,6 +177,8 @@ class TenantSpec:
     api: ApiSpec
     workers: WorkersSpec
     beat_enabled: bool
+    reports: ReportsSpec
+    mail: MailSpec
     bridge: BridgeSpec
     rate_limits: RateLimits
     trusted_proxies: tuple[str, ...]
@@ -295,6 +315,21 @@ def parse_spec(raw: Mapping[str, Any], *, seen: set[str] | None = None) -> Tenan
     origins = reader.get("allowedOrigins", [])
     if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
         raise SpecError("spec.allowedOrigins must be a list of origins")
+    daily_at = reader.text("reports.dailyAt")
+    if not re.fullmatch(DAILY_AT_PATTERN, daily_at):
+        raise SpecError("spec.reports.dailyAt must be HH:MM (UTC, 00:00 to 23:59)")
+    mail_from = reader.get("mail.from")
+    if mail_from is not None and (not isinstance(mail_from, str) or not mail_from):
+        raise SpecError("spec.mail.from must be a non-empty string")
+    smtp_secret: SecretKeyRef | None = None
+    if reader.has("mail.smtpSecretRef.name"):
+        smtp_secret = SecretKeyRef(
+            reader.text("mail.smtpSecretRef.name"), reader.text("mail.smtpSecretRef.key")
+        )
+    else:
+        # Read for the path record: the fields exist even when unused.
+        reader.get("mail.smtpSecretRef.name")
+        reader.get("mail.smtpSecretRef.key")
 
     return TenantSpec(
         image=reader.text("image"),
@@ -352,6 +387,8 @@ def parse_spec(raw: Mapping[str, Any], *, seen: set[str] | None = None) -> Tenan
             resources=_resources(reader, "workers", WORKER_RESOURCES),
         ),
         beat_enabled=bool(reader.get("beat.enabled")),
+        reports=ReportsSpec(daily_at=daily_at),
+        mail=MailSpec(from_address=mail_from, smtp_secret=smtp_secret),
         bridge=BridgeSpec(
             accounts_per_replica=reader.integer("bridge.accountsPerReplica"),
             replicas=_replicas(reader, "bridge", minimum=1, maximum=50),

@@ -24,11 +24,11 @@ from algoedge_operator.builders import (
     key_of,
     possible_children,
 )
-from algoedge_operator.builders.common import MANAGER, child_name
+from algoedge_operator.builders.common import MANAGER, child_name, secret_digest
 from algoedge_operator.builders.config import CREDENTIALS_KEY, INTERNAL_KEYS, INTERNAL_TOKEN
 from algoedge_operator.diff import needs_apply, stamp
 from algoedge_operator.kube import Kube, KubeError
-from algoedge_operator.model import API_VERSION, KIND, Tenant, parse_database_url
+from algoedge_operator.model import API_VERSION, KIND, SecretKeyRef, Tenant, parse_database_url
 from algoedge_operator.settings import OperatorSettings
 from algoedge_operator.status import (
     ComponentState,
@@ -114,19 +114,24 @@ class TenantReconciler:
         values = _decoded(live)
         return {key: values.get(key) or self._new_secret_value(key) for key in keys}
 
+    def _referenced_value(self, tenant: Tenant, ref: SecretKeyRef, field: str) -> str | Problem:
+        """A key of a Secret the tenant references (``field`` names the reference), or the
+        SecretMissing Problem naming it."""
+        secret = self._kube.get("v1", "Secret", tenant.namespace, ref.name)
+        value = _decoded(secret).get(ref.key)
+        if value is None:
+            what = "does not exist" if secret is None else f"has no key {ref.key!r}"
+            return Problem(
+                "SecretMissing", f"Secret {tenant.namespace}/{ref.name} ({field}) {what}"
+            )
+        return value
+
     def read_secrets(self, tenant: Tenant) -> TenantSecrets | Problem:
         """Everything secret a reconcile needs, or the Problem that stops it before any write."""
         database_ref = tenant.spec.database.secret
-        database_secret = self._kube.get("v1", "Secret", tenant.namespace, database_ref.name)
-        url = _decoded(database_secret).get(database_ref.key)
-        if database_secret is None or url is None:
-            what = (
-                "does not exist" if database_secret is None else f"has no key {database_ref.key!r}"
-            )
-            return Problem(
-                "SecretMissing",
-                f"Secret {tenant.namespace}/{database_ref.name} (spec.database.secretRef) {what}",
-            )
+        url = self._referenced_value(tenant, database_ref, "spec.database.secretRef")
+        if isinstance(url, Problem):
+            return url
         try:
             database = parse_database_url(url)
         except ValueError as error:
@@ -139,30 +144,40 @@ class TenantReconciler:
         external_digest = ""
         external = tenant.spec.redis.external_secret
         if external is not None:
-            external_secret = self._kube.get("v1", "Secret", tenant.namespace, external.name)
-            redis_url = _decoded(external_secret).get(external.key)
-            if redis_url is None:
-                what = (
-                    "does not exist" if external_secret is None else f"has no key {external.key!r}"
-                )
-                return Problem(
-                    "SecretMissing",
-                    f"Secret {tenant.namespace}/{external.name} (spec.redis.external.secretRef) {what}",
-                )
+            redis_url = self._referenced_value(tenant, external, "spec.redis.external.secretRef")
+            if isinstance(redis_url, Problem):
+                return redis_url
             if not redis_url.startswith(("redis://", "rediss://")):
                 return Problem(
                     "SecretInvalid",
                     f"Secret {tenant.namespace}/{external.name} key {external.key!r}: the Redis URL "
                     "must start with redis:// or rediss://",
                 )
-            external_digest = base64.b64encode(redis_url.encode()).decode()[-16:]
+            external_digest = secret_digest(redis_url)
         else:
             redis_password = self._owned_values(tenant, "redis", ("password",))["password"]
+        smtp_digest = ""
+        smtp = tenant.spec.mail.smtp_secret
+        if smtp is not None:
+            # Read, like the external Redis URL, so that a missing Secret stops the reconcile
+            # with a status naming it (not workers stuck in CreateContainerConfigError) and a
+            # rotated URL rolls the workers. The value itself reaches them via secretKeyRef.
+            smtp_url = self._referenced_value(tenant, smtp, "spec.mail.smtpSecretRef")
+            if isinstance(smtp_url, Problem):
+                return smtp_url
+            if not smtp_url.startswith(("smtp://", "smtps://")):
+                return Problem(
+                    "SecretInvalid",
+                    f"Secret {tenant.namespace}/{smtp.name} key {smtp.key!r}: the SMTP URL "
+                    "must start with smtp:// or smtps://",
+                )
+            smtp_digest = secret_digest(smtp_url)
         return TenantSecrets(
             internal=self._owned_values(tenant, "internal", INTERNAL_KEYS),
             redis_password=redis_password,
             database=database,
             external_redis_digest=external_digest,
+            smtp_url_digest=smtp_digest,
         )
 
     def internal_token(self, tenant: Tenant) -> str | None:

@@ -1,21 +1,43 @@
-"""The operator and the app agree: what the operator gives an API pod is what the API accepts."""
+"""The operator and the app agree: what the operator gives an app pod is what that process accepts."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pytest
 import yaml
-from algoedge.config import ORIGIN_PATTERN, ApiSettings, load_settings
+from algoedge.config import (
+    ORIGIN_PATTERN,
+    ApiSettings,
+    BeatSettings,
+    ConfigError,
+    JobsSettings,
+    ServiceSettings,
+    WorkerSettings,
+    load_settings,
+)
 from algoedge.rates import RateLimit
+from algoedge_operator.builders.common import tmp_volume
 from algoedge_operator.builders.config import INTERNAL_KEYS, config_data
-from algoedge_operator.builders.pgbouncer import client_database_url
+from algoedge_operator.builders.pgbouncer import CLIENT_URL_KEY, client_database_url
 from algoedge_operator.builders.redis import redis_url
+from algoedge_operator.builders.workers import beat_deployment, worker_deployment
 from algoedge_operator.reconcile import generate_secret_value
 
-from tests.unit.operator.support import DATABASE, tenant
+from tests.unit.operator.support import DATABASE, TARGETS, container, tenant, tenant_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "algoedge.io_algoedgetenants.yaml"
+SMTP_URL = "smtp://mailer:pw@mail.example.com:587?starttls=true"
+MAIL = {"from": "AlgoEdge <reports@example.com>", "smtpSecretRef": {"name": "acme-smtp"}}
+
+
+def spec_schema() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD.read_text())
+    return dict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"])
 
 
 def pod_environment(**spec: Any) -> dict[str, str]:
@@ -51,9 +73,7 @@ def test_should_carry_rate_limits_queues_and_proxies_through() -> None:
 
 def test_should_validate_allowed_origins_with_the_apps_own_expression() -> None:
     """The CRD's CEL rule is what lets an origin reach the app, so it must be the app's rule."""
-    crd = yaml.safe_load((ROOT / "crds" / "algoedge.io_algoedgetenants.yaml").read_text())
-    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    (rule,) = spec["properties"]["allowedOrigins"]["x-kubernetes-validations"]
+    (rule,) = spec_schema()["properties"]["allowedOrigins"]["x-kubernetes-validations"]
     assert rule["rule"] == f"self.all(o, o.matches(r'{ORIGIN_PATTERN}'))"
 
 
@@ -61,3 +81,143 @@ def test_should_only_set_variables_the_app_knows() -> None:
     from algoedge.config import known_variables
 
     assert set(pod_environment()) <= known_variables()
+
+
+def container_environment(
+    container_spec: Mapping[str, Any], *, config: Mapping[str, str]
+) -> dict[str, str]:
+    """What the kubelet gives a container: the ConfigMap, then its env with secrets resolved."""
+    aet = tenant(mail=MAIL)
+    secrets = {
+        ("acme-pgbouncer", CLIENT_URL_KEY): client_database_url(aet, DATABASE),
+        ("acme-redis", "url"): redis_url(aet, generate_secret_value("redis-password")),
+        ("acme-smtp", "url"): SMTP_URL,
+        **{("acme-internal", key): generate_secret_value(key) for key in INTERNAL_KEYS},
+    }
+    assert container_spec["envFrom"] == [{"configMapRef": {"name": "acme-config"}}]
+    environment = dict(config)
+    for entry in container_spec["env"]:
+        if "value" in entry:
+            environment[entry["name"]] = entry["value"]
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            environment[entry["name"]] = secrets[(ref["name"], ref["key"])]
+    return environment
+
+
+def worker_environment(**spec: Any) -> dict[str, str]:
+    aet = tenant(**spec)
+    worker = container(worker_deployment(aet, tenant_secrets(), TARGETS), "worker")
+    return container_environment(worker, config=config_data(aet))
+
+
+def beat_environment(**spec: Any) -> dict[str, str]:
+    aet = tenant(**spec)
+    beat = container(beat_deployment(aet, tenant_secrets()), "beat")
+    return container_environment(beat, config=config_data(aet))
+
+
+def test_should_only_give_worker_and_beat_variables_the_app_knows() -> None:
+    from algoedge.config import known_variables
+
+    assert set(worker_environment(mail=MAIL)) <= known_variables()
+    assert set(beat_environment(mail=MAIL)) <= known_variables()
+
+
+def test_should_start_the_worker_with_what_the_operator_sets() -> None:
+    deployment = worker_deployment(tenant(mail=MAIL), tenant_secrets(), TARGETS)
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    settings = load_settings(
+        WorkerSettings, worker_environment(mail=MAIL, workers={"concurrency": 6})
+    )
+    assert settings.worker_concurrency == 6
+    assert settings.worker_prefetch_multiplier == 1
+    assert settings.worker_soft_shutdown_timeout == grace - 30
+    assert settings.metrics_port == 9090
+    assert settings.mail_from == "AlgoEdge <reports@example.com>"
+    assert settings.smtp_url is not None
+    assert (settings.smtp_url.host, settings.smtp_url.security) == ("mail.example.com", "starttls")
+
+
+def test_should_start_beat_with_what_the_operator_sets() -> None:
+    settings = load_settings(BeatSettings, beat_environment(reports={"dailyAt": "06:45"}))
+    assert settings.report_daily_at.strftime("%H:%M") == "06:45"
+    assert settings.metrics_port == 9090
+
+
+def test_should_probe_the_port_and_file_the_app_uses() -> None:
+    """The probes check the app's default heartbeat file: it must be on the pod's writable /tmp."""
+    _, tmp_mount = tmp_volume()
+    heartbeat = PurePosixPath(JobsSettings.model_fields["heartbeat_file"].default)
+    assert heartbeat.is_relative_to(tmp_mount["mountPath"])
+    assert "ALGOEDGE_HEARTBEAT_FILE" not in worker_environment(), "the app's default is the one"
+
+
+def test_should_default_the_worker_queues_as_the_app_does() -> None:
+    queues = spec_schema()["properties"]["workers"]["properties"]["queues"]
+    assert queues["default"] == list(ServiceSettings.model_fields["worker_queues"].default)
+
+
+def test_should_default_the_daily_report_time_as_beat_does() -> None:
+    daily_at = spec_schema()["properties"]["reports"]["properties"]["dailyAt"]
+    default = BeatSettings.model_fields["report_daily_at"].default
+    assert daily_at["default"] == default.strftime("%H:%M")
+
+
+def _app_accepts(
+    settings: type[JobsSettings], environment: Mapping[str, str], variable: str, value: str
+) -> bool:
+    """Whether the process starts with ``variable`` set to ``value`` (a refusal must name it)."""
+    try:
+        load_settings(settings, {**environment, variable: value})
+    except ConfigError as error:
+        refusal = str(error)
+    else:
+        return True
+    assert variable in refusal
+    return False
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("00:00", True),
+        ("23:59", True),
+        ("00:15", True),
+        ("24:00", False),
+        ("7:30", False),
+        ("12:60", False),
+        ("12:30 ", False),
+    ],
+)
+def test_should_accept_the_daily_report_times_beat_accepts(value: str, valid: bool) -> None:
+    # The API server matches OpenAPI patterns anywhere in the string (Go's MatchString).
+    pattern = spec_schema()["properties"]["reports"]["properties"]["dailyAt"]["pattern"]
+    assert (re.search(pattern, value) is not None) is valid
+    assert (
+        _app_accepts(BeatSettings, beat_environment(), "ALGOEDGE_REPORT_DAILY_AT", value) is valid
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "crd_accepts"),
+    [
+        ("AlgoEdge <reports@example.com>", True),
+        ("reports@example.com", True),
+        ("no-address", False),
+        ("a@b.c\r\nBcc: x@y.z", False),
+        ("x" * 64 + "@" + "e" * 256 + ".com", False),
+    ],
+)
+def test_should_refuse_in_the_crd_only_senders_the_worker_refuses(
+    value: str, crd_accepts: bool
+) -> None:
+    """The CRD's check is coarse (an @, no line breaks, 320 characters); the worker's is full."""
+    field = spec_schema()["properties"]["mail"]["properties"]["from"]
+    accepted = (
+        field["minLength"] <= len(value) <= field["maxLength"]
+        and re.search(field["pattern"], value) is not None
+    )
+    assert accepted is crd_accepts
+    app_accepts = _app_accepts(WorkerSettings, worker_environment(), "ALGOEDGE_MAIL_FROM", value)
+    assert app_accepts or not accepted, "the CRD lets through a sender the worker refuses"

@@ -27,6 +27,9 @@ REDIS_UID = 999
 PGBOUNCER_UID = 70
 
 HTTP_PORT = 8080
+#: Prometheus /metrics of the Celery worker and beat (``ALGOEDGE_METRICS_PORT``); the API serves
+#: its metrics on HTTP_PORT.
+METRICS_PORT = 9090
 REDIS_PORT = 6379
 PGBOUNCER_PORT = 6432
 
@@ -48,8 +51,12 @@ class TenantSecrets:
     #: Managed Redis password (None in external mode).
     redis_password: str | None
     database: DatabaseTarget
-    #: Hash of the external Redis Secret's value, so a rotated URL rolls the pods (external mode).
+    #: :func:`secret_digest` of the external Redis Secret's value, so a rotated URL rolls the pods
+    #: (external mode).
     external_redis_digest: str = ""
+    #: :func:`secret_digest` of the SMTP Secret's value (``spec.mail.smtpSecretRef``), so a
+    #: rotated URL rolls the workers, the only pods that read it; "" when none is referenced.
+    smtp_url_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,11 @@ def checksum(parts: Iterable[Mapping[str, Any]]) -> str:
     for part in parts:
         digest.update(json.dumps(part, sort_keys=True, separators=(",", ":")).encode())
     return digest.hexdigest()
+
+
+def secret_digest(value: str) -> str:
+    """A hash of a referenced secret value: enough to notice any change, useless to read it back."""
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def b64(value: str) -> str:

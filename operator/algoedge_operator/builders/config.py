@@ -43,7 +43,11 @@ def config_data(tenant: Tenant) -> dict[str, str]:
         # Workers consume these queues and the API's capacity endpoint reports their backlog:
         # both must read the same list, so it is shared config, not worker-only env.
         "ALGOEDGE_WORKER_QUEUES": ",".join(tenant.spec.workers.queues),
+        # Read by beat, which schedules the daily and weekly report runs.
+        "ALGOEDGE_REPORT_DAILY_AT": tenant.spec.reports.daily_at,
     }
+    if tenant.spec.mail.from_address is not None:
+        data["ALGOEDGE_MAIL_FROM"] = tenant.spec.mail.from_address
     if tenant.spec.trusted_proxies:
         data["ALGOEDGE_TRUSTED_PROXIES"] = ",".join(tenant.spec.trusted_proxies)
     if tenant.spec.allowed_origins:
@@ -80,6 +84,14 @@ def redis_url_env(tenant: Tenant) -> dict[str, Any]:
     return _secret_env("ALGOEDGE_REDIS_URL", child_name(tenant, "redis"), "url")
 
 
+def smtp_url_env(tenant: Tenant) -> list[dict[str, Any]]:
+    """``ALGOEDGE_SMTP_URL`` from ``spec.mail.smtpSecretRef``, for the worker only (the only
+    process that sends mail); none without a reference. Not optional: the reconciler refuses to
+    deploy while the Secret or its key is missing (SecretMissing)."""
+    smtp = tenant.spec.mail.smtp_secret
+    return [] if smtp is None else [_secret_env("ALGOEDGE_SMTP_URL", smtp.name, smtp.key)]
+
+
 def app_env_from(tenant: Tenant) -> list[dict[str, Any]]:
     return [{"configMapRef": {"name": child_name(tenant, CONFIG_COMPONENT)}}]
 
@@ -108,3 +120,12 @@ def app_checksum(tenant: Tenant, secrets: TenantSecrets) -> str:
             {"redis": redis, "database": client_database_url(tenant, secrets.database)},
         ]
     )
+
+
+def worker_checksum(tenant: Tenant, secrets: TenantSecrets) -> str:
+    """:func:`app_checksum` plus the SMTP URL, which only the workers read (so rotating it rolls
+    them alone); equal to :func:`app_checksum` when no SMTP Secret is referenced."""
+    shared = app_checksum(tenant, secrets)
+    if tenant.spec.mail.smtp_secret is None:
+        return shared
+    return checksum([{"app": shared, "smtp": secrets.smtp_url_digest}])

@@ -23,7 +23,11 @@ from algoedge_operator.builders.pgbouncer import (
     pgbouncer_secret,
 )
 from algoedge_operator.builders.redis import redis_secret, redis_stateful_set
-from algoedge_operator.builders.workers import beat_deployment, worker_deployment
+from algoedge_operator.builders.workers import (
+    WORKER_GRACE_SECONDS,
+    beat_deployment,
+    worker_deployment,
+)
 
 from tests.unit.operator.support import (
     DATABASE,
@@ -36,6 +40,23 @@ from tests.unit.operator.support import (
 )
 
 APP_CONTRACT = {"ALGOEDGE_DATABASE_URL", "ALGOEDGE_REDIS_URL"}
+MAIL = {"from": "AlgoEdge <reports@example.com>", "smtpSecretRef": {"name": "acme-smtp"}}
+#: What `algoedge worker` and `algoedge beat` are probed with (docs/operator.md, "Probes").
+HEARTBEAT_PROBES = {
+    "livenessProbe": {
+        "exec": {"command": ["algoedge", "probe", "--max-age", "120"]},
+        "initialDelaySeconds": 30,
+        "periodSeconds": 30,
+        "failureThreshold": 3,
+        "timeoutSeconds": 10,
+    },
+    "readinessProbe": {
+        "exec": {"command": ["algoedge", "probe", "--max-age", "60"]},
+        "periodSeconds": 15,
+        "timeoutSeconds": 10,
+    },
+}
+METRICS_PORTS = [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}]
 
 
 def decoded(secret: Manifest) -> dict[str, str]:
@@ -44,6 +65,14 @@ def decoded(secret: Manifest) -> dict[str, str]:
 
 def pod_templates(children: list[Manifest]) -> list[dict[str, Any]]:
     return [c["spec"]["template"] for c in children if c["kind"] in ("Deployment", "StatefulSet")]
+
+
+def literal_env(container_spec: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container_spec["env"] if "value" in e}
+
+
+def pod_checksum(manifest: Manifest) -> str:
+    return str(manifest["spec"]["template"]["metadata"]["annotations"][CHECKSUM_ANNOTATION])
 
 
 class TestDesiredChildren:
@@ -124,6 +153,20 @@ class TestConfigMap:
     def test_should_share_the_worker_queues_with_every_process(self) -> None:
         data = config_map(tenant(workers={"queues": ["default", "reports"]}))["data"]
         assert data["ALGOEDGE_WORKER_QUEUES"] == "default,reports"
+
+    def test_should_consume_the_report_and_email_queues_by_default(self) -> None:
+        assert config_map(tenant())["data"]["ALGOEDGE_WORKER_QUEUES"] == "default,reports,emails"
+
+    def test_should_schedule_the_daily_reports_at_the_time_asked_for(self) -> None:
+        assert config_map(tenant())["data"]["ALGOEDGE_REPORT_DAILY_AT"] == "00:15"
+        data = config_map(tenant(reports={"dailyAt": "06:30"}))["data"]
+        assert data["ALGOEDGE_REPORT_DAILY_AT"] == "06:30"
+
+    def test_should_set_the_mail_sender_only_when_given(self) -> None:
+        assert "ALGOEDGE_MAIL_FROM" not in config_map(tenant())["data"]
+        data = config_map(tenant(mail=MAIL))["data"]
+        assert data["ALGOEDGE_MAIL_FROM"] == "AlgoEdge <reports@example.com>"
+        assert not any("SMTP" in key for key in data), "the SMTP URL is a secret"
 
     def test_should_join_trusted_proxies_only_when_set(self) -> None:
         assert "ALGOEDGE_TRUSTED_PROXIES" not in config_map(tenant())["data"]
@@ -233,9 +276,73 @@ class TestWorkerDeployment:
         assert env["ALGOEDGE_WORKER_PREFETCH_MULTIPLIER"] == "1"
         assert "ALGOEDGE_JWT_SECRET" not in env
 
-    def test_should_probe_with_a_ping_to_its_own_node(self) -> None:
+    def test_should_run_as_many_tasks_at_once_as_the_spec_says(self) -> None:
+        deployment = worker_deployment(
+            tenant(workers={"concurrency": 8}), tenant_secrets(), TARGETS
+        )
+        assert literal_env(container(deployment, "worker"))["ALGOEDGE_WORKER_CONCURRENCY"] == "8"
+
+    def test_should_probe_the_heartbeat_file_without_a_shell_or_the_broker(self) -> None:
         worker = container(worker_deployment(tenant(), tenant_secrets(), TARGETS), "worker")
-        assert "celery@$HOSTNAME" in worker["livenessProbe"]["exec"]["command"][-1]
+        assert {k: worker[k] for k in HEARTBEAT_PROBES} == HEARTBEAT_PROBES
+        assert "startupProbe" not in worker
+
+    def test_should_serve_metrics_on_the_metrics_port(self) -> None:
+        worker = container(worker_deployment(tenant(), tenant_secrets(), TARGETS), "worker")
+        assert worker["ports"] == METRICS_PORTS
+        assert literal_env(worker)["ALGOEDGE_METRICS_PORT"] == "9090"
+
+    def test_should_end_the_soft_shutdown_30_seconds_before_the_grace_period(self) -> None:
+        deployment = worker_deployment(tenant(), tenant_secrets(), TARGETS)
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        soft = literal_env(container(deployment, "worker"))["ALGOEDGE_WORKER_SOFT_SHUTDOWN_TIMEOUT"]
+        assert grace == WORKER_GRACE_SECONDS == 120
+        assert int(soft) == grace - 30 == 90
+
+    def test_should_read_the_smtp_url_from_the_referenced_secret(self) -> None:
+        t = tenant(mail={"smtpSecretRef": {"name": "acme-smtp", "key": "smtp"}})
+        worker = container(worker_deployment(t, tenant_secrets(), TARGETS), "worker")
+        smtp = next(e for e in worker["env"] if e["name"] == "ALGOEDGE_SMTP_URL")
+        # Not optional: the reconciler deploys nothing until the Secret exists (SecretMissing).
+        assert smtp["valueFrom"] == {"secretKeyRef": {"name": "acme-smtp", "key": "smtp"}}
+        default_key = container(
+            worker_deployment(tenant(mail=MAIL), tenant_secrets(), TARGETS), "worker"
+        )
+        assert {"name": "acme-smtp", "key": "url"} in [
+            e["valueFrom"]["secretKeyRef"] for e in default_key["env"] if "valueFrom" in e
+        ]
+
+    def test_should_give_the_smtp_url_to_the_worker_alone(self) -> None:
+        children = desired_children(
+            tenant(mail=MAIL), secrets=tenant_secrets(), targets=TARGETS, images=IMAGES
+        )
+        readers = {
+            item["name"]
+            for template in pod_templates(children)
+            for item in template["spec"]["containers"] + template["spec"].get("initContainers", [])
+            if "ALGOEDGE_SMTP_URL" in env_names(item)
+        }
+        assert readers == {"worker"}
+
+    def test_should_send_no_smtp_url_without_a_secret(self) -> None:
+        worker = container(
+            worker_deployment(tenant(mail={"from": "a@b.c"}), tenant_secrets(), TARGETS), "worker"
+        )
+        assert "ALGOEDGE_SMTP_URL" not in env_names(worker)
+
+    def test_should_roll_only_the_workers_when_the_smtp_url_changes(self) -> None:
+        t = tenant(mail=MAIL)
+        before, after = tenant_secrets(smtp_url_digest="a"), tenant_secrets(smtp_url_digest="b")
+        assert pod_checksum(worker_deployment(t, before, TARGETS)) != pod_checksum(
+            worker_deployment(t, after, TARGETS)
+        )
+        assert pod_checksum(api_deployment(t, before)) == pod_checksum(api_deployment(t, after))
+        assert pod_checksum(beat_deployment(t, before)) == pod_checksum(beat_deployment(t, after))
+
+    def test_should_share_the_apps_checksum_without_an_smtp_secret(self) -> None:
+        assert pod_checksum(worker_deployment(tenant(), tenant_secrets(), TARGETS)) == (
+            pod_checksum(api_deployment(tenant(), tenant_secrets()))
+        )
 
 
 class TestBeatDeployment:
@@ -243,6 +350,22 @@ class TestBeatDeployment:
         spec = beat_deployment(tenant(), tenant_secrets())["spec"]
         assert spec["replicas"] == 1
         assert spec["strategy"] == {"type": "Recreate"}
+
+    def test_should_probe_the_heartbeat_file_like_the_workers(self) -> None:
+        beat = container(beat_deployment(tenant(), tenant_secrets()), "beat")
+        assert {k: beat[k] for k in HEARTBEAT_PROBES} == HEARTBEAT_PROBES
+
+    def test_should_serve_metrics_on_the_metrics_port(self) -> None:
+        beat = container(beat_deployment(tenant(), tenant_secrets()), "beat")
+        assert beat["ports"] == METRICS_PORTS
+        assert literal_env(beat)["ALGOEDGE_METRICS_PORT"] == "9090"
+        assert beat["args"] == ["beat"]
+
+    def test_should_never_see_the_smtp_url_or_worker_settings(self) -> None:
+        beat = container(beat_deployment(tenant(mail=MAIL), tenant_secrets()), "beat")
+        assert not {
+            n for n in env_names(beat) if n.startswith(("ALGOEDGE_WORKER_", "ALGOEDGE_SMTP"))
+        }
 
 
 class TestRedis:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 from algoedge_operator.model import (
+    DAILY_AT_PATTERN,
     SPEC_DEFAULTS,
     SpecError,
     parse_database_url,
@@ -57,6 +58,11 @@ class TestCrdConsistency:
         declared = set(leaves(spec_schema()))
         assert seen - declared == set()
         assert declared - seen == set(), "fields in the CRD that the operator ignores"
+
+    def test_should_check_the_daily_report_time_with_the_crds_pattern(self) -> None:
+        assert spec_schema()["properties"]["reports"]["properties"]["dailyAt"]["pattern"] == (
+            DAILY_AT_PATTERN
+        )
 
     def test_should_parse_every_sample_tenant(self) -> None:
         assert SAMPLES
@@ -133,6 +139,31 @@ class TestParseTenant:
         tenant = parse_tenant(body)
         assert tenant.paused is True
         assert tenant.generation == 2
+
+    def test_should_read_mail_and_report_settings(self) -> None:
+        spec = parse_spec(
+            merged(
+                BASE_SPEC,
+                {
+                    "reports": {"dailyAt": "23:05"},
+                    "mail": {"from": "a@b.c", "smtpSecretRef": {"name": "smtp"}},
+                },
+            )
+        )
+        assert spec.reports.daily_at == "23:05"
+        assert spec.mail.from_address == "a@b.c"
+        assert spec.mail.smtp_secret is not None
+        assert (spec.mail.smtp_secret.name, spec.mail.smtp_secret.key) == ("smtp", "url")
+
+    def test_should_leave_mail_to_the_apps_defaults_when_unset(self) -> None:
+        spec = parse_spec(BASE_SPEC)
+        assert (spec.mail.from_address, spec.mail.smtp_secret) == (None, None)
+        assert spec.reports.daily_at == "00:15"
+
+    @pytest.mark.parametrize("daily_at", ["24:00", "7:30", "12:60", ""])
+    def test_should_refuse_a_daily_time_that_is_not_hh_mm(self, daily_at: str) -> None:
+        with pytest.raises(SpecError, match=r"reports\.dailyAt"):
+            parse_spec(merged(BASE_SPEC, {"reports": {"dailyAt": daily_at}}))
 
     def test_should_refuse_external_redis_without_a_secret(self) -> None:
         with pytest.raises(SpecError, match=r"redis\.external\.secretRef"):

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import copy
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import pytest
+from algoedge_operator.builders import TenantSecrets
 from algoedge_operator.builders.api import api_deployment
 from algoedge_operator.capacity import CapacityError, parse_capacity
 from algoedge_operator.diff import contains, needs_apply, quantity, stamp
+from algoedge_operator.kube import Kube
+from algoedge_operator.reconcile import TenantReconciler
+from algoedge_operator.settings import OperatorSettings
 from algoedge_operator.status import (
     ComponentState,
     Problem,
@@ -21,6 +27,32 @@ from algoedge_operator.status import (
 from tests.unit.operator.support import tenant, tenant_secrets
 
 READY = ComponentState(replicas=2, ready_replicas=2, up_to_date=True)
+DB_URL = "postgresql://acme:pw@db.example.com:5432/acme"
+SMTP_URL = "smtp://mailer:pw@mail.example.com:587?starttls=true"
+MAIL = {"smtpSecretRef": {"name": "acme-smtp"}}
+
+
+class SecretsOnly:
+    """The part of Kube that read_secrets uses: the tenant's own Secrets by name, no children."""
+
+    def __init__(self, secrets: Mapping[str, Mapping[str, str]]) -> None:
+        self._secrets = secrets
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        values = self._secrets.get(name)
+        if values is None:
+            return None
+        return {"data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}}
+
+    def get_child(self, *_: Any, **__: Any) -> dict[str, Any] | None:
+        return None
+
+
+def read_secrets(secrets: Mapping[str, Mapping[str, str]], **spec: Any) -> TenantSecrets | Problem:
+    reconciler = TenantReconciler(
+        cast(Kube, SecretsOnly(secrets)), OperatorSettings(), new_secret_value=lambda key: "x" * 48
+    )
+    return reconciler.read_secrets(tenant(**spec))
 
 
 def live_copy(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -67,6 +99,58 @@ class TestNeedsApply:
         assert quantity("1Gi") == quantity("1024Mi")
         assert contains({"cpu": "500m"}, {"cpu": "0.5"})
         assert not contains({"cpu": "500m"}, {"cpu": "1"})
+
+
+class TestReadSecrets:
+    def test_should_stop_before_any_write_while_the_smtp_secret_is_missing(self) -> None:
+        problem = read_secrets({"acme-db": {"url": DB_URL}}, mail=MAIL)
+        assert problem == Problem(
+            "SecretMissing",
+            "Secret trading/acme-smtp (spec.mail.smtpSecretRef) does not exist",
+        )
+
+    def test_should_name_the_missing_key_of_the_smtp_secret(self) -> None:
+        problem = read_secrets(
+            {"acme-db": {"url": DB_URL}, "acme-smtp": {"password": "x"}}, mail=MAIL
+        )
+        assert isinstance(problem, Problem)
+        assert problem.reason == "SecretMissing"
+        assert "has no key 'url'" in problem.message
+
+    def test_should_refuse_an_smtp_secret_that_holds_no_smtp_url(self) -> None:
+        problem = read_secrets(
+            {"acme-db": {"url": DB_URL}, "acme-smtp": {"url": "mail.example.com:25"}}, mail=MAIL
+        )
+        assert isinstance(problem, Problem)
+        assert problem.reason == "SecretInvalid"
+        assert "smtp://" in problem.message
+        assert "mail.example.com" not in problem.message, "never echo a secret value"
+
+    def test_should_not_read_an_smtp_secret_nobody_references(self) -> None:
+        secrets = read_secrets({"acme-db": {"url": DB_URL}})
+        assert isinstance(secrets, TenantSecrets)
+        assert secrets.smtp_url_digest == ""
+
+    def test_should_notice_a_rotated_smtp_password(self) -> None:
+        before = read_secrets(
+            {"acme-db": {"url": DB_URL}, "acme-smtp": {"url": SMTP_URL}}, mail=MAIL
+        )
+        rotated = SMTP_URL.replace(":pw@", ":PW@")
+        after = read_secrets({"acme-db": {"url": DB_URL}, "acme-smtp": {"url": rotated}}, mail=MAIL)
+        assert isinstance(before, TenantSecrets)
+        assert isinstance(after, TenantSecrets)
+        assert before.smtp_url_digest != after.smtp_url_digest
+        assert "pw" not in before.smtp_url_digest
+
+    def test_should_notice_a_rotated_external_redis_password(self) -> None:
+        redis = {"mode": "external", "external": {"secretRef": {"name": "ext"}}}
+        digests = []
+        for password in ("old-password", "new-password"):
+            url = f"rediss://:{password}@redis.example.com:6380/0"
+            secrets = read_secrets({"acme-db": {"url": DB_URL}, "ext": {"url": url}}, redis=redis)
+            assert isinstance(secrets, TenantSecrets)
+            digests.append(secrets.external_redis_digest)
+        assert digests[0] != digests[1]
 
 
 class TestStatus:
