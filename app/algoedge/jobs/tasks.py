@@ -264,8 +264,10 @@ class Jobs:
             return "already handled"
         if claim.state == "busy":
             # Another worker holds it (or died holding it): look again when its claim expires.
+            # Not counted against MAX_RETRIES: the lease bounds the wait (a claim is never
+            # extended), and the poison guard still bounds redeliveries.
             wait = min(claim.wait_seconds + 1, self.settings.max_retry_delay)
-            raise task.retry(countdown=wait, max_retries=MAX_RETRIES)
+            raise task.retry(countdown=wait, max_retries=None)
         job = claim.job
         assert job is not None
         try:
