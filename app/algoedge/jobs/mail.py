@@ -10,6 +10,7 @@ import hashlib
 import html
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -132,8 +133,19 @@ def report_message(
     return message
 
 
-def send(target: SmtpTarget, message: EmailMessage, *, timeout: float) -> None:
-    """Deliver ``message`` or raise MailError (permanent for 5xx replies)."""
+def send(
+    target: SmtpTarget,
+    message: EmailMessage,
+    *,
+    timeout: float,
+    on_accepted: Callable[[], None] = lambda: None,
+) -> None:
+    """Deliver ``message`` or raise MailError (permanent for 5xx replies).
+
+    ``on_accepted`` runs as soon as the server accepted the message, before QUIT, so the
+    caller's record of it is as close to the server's ``250`` as it can be.
+    """
+    stage = "sending"
     try:
         smtp: smtplib.SMTP
         if target.security == "tls":
@@ -148,6 +160,9 @@ def send(target: SmtpTarget, message: EmailMessage, *, timeout: float) -> None:
             if target.username is not None and target.password is not None:
                 smtp.login(target.username, target.password.get_secret_value())
             smtp.send_message(message)
+            stage = "accepted"
+            on_accepted()
+            stage = "recorded"
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
         raise MailError(
@@ -155,7 +170,13 @@ def send(target: SmtpTarget, message: EmailMessage, *, timeout: float) -> None:
             permanent=all(code >= 500 for code in codes),
         ) from None
     except smtplib.SMTPResponseException as exc:
+        if stage == "recorded":
+            return  # QUIT went wrong after the message was accepted and recorded
         raise MailError(f"SMTP {exc.smtp_code}", permanent=exc.smtp_code >= 500) from None
     except (smtplib.SMTPException, OSError) as exc:
+        if stage == "recorded":
+            return
+        if stage == "accepted":
+            raise  # recording failed, not SMTP: the caller decides
         # Refused or dropped connections and timeouts: the server may be back soon.
         raise MailError(f"SMTP unavailable ({type(exc).__name__})", permanent=False) from None

@@ -274,7 +274,17 @@ class Jobs:
             message = self._build(job)
             if self.settings.smtp_url is None:
                 raise mail.MailError("ALGOEDGE_SMTP_URL is not set", permanent=True)
-            mail.send(self.settings.smtp_url, message, timeout=self.settings.smtp_timeout)
+            mail.send(
+                self.settings.smtp_url,
+                message,
+                timeout=self.settings.smtp_timeout,
+                # The window: if this process dies between the server's 250 and this UPDATE,
+                # the row stays "sending" and the message goes out again once the claim
+                # expires (docs/jobs.md measures how often a kill lands here).
+                on_accepted=lambda: self.runtime.query(
+                    store.mark_email_sent, delivery, message_id=str(message["Message-ID"])
+                ),
+            )
         except mail.MailError as exc:
             reason = str(exc)
             if exc.permanent or task.request.retries >= MAX_RETRIES:
@@ -291,9 +301,6 @@ class Jobs:
             permanent = str(exc)
             self.runtime.query(store.fail_email, delivery, permanent)
             raise
-        # The window: if this process dies here, the server has the message but the row says
-        # "sending"; once the claim expires the sweeper sends it again (docs/jobs.md).
-        self.runtime.query(store.mark_email_sent, delivery, message_id=str(message["Message-ID"]))
         EMAILS.labels(outcome="sent").inc()
         return "sent"
 
