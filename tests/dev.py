@@ -1,5 +1,6 @@
-"""`make dev`: Postgres, Redis and pgBouncer in .run/, migrations, the API, then the local control
-plane with the operator and one tenant; Ctrl-C stops it all.
+"""`make dev`: Postgres, Redis and pgBouncer in .run/, migrations, the API, a Celery worker and beat,
+an SMTP sink writing each e-mail to .run/mail/, then the local control plane with the operator
+and one tenant; Ctrl-C stops it all.
 
 Data and generated secrets persist in the folder between runs, so a second `make dev` finds the
 same users. The variables the API got are written to ``<dir>/env`` so a shell can
@@ -27,6 +28,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from email.message import EmailMessage
 from pathlib import Path
 from types import FrameType
 
@@ -34,6 +36,7 @@ from cryptography.fernet import Fernet
 
 from tests.controlplane.cluster import ClusterError, LocalControlPlane
 from tests.services import LOOPBACK, PgBouncer, PostgresServer, RedisServer, free_port
+from tests.smtp import SmtpSink
 
 REPO = Path(__file__).resolve().parents[1]
 KOPF = Path(sys.executable).with_name("kopf")
@@ -53,7 +56,15 @@ spec:
 """
 
 # Stable ports when they are free, so bookmarks and `psql` history keep working between runs.
-PREFERRED_PORTS = {"postgres": 55432, "pgbouncer": 56432, "redis": 56379, "api": 8080}
+PREFERRED_PORTS = {
+    "postgres": 55432,
+    "pgbouncer": 56432,
+    "redis": 56379,
+    "api": 8080,
+    "smtp": 2525,
+    "worker_metrics": 9091,
+    "beat_metrics": 9092,
+}
 
 
 def _secrets(folder: Path) -> dict[str, str]:
@@ -75,6 +86,10 @@ def _secrets(folder: Path) -> dict[str, str]:
         path.write_text(json.dumps(made, indent=2))
         path.chmod(0o600)
     return made
+
+
+def _announce_mail(message: EmailMessage, path: Path | None) -> None:
+    print(f"mail: to {message['To']}: {message['Subject']}  ({path})", flush=True)
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -218,12 +233,17 @@ def main(argv: list[str] | None = None) -> int:
         root=root / "pgbouncer", upstream=postgres, port=free_port(PREFERRED_PORTS["pgbouncer"])
     )
     api: subprocess.Popen[bytes] | None = None
+    jobs: dict[str, subprocess.Popen[bytes]] = {}
+    mail = SmtpSink(
+        folder=root / "mail", port=free_port(PREFERRED_PORTS["smtp"]), on_message=_announce_mail
+    )
     cluster = None if args.no_cluster else DevCluster(root)
     try:
         postgres.start()
         redis.start()
         bouncer.start()
         api_port = free_port(PREFERRED_PORTS["api"])
+        jobs_ports: dict[str, int] = {}
         env = {
             "ALGOEDGE_DATABASE_URL": bouncer.url,
             "ALGOEDGE_REDIS_URL": redis.url,
@@ -242,6 +262,28 @@ def main(argv: list[str] | None = None) -> int:
         # Its own session: Ctrl-C reaches only us, and we stop the API with SIGTERM like a kubelet.
         api = subprocess.Popen([algoedge, "api"], env=child_env, start_new_session=True)
         _wait_healthy(f"http://{LOOPBACK}:{api_port}/readyz", api)
+        mail.start()
+        jobs_env = {
+            **child_env,
+            "ALGOEDGE_SMTP_URL": mail.url,
+            "ALGOEDGE_MAIL_FROM": "AlgoEdge dev <reports@algoedge.localhost>",
+        }
+        for command in ("worker", "beat"):
+            port = free_port(PREFERRED_PORTS[f"{command}_metrics"])
+            log = (root / f"{command}.log").open("ab")
+            jobs[command] = subprocess.Popen(
+                [algoedge, command],
+                env={
+                    **jobs_env,
+                    "ALGOEDGE_METRICS_PORT": str(port),
+                    "ALGOEDGE_HEARTBEAT_FILE": str(root / f"{command}.heartbeat"),
+                },
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            log.close()
+            jobs_ports[command] = port
         if cluster is not None:
             cluster.start(api_port=api_port, api_env=env, database_url=postgres.url)
         print(
@@ -250,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
             f"  pgBouncer   {LOOPBACK}:{bouncer.port}  (transaction pooling; the API uses it)\n"
             f"  PostgreSQL  {LOOPBACK}:{postgres.port}  (logs: {postgres.log_file})\n"
             f"  Redis       {LOOPBACK}:{redis.port}\n"
+            f"  worker      log {root / 'worker.log'}  metrics http://{LOOPBACK}:{jobs_ports['worker']}/metrics\n"
+            f"  beat        daily reports 00:15 UTC, weekly Mondays  log {root / 'beat.log'}  "
+            f"metrics http://{LOOPBACK}:{jobs_ports['beat']}/metrics\n"
+            f"  mail        {mail.url} -> {mail.folder}/ (one .eml per message)\n"
             f"  variables   source {env_file}\n",
             flush=True,
         )
@@ -259,6 +305,14 @@ def main(argv: list[str] | None = None) -> int:
             if api.poll() is not None:
                 print(f"dev: the API exited with {api.returncode}", file=sys.stderr)
                 return 1
+            for command, process in jobs.items():
+                if process.poll() is not None:
+                    print(
+                        f"dev: the {command} exited with {process.returncode}; "
+                        f"see {root / (command + '.log')}",
+                        file=sys.stderr,
+                    )
+                    return 1
             if cluster is not None and (problem := cluster.problem()) is not None:
                 print(f"dev: {problem}", file=sys.stderr)
                 return 1
@@ -269,14 +323,24 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if cluster is not None:
             cluster.stop()
-        if api is not None and api.poll() is None:
-            api.send_signal(signal.SIGTERM)
-            api.wait(timeout=30)
+        for process in [*jobs.values(), *([api] if api is not None else [])]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in [*jobs.values(), *([api] if api is not None else [])]:
+            try:
+                process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        mail.stop()
         bouncer.stop()
         redis.stop()
         postgres.stop()
         stopped = "operator, control plane, " if cluster is not None else ""
-        print(f"dev: stopped {stopped}API, pgBouncer, Redis and PostgreSQL", flush=True)
+        print(
+            f"dev: stopped {stopped}API, worker, beat, mail, pgBouncer, Redis and PostgreSQL",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import email
 import email.policy
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -30,6 +31,8 @@ class SmtpSink:
 
     folder: Path | None = None
     port: int = 0
+    #: Called with each message and the file it was written to (``make dev`` prints a line).
+    on_message: Callable[[EmailMessage, Path | None], None] | None = None
     messages: list[EmailMessage] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rcpt_codes: list[str] = field(default_factory=list)
@@ -82,9 +85,13 @@ class SmtpSink:
         with self._lock:
             self.messages.append(message)
             number = len(self.messages)
+        path = None
         if self.folder is not None:
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-            (self.folder / f"{stamp}-{number:04d}.eml").write_bytes(raw)
+            path = self.folder / f"{stamp}-{number:04d}.eml"
+            path.write_bytes(raw)
+        if self.on_message is not None:
+            self.on_message(message, path)
 
     def _next_rcpt_reply(self) -> str | None:
         with self._lock:

@@ -1,4 +1,5 @@
-"""`make dev` end to end: services, API, control plane and operator, then Ctrl-C stops them all.
+"""`make dev` end to end: services, API, worker, beat, mail sink, control plane and operator, then
+Ctrl-C stops them all.
 
 The operator's scaler reads the dev API's real /internal/v1/capacity: accounts linked through the
 API must scale tenant dev's bridge (2 accounts per replica).
@@ -107,6 +108,14 @@ def test_make_dev_runs_everything_and_the_bridge_follows_linked_accounts(run_dir
         credentials = {"email": "dev-e2e@example.com", "password": "correct horse battery"}
         call(base, "POST", "/api/v1/auth/register", {**credentials, "name": "Dev"})
         token = call(base, "POST", "/api/v1/auth/login", credentials)["access_token"]
+        # The API only enqueued the welcome e-mail; the dev worker sent it to the dev sink.
+        wait_until(
+            "the welcome e-mail in the mail folder",
+            lambda: dev.find(r"mail: to Dev <dev-e2e@example\.com>: Welcome to AlgoEdge"),
+            timeout=60,
+        )
+        (welcome,) = (run_dir / "mail").glob("*.eml")
+        assert "Subject: Welcome to AlgoEdge" in welcome.read_text()
         for login in ("5001", "5002", "5003"):
             account = {"login": login, "server": "Demo-Server", "password": "pw"}
             call(base, "POST", "/api/v1/accounts", account, token=token)
@@ -124,8 +133,10 @@ def test_make_dev_runs_everything_and_the_bridge_follows_linked_accounts(run_dir
     time.sleep(0.5)  # the reader thread drains the last lines
     assert code == 0, dev.output
     assert (
-        "dev: stopped operator, control plane, API, pgBouncer, Redis and PostgreSQL" in dev.output
+        "dev: stopped operator, control plane, API, worker, beat, mail, pgBouncer, Redis and "
+        "PostgreSQL" in dev.output
     )
     pids = run_dir / "cluster" / "pids"
     assert not list(pids.glob("*.pid")), "control plane components left running"
-    assert "Traceback" not in (run_dir / "operator.log").read_text()
+    for log in ("operator.log", "worker.log", "beat.log"):
+        assert "Traceback" not in (run_dir / log).read_text(), log
