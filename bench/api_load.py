@@ -222,9 +222,11 @@ async def seed(
 
         async def one_user(n: int) -> None:
             async with gate:
-                user = await users.create_user(
-                    db, email=emails[n], name=f"Trader {n}", password_hash=password_hash
-                )
+                user = (
+                    await users.create_user(
+                        db, email=emails[n], name=f"Trader {n}", password_hash=password_hash
+                    )
+                ).user
                 user_ids[n] = user.id
                 account = await accounts.link_account(
                     db,

@@ -119,6 +119,7 @@ def cached(user: users.User) -> CachedUser:
         id=user.id,
         email=user.email,
         name=user.name,
+        email_reports=user.email_reports,
         version=int(user.updated_at.timestamp() * 1_000_000),
     )
 
@@ -184,14 +185,23 @@ class Sessions:
             return await self._from_postgres(claims, refill=True)
         if int(session) != claims.user_id:
             raise AuthError("The access token is not valid.")
-        if raw_user is not None:
-            return CachedUser.loads(raw_user)
+        if raw_user is not None and (hit := CachedUser.loads(raw_user)) is not None:
+            return hit
         user = await self._load_user(claims.user_id)
         await self._cache_user(user)
         return user
 
-    async def rename(self, user_id: int, name: str) -> CachedUser:
-        updated = cached(await users.rename_user(self._db, user_id, name))
+    async def update_profile(
+        self, user_id: int, *, name: str | None = None, email_reports: bool | None = None
+    ) -> CachedUser:
+        """Change the given fields in Postgres, then write the user through to the cache.
+
+        The cached entry is replaced only by a newer version; when Redis cannot be written, the
+        entry is invalidated (now or, failing that, by any pod later) so no pod keeps the old one.
+        """
+        updated = cached(
+            await users.update_profile(self._db, user_id, name=name, email_reports=email_reports)
+        )
         try:
             await self._flush_pending()
             await self._users.put(updated)

@@ -76,21 +76,32 @@ class CachedUser:
     id: int
     email: str
     name: str
+    email_reports: bool
     # Microseconds since the epoch of users.updated_at: orders versions of the same user.
     version: int
 
     def dumps(self) -> str:
         return json.dumps(
-            {"id": self.id, "email": self.email, "name": self.name, "v": self.version}
+            {
+                "id": self.id,
+                "email": self.email,
+                "name": self.name,
+                "email_reports": self.email_reports,
+                "v": self.version,
+            }
         )
 
     @classmethod
-    def loads(cls, raw: str) -> CachedUser:
+    def loads(cls, raw: str) -> CachedUser | None:
+        """The cached user, or None for an entry written before a field existed (a cache miss)."""
         data = json.loads(raw)
+        if "email_reports" not in data:
+            return None
         return cls(
             id=int(data["id"]),
             email=str(data["email"]),
             name=str(data["name"]),
+            email_reports=bool(data["email_reports"]),
             version=int(data["v"]),
         )
 

@@ -202,6 +202,18 @@ class Trading:
             f"'{closed_at}' FROM mt_accounts WHERE id = {account_id}"
         )
 
+    def welcome_delivery(self, user_id: int) -> int:
+        """A recorded, not yet sent welcome e-mail (what register writes)."""
+        return int(
+            self.sql(
+                "INSERT INTO email_deliveries (key, user_id, kind) VALUES "
+                f"('welcome:{user_id}', {user_id}, 'welcome') RETURNING id"
+            ).splitlines()[0]
+        )
+
+    def delivery_status(self, delivery_id: int) -> str:
+        return self.value(f"SELECT status FROM email_deliveries WHERE id = {delivery_id}")
+
     def pending_report(self, user_id: int, kind: str, period_start: str, days: int = 1) -> int:
         return int(
             self.sql(

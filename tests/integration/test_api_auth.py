@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 from algoedge.auth import Tokens
+from algoedge.cache import user_key
 from algoedge.config import ApiSettings
+from algoedge.db import Database
+from redis.asyncio import Redis
 
 from tests.integration.conftest import ApiClient, running_api
 
@@ -25,6 +29,41 @@ class TestRegister:
         )
         assert status == 201
         assert body == {"id": body["id"], "email": "ada@example.com", "name": "Ada"}
+
+    async def test_should_record_and_queue_exactly_one_welcome_email(
+        self, api: ApiClient, relaxed_settings: ApiSettings
+    ) -> None:
+        user_id = int((await api.register("erin@example.com"))["id"])
+        # A second attempt with the same email fails and must not mail anyone.
+        status, _, _ = await api.call(
+            "POST",
+            REGISTER,
+            json={"email": "erin@example.com", "password": "another-password", "name": "E"},
+        )
+        assert status == 409
+        db = await Database.connect(relaxed_settings)
+        try:
+            async with db.cursor() as cur:
+                await cur.execute(
+                    "SELECT id, key, user_id, kind, status, enqueued_at IS NOT NULL "
+                    "FROM email_deliveries"
+                )
+                rows = await cur.fetchall()
+        finally:
+            await db.close()
+        assert [row[1:] for row in rows] == [
+            (f"welcome:{user_id}", user_id, "welcome", "pending", True)
+        ]
+        redis = Redis.from_url(relaxed_settings.redis_url)
+        try:
+            queued = await redis.lrange("emails", 0, -1)
+        finally:
+            await redis.aclose()
+        assert len(queued) == 1
+        message = json.loads(queued[0])
+        assert message["headers"]["task"] == "algoedge.emails.send"
+        args, _, _ = json.loads(base64.b64decode(message["body"]))
+        assert args == [rows[0][0]]
 
     async def test_should_refuse_a_taken_email_whatever_its_case(self, api: ApiClient) -> None:
         await api.register("bob@example.com")
@@ -160,9 +199,61 @@ class TestAcrossPods:
             assert (status, body["name"]) == (200, "Renamed")
             assert (await other_pod.call("GET", "/api/v1/me", token=token))[1]["name"] == "Renamed"
 
-    async def test_should_refuse_an_invalid_rename(self, api: ApiClient) -> None:
+    async def test_should_turn_report_emails_on_and_off_visibly_on_every_pod(
+        self, api: ApiClient, relaxed_settings: ApiSettings
+    ) -> None:
         _, token = await api.signed_up()
-        for body in ({"name": ""}, {"name": "x" * 201}, {"email": "x@y.zz"}, {}):
+        async with running_api(relaxed_settings) as other_pod:
+            assert (await other_pod.call("GET", "/api/v1/me", token=token))[1][
+                "email_reports"
+            ] is False
+            status, body, _ = await api.call(
+                "PATCH", "/api/v1/me", token=token, json={"email_reports": True}
+            )
+            assert status == 200
+            assert (body["name"], body["email_reports"]) == ("Trader", True)
+            me = (await other_pod.call("GET", "/api/v1/me", token=token))[1]
+            assert (me["name"], me["email_reports"]) == ("Trader", True)
+            # A rename leaves the setting alone, and the reverse.
+            await api.call("PATCH", "/api/v1/me", token=token, json={"name": "Renamed"})
+            me = (await other_pod.call("GET", "/api/v1/me", token=token))[1]
+            assert (me["name"], me["email_reports"]) == ("Renamed", True)
+            body = {"email_reports": False}
+            assert (await other_pod.call("PATCH", "/api/v1/me", token=token, json=body))[0] == 200
+            me = (await api.call("GET", "/api/v1/me", token=token))[1]
+            assert (me["name"], me["email_reports"]) == ("Renamed", False)
+
+    async def test_should_treat_a_cached_user_without_email_reports_as_a_miss(
+        self, api: ApiClient, relaxed_settings: ApiSettings
+    ) -> None:
+        user_id, token = await api.signed_up()
+        await api.call("PATCH", "/api/v1/me", token=token, json={"email_reports": True})
+        redis = Redis.from_url(relaxed_settings.redis_url, decode_responses=True)
+        try:
+            # What a pod of the previous release wrote (same version, no email_reports).
+            cached = json.loads(await redis.get(user_key(user_id)))
+            del cached["email_reports"]
+            await redis.set(user_key(user_id), json.dumps(cached))
+            status, body, _ = await api.call("GET", "/api/v1/me", token=token)
+            assert (status, body["email_reports"]) == (200, True)
+            assert json.loads(await redis.get(user_key(user_id)))["email_reports"] is True
+        finally:
+            await redis.aclose()
+
+    async def test_should_refuse_an_invalid_profile_change(self, api: ApiClient) -> None:
+        _, token = await api.signed_up()
+        for body in (
+            {"name": ""},
+            {"name": "x" * 201},
+            {"email": "x@y.zz"},
+            {},
+            {"name": None},
+            {"email_reports": None},
+            {"email_reports": "true"},
+            {"email_reports": 1},
+        ):
             status, problem, _ = await api.call("PATCH", "/api/v1/me", token=token, json=body)
             assert status == 422, body
             assert problem["errors"]
+        me = (await api.call("GET", "/api/v1/me", token=token))[1]
+        assert (me["name"], me["email_reports"]) == ("Trader", False)

@@ -14,7 +14,7 @@ from algoedge.cache import BRIDGE_CONNECTED_KEY
 from algoedge.config import ApiSettings
 from algoedge.db import Database, marketplace
 from algoedge.db.marketplace import signals_page_query
-from algoedge.db.trades import trades_page_query
+from algoedge.db.trades import closed_trades_page_query, trades_page_query
 from redis.asyncio import Redis
 
 from tests.integration.conftest import ApiClient
@@ -59,7 +59,8 @@ class TestCapacity:
         assert body == {
             "linked_accounts": 3,
             "connected_accounts": 2,
-            "queue_backlog": {"default": 0, "reports": 7, "emails": 0},
+            # emails: the welcome e-mail of the sign-up above, waiting for a worker.
+            "queue_backlog": {"default": 0, "reports": 7, "emails": 1},
         }
 
 
@@ -137,6 +138,11 @@ class TestIndexes:
                     "SELECT a.id, a.user_id, 'EURUSD', 'buy', 1, 1, now(), now() - (g || ' minutes')::interval "
                     "FROM mt_accounts a, generate_series(1, 100) g"
                 )
+                # Most trades are closed: a report period reads only the closed ones.
+                await cur.execute(
+                    "UPDATE trades SET closed_at = created_at + interval '1 minute' "
+                    "WHERE id % 10 <> 0"
+                )
                 await cur.execute("ANALYZE trades")
                 await cur.execute("ANALYZE mt_accounts")
             for provider in range(30):
@@ -163,6 +169,16 @@ class TestIndexes:
                 "trades of an account": trades_page_query(
                     user_id=5, account_id=5, since=None, until=None, before=None, limit=21
                 ),
+                "closed trades of a period": closed_trades_page_query(
+                    user_id=5, start=now - timedelta(days=1), end=now, after=None, limit=1000
+                ),
+                "closed trades next page": closed_trades_page_query(
+                    user_id=5,
+                    start=now - timedelta(days=1),
+                    end=now,
+                    after=(now - timedelta(hours=1), 10**6),
+                    limit=1000,
+                ),
                 "signals of a provider": signals_page_query(
                     user_id=5, provider_id=3, since=None, before=None, limit=21
                 ),
@@ -172,6 +188,8 @@ class TestIndexes:
                 "trades next page": "trades_user_created",
                 "trades of an account": "trades_account_created",
                 "signals of a provider": "signals_provider_created",
+                "closed trades of a period": "trades_user_closed",
+                "closed trades next page": "trades_user_closed",
             }
             for name, (sql, params) in plans.items():
                 plan = await self.explain(db, sql, params)

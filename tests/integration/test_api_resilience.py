@@ -7,6 +7,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -198,3 +199,44 @@ async def test_should_keep_a_key_recorded_again_after_it_was_read(
         assert await invalidations.pending(database) == []
     finally:
         await database.close()
+
+
+async def test_should_record_jobs_redis_cannot_take_and_queue_again_once_it_is_back(
+    pgbouncer: PgBouncer, private_redis: RedisServer, database_name: str
+) -> None:
+    """Registering and requesting a report answer as usual while Redis is down; the work stays
+    recorded (not marked enqueued) for the sweeper, and sending resumes when Redis returns."""
+    settings = settings_for(pgbouncer.url_for(database_name), private_redis.url)
+    await migrated(settings)
+    async with running_api(settings) as api:
+        _, token = await api.signed_up()
+        private_redis.kill()
+        down = await api.register("while-down@example.com")
+        period = {"kind": "daily", "period_start": datetime.now(UTC).date().isoformat()}
+        status, report, _ = await api.call("POST", "/api/v1/reports", token=token, json=period)
+        assert status == 202, report
+        assert report["status"] == "pending"
+
+        database = await Database.connect(settings)
+        try:
+            async with database.cursor() as cur:
+                await cur.execute(
+                    "SELECT enqueued_at FROM email_deliveries WHERE user_id = %s", (down["id"],)
+                )
+                assert await cur.fetchall() == [(None,)]
+                await cur.execute("SELECT enqueued_at FROM reports WHERE id = %s", (report["id"],))
+                assert await cur.fetchall() == [(None,)]
+
+            private_redis.start()  # empty: the messages sent before the kill are gone
+            after = await api.register("after@example.com")
+            async with database.cursor() as cur:
+                await cur.execute(
+                    "SELECT enqueued_at IS NOT NULL FROM email_deliveries WHERE user_id = %s",
+                    (after["id"],),
+                )
+                assert await cur.fetchall() == [(True,)]
+        finally:
+            await database.close()
+        admin = Redis.from_url(private_redis.url)
+        assert await admin.llen("emails") == 1
+        await admin.aclose()

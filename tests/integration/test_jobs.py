@@ -16,7 +16,9 @@ from algoedge.jobs import names
 from algoedge.jobs.queue import JobQueue
 from redis.asyncio import Redis
 
+from tests.integration.conftest import ApiClient
 from tests.integration.jobs import JobProcess, Trading, decoded_queue, eventually, running
+from tests.integration.test_realtime import Listener
 from tests.services import PostgresServer
 from tests.smtp import SmtpSink
 
@@ -198,11 +200,7 @@ class TestEmail:
     ) -> None:
         first = trading.trader("dan@example.com")
         second = trading.trader("eve@example.com")
-        trading.sql(
-            "INSERT INTO email_deliveries (key, user_id, kind) VALUES "
-            f"('welcome:{first}', {first}, 'welcome'), ('welcome:{second}', {second}, 'welcome')"
-        )
-        ids = [int(r[0]) for r in trading.rows("SELECT id FROM email_deliveries ORDER BY id")]
+        ids = [trading.welcome_delivery(first), trading.welcome_delivery(second)]
         smtp.refuse_next("451 4.3.0 Try again later", "451 4.3.0 Try again later")
         with running(worker(jobs_env, WORKER_CONCURRENCY="1")) as (process,):
             await queue.send_email(ids[0])
@@ -331,11 +329,7 @@ class TestDelivery:
     async def test_should_send_an_email_once_after_a_sigkill_mid_send(
         self, jobs_env: dict[str, str], trading: Trading, queue: JobQueue, smtp: SmtpSink
     ) -> None:
-        user = trading.trader("lee@example.com")
-        trading.sql(
-            f"INSERT INTO email_deliveries (key, user_id, kind) VALUES ('welcome:{user}', {user}, 'welcome')"
-        )
-        delivery = int(trading.value("SELECT id FROM email_deliveries"))
+        delivery = trading.welcome_delivery(trading.trader("lee@example.com"))
         smtp.hold_rcpt(30)
         first = worker(jobs_env, "worker-a").start().wait_ready()
         await queue.send_email(delivery)
@@ -346,10 +340,7 @@ class TestDelivery:
         with running(worker(jobs_env, "worker-b")):
             await eventually(
                 "the e-mail to be sent",
-                lambda: (
-                    trading.value(f"SELECT status FROM email_deliveries WHERE id = {delivery}")
-                    == "sent"
-                ),
+                lambda: trading.delivery_status(delivery) == "sent",
                 within=60,
             )
             await asyncio.sleep(1)
@@ -359,11 +350,7 @@ class TestDelivery:
     async def test_should_finish_a_running_task_on_sigterm(
         self, jobs_env: dict[str, str], trading: Trading, queue: JobQueue, smtp: SmtpSink
     ) -> None:
-        user = trading.trader("max@example.com")
-        trading.sql(
-            f"INSERT INTO email_deliveries (key, user_id, kind) VALUES ('welcome:{user}', {user}, 'welcome')"
-        )
-        delivery = int(trading.value("SELECT id FROM email_deliveries"))
+        delivery = trading.welcome_delivery(trading.trader("max@example.com"))
         smtp.hold_rcpt(2)
         process = worker(jobs_env).start().wait_ready()
         await queue.send_email(delivery)
@@ -373,7 +360,7 @@ class TestDelivery:
         # Soft shutdown (10 s here) let the send finish instead of cutting it off.
         assert time.monotonic() - started < 10
         assert len(smtp.received()) == 1
-        assert trading.value(f"SELECT status FROM email_deliveries WHERE id = {delivery}") == "sent"
+        assert trading.delivery_status(delivery) == "sent"
         assert "soft shutdown: 1 running tasks" in process.log()
 
     async def test_should_hand_back_what_does_not_finish_within_the_soft_shutdown(
@@ -384,11 +371,7 @@ class TestDelivery:
         smtp: SmtpSink,
         redis: Redis,
     ) -> None:
-        user = trading.trader("ned@example.com")
-        trading.sql(
-            f"INSERT INTO email_deliveries (key, user_id, kind) VALUES ('welcome:{user}', {user}, 'welcome')"
-        )
-        delivery = int(trading.value("SELECT id FROM email_deliveries"))
+        delivery = trading.welcome_delivery(trading.trader("ned@example.com"))
         smtp.hold_rcpt(8)
         process = worker(jobs_env, WORKER_SOFT_SHUTDOWN_TIMEOUT="1").start().wait_ready()
         await queue.send_email(delivery)
@@ -398,10 +381,7 @@ class TestDelivery:
         with running(worker(jobs_env, "worker-b")):
             await eventually(
                 "the e-mail to be sent by worker-b",
-                lambda: (
-                    trading.value(f"SELECT status FROM email_deliveries WHERE id = {delivery}")
-                    == "sent"
-                ),
+                lambda: trading.delivery_status(delivery) == "sent",
                 within=90,
             )
             await asyncio.sleep(1)
@@ -426,13 +406,10 @@ class TestPlatform:
         )
         assert waiting.queue_backlog == {"default": 3, "reports": 0, "emails": 0}
 
-        user = trading.trader("oz@example.com")
-        trading.sql(
-            f"INSERT INTO email_deliveries (key, user_id, kind) VALUES ('welcome:{user}', {user}, 'welcome')"
-        )
+        delivery = trading.welcome_delivery(trading.trader("oz@example.com"))
         smtp.hold_rcpt(30)
         with running(worker(jobs_env, WORKER_CONCURRENCY="1", WORKER_QUEUES="emails")):
-            await queue.send_email(int(trading.value("SELECT id FROM email_deliveries")))
+            await queue.send_email(delivery)
             await eventually("the send to start", smtp.rcpt_seen.is_set)
             client = Redis.from_url(jobs_env["ALGOEDGE_REDIS_URL"], decode_responses=True)
             reserved = await read_capacity(db, client, queues=queues)
@@ -452,3 +429,49 @@ class TestPlatform:
         assert process.probe(3600) == 0  # a SIGKILL leaves the file; only its age tells
         missing = JobProcess("worker", jobs_env, "never-started")
         assert missing.probe(60) == 1
+
+
+class TestWalk:
+    """The README's walk: ask the API for a report, the worker makes it, the socket hears it."""
+
+    async def test_should_deliver_a_requested_report_to_the_socket_the_api_and_the_mailbox(
+        self, api: ApiClient, jobs_env: dict[str, str], trading: Trading, smtp: SmtpSink
+    ) -> None:
+        user, token = await api.signed_up("ada@example.com")
+        status, _, _ = await api.call(
+            "PATCH", "/api/v1/me", token=token, json={"email_reports": True}
+        )
+        assert status == 200
+        account = trading.account(user)
+        trading.trade(account, profit="7.25", closed_at=f"{YESTERDAY}T12:00:00Z")
+        listener = Listener()
+        await listener.connect(api.base_url, token)
+        try:
+            with running(worker(jobs_env)):
+                status, body, response = await api.call(
+                    "POST",
+                    "/api/v1/reports",
+                    token=token,
+                    json={"kind": "daily", "period_start": YESTERDAY.isoformat()},
+                )
+                assert status == 202, body
+                assert body["status"] == "pending"
+                ready = await listener.wait_for("report.ready", within=30)
+                notification = await listener.wait_for("notification", within=5)
+                # The welcome e-mail (register) and the report e-mail.
+                mails = smtp.wait_for(2, timeout=15)
+        finally:
+            await listener.client.disconnect()
+        assert ready == {"id": body["id"], "kind": "daily", "period_start": YESTERDAY.isoformat()}
+        assert notification["kind"] == "report.ready"
+        assert response.headers["Location"] == f"/api/v1/reports/{body['id']}"
+        status, report, _ = await api.call("GET", f"/api/v1/reports/{body['id']}", token=token)
+        assert status == 200
+        assert report["status"] == "ready"
+        assert report["payload"]["summary"]["net_profit"] == "7.25"
+        status, unread, _ = await api.call("GET", "/api/v1/notifications?unread=true", token=token)
+        assert [n["id"] for n in unread["items"]] == [notification["id"]]
+        assert sorted(str(m["Subject"]) for m in mails) == [
+            "Welcome to AlgoEdge",
+            f"Your daily AlgoEdge report for {YESTERDAY}",
+        ]

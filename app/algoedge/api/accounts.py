@@ -14,13 +14,13 @@ from algoedge.api.io import (
     decode_id_cursor,
     encode_cursor,
     page,
+    path_id,
     read_json,
     read_query,
     render,
 )
 from algoedge.api.state import CIPHER, DATABASE, SOCKETS, USER
 from algoedge.db import accounts
-from algoedge.db.errors import NotFound
 from algoedge.realtime import emit_to_user
 
 
@@ -48,13 +48,6 @@ class AccountIn(StrictModel):
     server: str = Field(min_length=1, max_length=128, pattern=r"^[^\s\x00]([^\x00]*[^\s\x00])?$")
     password: str = Field(min_length=1, max_length=128, pattern=NO_NUL)
     platform: Literal["mt4", "mt5"] = "mt5"
-
-
-def account_id(request: web.Request) -> int:
-    raw = request.match_info["account_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound(raw)
-    return int(raw)
 
 
 async def link(request: web.Request) -> web.Response:
@@ -86,7 +79,9 @@ async def list_(request: web.Request) -> web.Response:
 async def get(request: web.Request) -> web.Response:
     return render(
         await accounts.get_account(
-            request.app[DATABASE], user_id=request[USER].id, account_id=account_id(request)
+            request.app[DATABASE],
+            user_id=request[USER].id,
+            account_id=path_id(request, "account_id"),
         )
     )
 
@@ -94,7 +89,7 @@ async def get(request: web.Request) -> web.Response:
 async def unlink(request: web.Request) -> web.Response:
     user = request[USER]
     await accounts.unlink_account(
-        request.app[DATABASE], user_id=user.id, account_id=account_id(request)
+        request.app[DATABASE], user_id=user.id, account_id=path_id(request, "account_id")
     )
     return web.Response(status=204)
 

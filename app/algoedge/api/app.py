@@ -11,11 +11,23 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.asyncio import Redis
 
-from algoedge.api import accounts, auth, health, internal, marketplace, me, openapi, trades
-from algoedge.api.middleware import MIDDLEWARES, public, rate_class
+from algoedge.api import (
+    accounts,
+    auth,
+    health,
+    internal,
+    marketplace,
+    me,
+    notifications,
+    openapi,
+    reports,
+    trades,
+)
+from algoedge.api.middleware import MIDDLEWARES, add_response_headers, public, rate_class
 from algoedge.api.state import (
     CIPHER,
     DATABASE,
+    JOBS,
     LIMITER,
     LISTINGS,
     REDIS,
@@ -28,6 +40,7 @@ from algoedge.cache import CachedUser, connect_redis
 from algoedge.config import ApiSettings
 from algoedge.credentials import CredentialsCipher
 from algoedge.db import Database
+from algoedge.jobs.queue import JobQueue
 from algoedge.listings import Listings
 from algoedge.ratelimit import RateLimiter
 from algoedge.realtime import create_server, relay_events
@@ -59,6 +72,14 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await redis.aclose()
+
+
+async def _jobs(app: web.Application) -> AsyncIterator[None]:
+    # Connects lazily, on the first task sent; the API only sends, it never runs tasks.
+    app[JOBS] = JobQueue.from_settings(app[SETTINGS])
+    yield
+    # Closing the broker connections may touch their sockets: off the event loop.
+    await asyncio.to_thread(app[JOBS].close)
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
@@ -113,9 +134,21 @@ def create_app(settings: ApiSettings) -> web.Application:
 
     app.router.add_route("GET", "/socket.io/", socketio_endpoint)
     app.router.add_route("POST", "/socket.io/", socketio_endpoint)
-    app.cleanup_ctx.extend([_database, _redis, _background])
+    app.cleanup_ctx.extend([_database, _redis, _jobs, _background])
+    app.on_response_prepare.append(add_response_headers)
     app.on_shutdown.append(_close_sockets)
-    for module in (health, internal, auth, me, accounts, trades, marketplace, openapi):
+    for module in (
+        health,
+        internal,
+        auth,
+        me,
+        accounts,
+        trades,
+        reports,
+        notifications,
+        marketplace,
+        openapi,
+    ):
         module.add_routes(app)
     return app
 

@@ -1,4 +1,4 @@
-"""Routes: register, log in, log out."""
+"""Routes: register (which queues the welcome e-mail), log in, log out."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pydantic import Field, field_validator
 
 from algoedge.api.io import NO_NUL, StrictModel, read_json, render
 from algoedge.api.middleware import public, rate_class
-from algoedge.api.state import CLAIMS, DATABASE, SESSIONS
+from algoedge.api.state import CLAIMS, DATABASE, JOBS, SESSIONS
 from algoedge.auth import hash_password
 from algoedge.db import users
 
@@ -37,12 +37,15 @@ class LoginIn(Email):
 @rate_class("auth")
 async def register(request: web.Request) -> web.Response:
     body = await read_json(request, RegisterIn)
-    user = await users.create_user(
-        request.app[DATABASE],
-        email=body.email,
-        name=body.name,
-        password_hash=await hash_password(body.password),
+    db = request.app[DATABASE]
+    created = await users.create_user(
+        db, email=body.email, name=body.name, password_hash=await hash_password(body.password)
     )
+    # The delivery is recorded with the user: when Redis cannot take the task now, the sweeper
+    # enqueues it later, so the registration succeeds either way. The API never speaks SMTP.
+    if await request.app[JOBS].send_email(created.welcome_delivery_id):
+        await users.mark_email_enqueued(db, created.welcome_delivery_id)
+    user = created.user
     return render({"id": user.id, "email": user.email, "name": user.name}, status=201)
 
 

@@ -11,19 +11,22 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
     ValidationError,
     WithJsonSchema,
 )
+from pydantic.config import JsonDict
 
+from algoedge.db.errors import NotFound
 from algoedge.jsonable import to_jsonable
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -65,6 +68,54 @@ def _rfc3339(value: object) -> datetime:
 Timestamp = Annotated[
     datetime, PlainValidator(_rfc3339), WithJsonSchema({"type": "string", "format": "date-time"})
 ]
+
+
+def _iso_date(value: object) -> date:
+    """Only a calendar date as YYYY-MM-DD text: no times, no numbers, no other digits."""
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("must be a date like 2026-01-31")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("is not a calendar date") from None
+
+
+# A calendar date in a body or query string, exactly as the OpenAPI document describes it.
+IsoDate = Annotated[
+    date, PlainValidator(_iso_date), WithJsonSchema({"type": "string", "format": "date"})
+]
+
+
+def _query_bool(value: object) -> bool:
+    if value not in ("true", "false"):
+        raise ValueError("must be true or false")
+    return value == "true"
+
+
+# A boolean in a query string: exactly "true" or "false", as the document's boolean is written.
+QueryBool = Annotated[bool, PlainValidator(_query_bool), WithJsonSchema({"type": "boolean"})]
+
+
+def _present(value: object) -> object:
+    if value is None:
+        raise ValueError("may be left out, but not null")
+    return value
+
+
+#: For a field typed ``T | None`` whose None means "not given": an explicit null is refused
+#: (a client that sends null most likely means something this API cannot do). Pair it with
+#: ``WithJsonSchema`` of T and a default of :func:`omitted`, so the document shows plain T.
+NOT_NULL = BeforeValidator(_present)
+
+
+def _drop_default(schema: JsonDict) -> None:
+    schema.pop("default", None)
+
+
+def omitted() -> Any:
+    """The default of a ``NOT_NULL`` field: None, left out of the document."""
+    return Field(default=None, json_schema_extra=_drop_default)
+
 
 # Postgres text cannot hold NUL; refusing it in the schema makes it a 422, never a 500.
 NO_NUL = r"^[^\x00]*$"
@@ -121,6 +172,15 @@ def read_query(request: web.Request, model: type[ModelT]) -> ModelT:
         return model.model_validate(query)
     except ValidationError as exc:
         raise Invalid(_field_errors(exc)) from None
+
+
+def path_id(request: web.Request, name: str) -> int:
+    """A row id from the path; anything that cannot be one is a 404 like an unknown id."""
+    raw = request.match_info[name]
+    # isascii: str.isdigit() also holds for digits such as "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise NotFound(raw)
+    return int(raw)
 
 
 def encode_cursor(*key: Any) -> str:

@@ -15,6 +15,7 @@ from algoedge.api.io import (
     decode_time_cursor,
     encode_cursor,
     page,
+    path_id,
     read_json,
     read_query,
     render,
@@ -36,13 +37,6 @@ class SignalsQuery(PageQuery):
 
 class SubscribeIn(StrictModel):
     account_id: int | None = Field(default=None, ge=1, le=2**62)
-
-
-def path_id(request: web.Request, name: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound(raw)
-    return int(raw)
 
 
 @public

@@ -1,21 +1,45 @@
-"""Routes: the signed-in user."""
+"""Routes: the signed-in user and their profile settings."""
 
 from __future__ import annotations
 
-from aiohttp import web
-from pydantic import Field
+from typing import Annotated
 
-from algoedge.api.io import NO_NUL, StrictModel, read_json, render
+from aiohttp import web
+from pydantic import ConfigDict, Field, StrictBool, TypeAdapter, WithJsonSchema, model_validator
+
+from algoedge.api.io import NO_NUL, NOT_NULL, StrictModel, omitted, read_json, render
 from algoedge.api.state import SESSIONS, USER
 from algoedge.cache import CachedUser
 
+UserName = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
+
 
 class MePatch(StrictModel):
-    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    # Each field may be left out (it stays as it is) but not sent as null; one at least is given.
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    name: Annotated[
+        UserName | None, NOT_NULL, WithJsonSchema(TypeAdapter(UserName).json_schema())
+    ] = omitted()
+    #: Whether the user's reports are e-mailed to them when ready.
+    email_reports: Annotated[StrictBool | None, NOT_NULL, WithJsonSchema({"type": "boolean"})] = (
+        omitted()
+    )
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> MePatch:
+        if self.name is None and self.email_reports is None:
+            raise ValueError("give at least one of name, email_reports")
+        return self
 
 
 def _user(user: CachedUser) -> dict[str, object]:
-    return {"id": user.id, "email": user.email, "name": user.name}
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "email_reports": user.email_reports,
+    }
 
 
 async def get_me(request: web.Request) -> web.Response:
@@ -24,7 +48,10 @@ async def get_me(request: web.Request) -> web.Response:
 
 async def patch_me(request: web.Request) -> web.Response:
     body = await read_json(request, MePatch)
-    return render(_user(await request.app[SESSIONS].rename(request[USER].id, body.name)))
+    updated = await request.app[SESSIONS].update_profile(
+        request[USER].id, name=body.name, email_reports=body.email_reports
+    )
+    return render(_user(updated))
 
 
 def add_routes(app: web.Application) -> None:

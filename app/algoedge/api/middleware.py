@@ -1,7 +1,10 @@
 """Cross-cutting request handling: request ids, logs and metrics, identity, rate limits.
 
 Routes declare how they are treated with the decorators here (``public``, ``rate_class``), so the
-middlewares read one attribute instead of keeping lists of paths.
+middlewares read one attribute instead of keeping lists of paths. The headers the middlewares add
+(request id, rate limits, CORS) are decided before the handler runs and put on the response when
+it is prepared (:func:`add_response_headers`), so a streamed response, whose headers are sent
+before its handler returns, carries them as well.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from algoedge import logs
 from algoedge.api.problems import problem, problem_middleware
@@ -48,6 +52,24 @@ def rate_class(name: str | None) -> Callable[[HandlerT], HandlerT]:
     return mark
 
 
+_RESPONSE_HEADERS: web.RequestKey[CIMultiDict[str]] = web.RequestKey(
+    "response_headers", CIMultiDict
+)
+
+
+def respond_with(request: web.Request, headers: Mapping[str, str]) -> None:
+    """Have the response to ``request``, whatever produces it, carry ``headers``."""
+    if _RESPONSE_HEADERS not in request:
+        request[_RESPONSE_HEADERS] = CIMultiDict()
+    request[_RESPONSE_HEADERS].extend(headers)
+
+
+async def add_response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: the headers :func:`respond_with` collected, before any is sent."""
+    if _RESPONSE_HEADERS in request:
+        response.headers.extend(request[_RESPONSE_HEADERS])
+
+
 def _handler_attr(request: web.Request, name: str, default: Any) -> Any:
     handler = request.match_info.handler
     return getattr(handler, name, default)
@@ -64,16 +86,15 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     incoming = request.headers.get("X-Request-ID", "")
     rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
     token = logs.request_id.set(rid)
+    respond_with(request, {"X-Request-ID": rid})
     started = time.perf_counter()
     status = 500
     try:
         response = await handler(request)
         status = response.status
-        response.headers["X-Request-ID"] = rid
         return response
     except web.HTTPException as exc:
         status = exc.status
-        exc.headers["X-Request-ID"] = rid
         raise
     finally:
         elapsed = time.perf_counter() - started
@@ -145,14 +166,10 @@ async def rate_limits(request: web.Request, handler: Handler) -> web.StreamRespo
                 request[CLAIMS] = claims
                 limits.insert(0, (f"user:{claims.user_id}", settings.rate_limit_per_user))
     decision = await request.app[LIMITER].check(limits)
-    headers = rate_limit_headers(decision)
+    respond_with(request, rate_limit_headers(decision))
     if not decision.allowed:
-        return problem(
-            429, detail="Too many requests; retry after the time in Retry-After.", headers=headers
-        )
-    response = await handler(request)
-    response.headers.update(headers)
-    return response
+        return problem(429, detail="Too many requests; retry after the time in Retry-After.")
+    return await handler(request)
 
 
 _CORS_PREFLIGHT = {
@@ -182,12 +199,13 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
             status=204,
             headers={**_CORS_PREFLIGHT, "Access-Control-Allow-Origin": origin, "Vary": "Origin"},
         )
-    response = await handler(request)
-    response.headers.add("Vary", "Origin")
+    respond_with(request, {"Vary": "Origin"})
     if origin in allowed:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = _CORS_EXPOSED
-    return response
+        respond_with(
+            request,
+            {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": _CORS_EXPOSED},
+        )
+    return await handler(request)
 
 
 # Outermost first: the context sees every final status; CORS headers go on every answer to an

@@ -19,10 +19,14 @@ from algoedge.api.io import PageQuery, render
 from algoedge.api.marketplace import BotsQuery, SignalsQuery, SubscribeIn
 from algoedge.api.me import MePatch
 from algoedge.api.middleware import public, rate_class
+from algoedge.api.notifications import NotificationsQuery
+from algoedge.api.reports import ReportRequest, ReportsQuery
 from algoedge.api.trades import TradesQuery
 from algoedge.capacity import Capacity
 from algoedge.db.accounts import MtAccount
 from algoedge.db.marketplace import Bot, Provider, Signal
+from algoedge.db.notifications import Notification
+from algoedge.db.reports import Report, ReportSummary
 from algoedge.db.trades import Trade
 
 _REF = "#/components/schemas/{model}"
@@ -52,11 +56,21 @@ def _page_of(name: str) -> dict[str, Any]:
 
 def _components() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for record in (MtAccount, Trade, Bot, Provider, Signal, Capacity):
+    for record in (
+        MtAccount,
+        Trade,
+        Bot,
+        Provider,
+        Signal,
+        Capacity,
+        ReportSummary,
+        Report,
+        Notification,
+    ):
         schema = TypeAdapter(record).json_schema(mode="serialization", ref_template=_REF)
         schema["additionalProperties"] = False
         schemas[record.__name__] = schema
-    for model in (RegisterIn, LoginIn, MePatch, AccountIn, SubscribeIn):
+    for model in (RegisterIn, LoginIn, MePatch, AccountIn, SubscribeIn, ReportRequest):
         schema = model.model_json_schema(ref_template=_REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -78,10 +92,12 @@ def _components() -> dict[str, Any]:
     user = _object(
         {"id": {"type": "integer"}, "email": {"type": "string"}, "name": {"type": "string"}}
     )
+    me = _object({**user["properties"], "email_reports": {"type": "boolean"}})
     schemas.update(
         {
             "Problem": problem,
             "User": user,
+            "Me": me,
             "Token": _object(
                 {
                     "access_token": {"type": "string"},
@@ -107,6 +123,8 @@ def _components() -> dict[str, Any]:
             "BotPage": _page_of("Bot"),
             "ProviderPage": _page_of("Provider"),
             "SignalPage": _page_of("Signal"),
+            "ReportPage": _page_of("ReportSummary"),
+            "NotificationPage": _page_of("Notification"),
         }
     )
     return schemas
@@ -145,6 +163,8 @@ def _operation(
     body_required: bool = True,
     path: list[str] | None = None,
     not_found: bool = False,
+    media: str = "application/json",
+    location: bool = False,
 ) -> dict[str, Any]:
     problem = _json(_ref("Problem"), "application/problem+json")
     operation: dict[str, Any] = {"summary": summary, "responses": {}}
@@ -156,8 +176,14 @@ def _operation(
     if body is not None:
         operation["requestBody"] = {"required": body_required, **_json(_ref(body.__name__))}
     for status, (description, schema) in responses.items():
-        content = {} if schema is None else problem if schema == _ref("Problem") else _json(schema)
+        content = (
+            {} if schema is None else problem if schema == _ref("Problem") else _json(schema, media)
+        )
         operation["responses"][str(status)] = {"description": description, **content}
+        if location and 200 <= status < 300:
+            operation["responses"][str(status)]["headers"] = {
+                "Location": {"required": True, "schema": {"type": "string"}}
+            }
     errors: dict[int, str] = {}
     if body is not None:
         errors |= {400: "The body is not a JSON object", 413: "The body is over 1 MiB"}
@@ -211,9 +237,11 @@ def build_document() -> dict[str, Any]:
             "post": _operation("End this token's session", {204: ("Logged out", None)})
         },
         "/api/v1/me": {
-            "get": _operation("The signed-in user", {200: (ok, _ref("User"))}),
+            "get": _operation("The signed-in user", {200: (ok, _ref("Me"))}),
             "patch": _operation(
-                "Rename the signed-in user", {200: (ok, _ref("User"))}, body=MePatch
+                "Rename the signed-in user or change their settings",
+                {200: (ok, _ref("Me"))},
+                body=MePatch,
             ),
         },
         "/api/v1/accounts": {
@@ -240,6 +268,47 @@ def build_document() -> dict[str, Any]:
                 {200: (ok, _ref("TradePage"))},
                 query=TradesQuery,
                 not_found=True,  # account_id of an account that is not the caller's
+            )
+        },
+        "/api/v1/reports": {
+            "get": _operation(
+                "My reports, newest first", {200: (ok, _ref("ReportPage"))}, query=ReportsQuery
+            ),
+            "post": _operation(
+                "Request the report of a period (idempotent: the same period answers the same "
+                "report, computed once)",
+                {202: ("Accepted; pending until a worker computes it", _ref("Report"))},
+                body=ReportRequest,
+                location=True,
+            ),
+        },
+        "/api/v1/reports/{report_id}": {
+            "get": _operation(
+                "One of my reports with its figures (null until ready)",
+                {200: (ok, _ref("Report"))},
+                path=["report_id"],
+            )
+        },
+        "/api/v1/reports/{report_id}/csv": {
+            "get": _operation(
+                "The trades closed in the report's period, as CSV (any report status)",
+                {200: (ok, {"type": "string"})},
+                path=["report_id"],
+                media="text/csv",
+            )
+        },
+        "/api/v1/notifications": {
+            "get": _operation(
+                "My notifications, newest first (unread=true: unread only; false: read only)",
+                {200: (ok, _ref("NotificationPage"))},
+                query=NotificationsQuery,
+            )
+        },
+        "/api/v1/notifications/{notification_id}/read": {
+            "post": _operation(
+                "Mark one of my notifications read (again: keeps the first time)",
+                {204: ("Read", None)},
+                path=["notification_id"],
             )
         },
         "/api/v1/bots": {

@@ -37,25 +37,33 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     """Turn domain errors, aiohttp's HTTP exceptions and unexpected errors into problem+json."""
     try:
         return await handler(request)
-    except Invalid as exc:
+    except Exception as exc:
+        redirect = isinstance(exc, web.HTTPException) and exc.status < 400
+        # Once a streamed response has sent its status and part of its body no problem can
+        # follow: aiohttp then logs the error and drops the connection, so the client sees a
+        # broken transfer rather than a complete-looking one.
+        if redirect or request.writer.output_size > 0:
+            raise
+        return _problem_of(request, exc)
+
+
+def _problem_of(request: web.Request, exc: Exception) -> web.Response:
+    if isinstance(exc, Invalid):
         return problem(422, detail="Some fields are not valid.", errors=exc.errors)
-    except Malformed as exc:
+    if isinstance(exc, Malformed):
         return problem(400, detail=str(exc))
-    except NotFound:
+    if isinstance(exc, NotFound):
         return problem(404, detail="No such resource.")
-    except Conflict as exc:
+    if isinstance(exc, Conflict):
         return problem(409, detail=str(exc))
-    except AuthError as exc:
+    if isinstance(exc, AuthError):
         return problem(
             401, detail=str(exc), headers={"WWW-Authenticate": 'Bearer realm="algoedge"'}
         )
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+    if isinstance(exc, web.HTTPException):
         skip = ("content-type", "content-length")
         headers = {k: v for k, v in exc.headers.items() if k.lower() not in skip}
         detail = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else None
         return problem(exc.status, detail=detail, headers=headers)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem(500, detail="The server hit an unexpected error; it has been logged.")
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return problem(500, detail="The server hit an unexpected error; it has been logged.")

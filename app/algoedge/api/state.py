@@ -11,6 +11,7 @@ from algoedge.cache import CachedUser
 from algoedge.config import ApiSettings
 from algoedge.credentials import CredentialsCipher
 from algoedge.db import Database
+from algoedge.jobs.queue import JobQueue
 from algoedge.listings import Listings
 from algoedge.ratelimit import RateLimiter
 
@@ -22,6 +23,7 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 CIPHER = web.AppKey("cipher", CredentialsCipher)
 SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 LISTINGS = web.AppKey("listings", Listings)
+JOBS = web.AppKey("jobs", JobQueue)
 
 # Per-request values set by the middlewares.
 USER: web.RequestKey[CachedUser] = web.RequestKey("user", CachedUser)

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal, cast
 
-from algoedge.db import Database
+from algoedge.db import Database, trades
 from algoedge.reporting import ClosedTrade, ReportKind
 
 
@@ -67,28 +67,36 @@ async def pending_report(
     return None if row is None else ReportJob(*row)
 
 
+#: Trades read per statement while gathering a report's input.
+TRADES_PAGE = 1000
+
+
 async def closed_trades(
     db: Database, *, user_id: int, start: datetime, end: datetime
 ) -> list[ClosedTrade]:
-    """The user's trades closed in [start, end), the report's input."""
-    async with db.cursor() as cur:
-        await cur.execute(
-            "SELECT id, account_id, symbol, profit, closed_at FROM trades "
-            "WHERE user_id = %s AND closed_at >= %s AND closed_at < %s AND closed_at IS NOT NULL "
-            "ORDER BY closed_at, id",
-            (user_id, start, end),
+    """The user's trades closed in [start, end), the report's input (the API's CSV query, paged)."""
+    found: list[ClosedTrade] = []
+    after: tuple[datetime, int] | None = None
+    while True:
+        page = await trades.closed_trades_page(
+            db, user_id=user_id, start=start, end=end, after=after, limit=TRADES_PAGE
         )
-        rows = await cur.fetchall()
-    return [
-        ClosedTrade(
-            id=r[0],
-            account_id=r[1],
-            symbol=r[2],
-            profit=r[3] if r[3] is not None else Decimal(0),
-            closed_at=r[4],
-        )
-        for r in rows
-    ]
+        for trade in page:
+            assert trade.closed_at is not None  # the query selects closed trades only
+            found.append(
+                ClosedTrade(
+                    id=trade.id,
+                    account_id=trade.account_id,
+                    symbol=trade.symbol,
+                    profit=trade.profit if trade.profit is not None else Decimal(0),
+                    closed_at=trade.closed_at,
+                )
+            )
+        if len(page) < TRADES_PAGE:
+            return found
+        last = page[-1]
+        assert last.closed_at is not None
+        after = (last.closed_at, last.id)
 
 
 async def complete_report(
@@ -150,15 +158,6 @@ async def fail_report(db: Database, report_id: int, reason: str) -> None:
             "WHERE id = %s AND status = 'pending'",
             (reason[:1000], report_id),
         )
-
-
-async def mark_enqueued(
-    db: Database, table: Literal["reports", "email_deliveries"], ids: list[int]
-) -> None:
-    if not ids:
-        return
-    async with db.cursor() as cur:
-        await cur.execute(f"UPDATE {table} SET enqueued_at = now() WHERE id = ANY(%s)", (ids,))
 
 
 # --- scheduled runs -------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Trades of a user's accounts, newest first, paged by the keyset (created_at, id)."""
+"""Trades of a user's accounts: newest first by the keyset (created_at, id) for listings, and a
+period's closed trades in closing order by (closed_at, id) for reports and their CSV."""
 
 from __future__ import annotations
 
@@ -77,6 +78,47 @@ async def list_trades(
     """One page; ``before`` is the (created_at, id) of the previous page's last trade."""
     sql, params = trades_page_query(
         user_id=user_id, account_id=account_id, since=since, until=until, before=before, limit=limit
+    )
+    async with db.cursor() as cur:
+        await cur.execute(sql, params)
+        return [Trade(*row) for row in await cur.fetchall()]
+
+
+def closed_trades_page_query(
+    *, user_id: int, start: datetime, end: datetime, after: tuple[datetime, int] | None, limit: int
+) -> tuple[str, list[Any]]:
+    """SQL and parameters of one page of closed trades (pure, so a test can EXPLAIN it)."""
+    # closed_at IS NOT NULL repeats what the range implies so the planner matches the partial
+    # index trades_user_closed (user_id, closed_at, id) without having to prove it.
+    where = ["user_id = %s", "closed_at IS NOT NULL", "closed_at >= %s", "closed_at < %s"]
+    params: list[Any] = [user_id, start, end]
+    if after is not None:
+        where.append("(closed_at, id) > (%s, %s)")
+        params.extend(after)
+    params.append(limit)
+    sql = (
+        f"SELECT {_COLUMNS} FROM trades WHERE {' AND '.join(where)} ORDER BY closed_at, id LIMIT %s"
+    )
+    return sql, params
+
+
+async def closed_trades_page(
+    db: Database,
+    *,
+    user_id: int,
+    start: datetime,
+    end: datetime,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> list[Trade]:
+    """The user's trades closed in ``[start, end)``, oldest closing first, one page at a time.
+
+    ``after`` is the (closed_at, id) of the previous page's last trade (None for the first page);
+    a page shorter than ``limit`` is the last. Each page is its own statement, so a long period
+    holds neither a transaction nor the whole period in memory.
+    """
+    sql, params = closed_trades_page_query(
+        user_id=user_id, start=start, end=end, after=after, limit=limit
     )
     async with db.cursor() as cur:
         await cur.execute(sql, params)

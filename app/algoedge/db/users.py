@@ -1,4 +1,4 @@
-"""Users and their server-side sessions."""
+"""Users, their server-side sessions, and the welcome e-mail recorded with each new user."""
 
 from __future__ import annotations
 
@@ -18,22 +18,48 @@ class User:
     name: str
     created_at: datetime
     updated_at: datetime
+    #: Whether the user asked for their reports by e-mail (opt-in).
+    email_reports: bool
 
 
-_USER_COLUMNS = "id, email, name, created_at, updated_at"
+_USER_COLUMNS = "id, email, name, created_at, updated_at, email_reports"
+_USER_FIELDS = len(_USER_COLUMNS.split(","))
 
 
-async def create_user(db: Database, *, email: str, name: str, password_hash: str) -> User:
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    user: User
+    #: The pending welcome e-mail's email_deliveries row, for the queue's send task.
+    welcome_delivery_id: int
+
+
+async def create_user(db: Database, *, email: str, name: str, password_hash: str) -> NewUser:
+    """Insert the user and their pending welcome e-mail in one statement: both or neither."""
     try:
         async with db.cursor() as cur:
             await cur.execute(
-                f"INSERT INTO users (email, name, password_hash) VALUES (%s, %s, %s) "
-                f"RETURNING {_USER_COLUMNS}",
+                "WITH new_user AS ("
+                "INSERT INTO users (email, name, password_hash) VALUES (%s, %s, %s) "
+                f"RETURNING {_USER_COLUMNS}"
+                "), welcome AS ("
+                "INSERT INTO email_deliveries (key, user_id, kind) "
+                "SELECT 'welcome:' || id, id, 'welcome' FROM new_user RETURNING id"
+                f") SELECT {_USER_COLUMNS}, (SELECT id FROM welcome) FROM new_user",
                 (email, name, password_hash),
             )
-            return User(*await cur.fetchone())
+            row = await cur.fetchone()
     except psycopg2.errors.UniqueViolation:
         raise Conflict("email already registered") from None
+    return NewUser(user=User(*row[:_USER_FIELDS]), welcome_delivery_id=int(row[_USER_FIELDS]))
+
+
+async def mark_email_enqueued(db: Database, delivery_id: int) -> None:
+    """Record that a send task of a pending e-mail is on the queue (the sweeper reads it)."""
+    async with db.cursor() as cur:
+        await cur.execute(
+            "UPDATE email_deliveries SET enqueued_at = now() WHERE id = %s AND status = 'pending'",
+            (delivery_id,),
+        )
 
 
 async def get_user(db: Database, user_id: int) -> User:
@@ -53,15 +79,19 @@ async def get_login(db: Database, email: str) -> tuple[User, str] | None:
             (email,),
         )
         row = await cur.fetchone()
-    return None if row is None else (User(*row[:5]), row[5])
+    return None if row is None else (User(*row[:_USER_FIELDS]), row[_USER_FIELDS])
 
 
-async def rename_user(db: Database, user_id: int, name: str) -> User:
+async def update_profile(
+    db: Database, user_id: int, *, name: str | None = None, email_reports: bool | None = None
+) -> User:
+    """Change what is given (None leaves a field as it is); updated_at moves on either way."""
     async with db.cursor() as cur:
         await cur.execute(
-            f"UPDATE users SET name = %s, updated_at = clock_timestamp() WHERE id = %s "
-            f"RETURNING {_USER_COLUMNS}",
-            (name, user_id),
+            "UPDATE users SET name = coalesce(%s, name), "
+            "email_reports = coalesce(%s, email_reports), updated_at = clock_timestamp() "
+            f"WHERE id = %s RETURNING {_USER_COLUMNS}",
+            (name, email_reports, user_id),
         )
         row = await cur.fetchone()
     if row is None:

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from algoedge.config import WorkerSettings
 from algoedge.db import jobs as store
+from algoedge.db import users
 from algoedge.events import publish_event
 from algoedge.jobs import mail, names
 from algoedge.jobs.metrics import EMAILS, TASKS
@@ -201,7 +202,7 @@ class Jobs:
             except (KombuError, RedisError, OSError) as exc:
                 log.warning("report e-mail %d not enqueued (%r); the sweeper will", delivery, exc)
                 return
-            self.runtime.query(store.mark_enqueued, "email_deliveries", [delivery])
+            self.runtime.query(users.mark_email_enqueued, delivery)
 
     def fan_out(self, kind: object, period_start: object) -> int:
         """Page through traders and enqueue one batch task per ``BATCH_SIZE`` of them."""
@@ -267,7 +268,7 @@ class Jobs:
             # Not counted against MAX_RETRIES: the lease bounds the wait (a claim is never
             # extended), and the poison guard still bounds redeliveries.
             wait = min(claim.wait_seconds + 1, self.settings.max_retry_delay)
-            raise task.retry(countdown=wait, max_retries=None)
+            raise task.retry(countdown=wait)
         job = claim.job
         assert job is not None
         try:
@@ -351,7 +352,13 @@ class Jobs:
 
 def register_tasks(app: Celery, jobs: Jobs) -> None:
     """Bind the task names of :mod:`algoedge.jobs.names` to ``jobs`` on ``app``."""
-    common: dict[str, Any] = {"bind": True, "throws": (PermanentFailure, Retry)}
+    # max_retries=None: each retry below names its own bound (MAX_RETRIES for errors; a busy
+    # e-mail claim is bounded by its lease), so the task default must not cap them at 3.
+    common: dict[str, Any] = {
+        "bind": True,
+        "throws": (PermanentFailure, Retry),
+        "max_retries": None,
+    }
 
     @app.task(name=names.GENERATE_REPORT, **common)  # type: ignore[untyped-decorator]
     def generate_report(task: Task, report_id: object) -> Any:
