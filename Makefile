@@ -49,9 +49,10 @@ charts: controlplane ## lint the Helm charts (algoedge-crds, algoedge-operator) 
 	  "$$helm" template algoedge-operator charts/algoedge-operator >/dev/null
 
 .PHONY: lint
-lint: venv charts ## ruff lint and format check, helm lint
+lint: venv charts ## ruff lint and format check, import-linter contracts (.importlinter), helm lint
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports --no-cache
 
 .PHONY: fmt
 fmt: venv ## apply ruff's formatting and safe fixes

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
+from algoedge.api.app import API_ROUTES
 from algoedge.api.openapi import build_document
 from algoedge.config import ApiSettings, load_settings
 from hypothesis import HealthCheck, settings
@@ -19,7 +20,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tests.integration.conftest import RELAXED_LIMITS, api_environment, api_process, migrated
 from tests.services import PgBouncer, PostgresServer, RedisServer
 
-schema = schemathesis.openapi.from_dict(build_document())
+schema = schemathesis.openapi.from_dict(build_document(API_ROUTES))
 
 # Schemathesis builds its coverage-phase cases, auth included, at collection time, before the
 # module's API and user exist. The provider therefore stamps a placeholder, and the test swaps in

@@ -19,6 +19,7 @@ from algoedge.api.io import (
     read_query,
     render,
 )
+from algoedge.api.routes import Route
 from algoedge.api.state import CIPHER, DATABASE, SOCKETS, USER
 from algoedge.db import accounts
 from algoedge.realtime import emit_to_user
@@ -94,8 +95,35 @@ async def unlink(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/v1/accounts", link)
-    app.router.add_get("/api/v1/accounts", list_)
-    app.router.add_get("/api/v1/accounts/{account_id}", get)
-    app.router.add_delete("/api/v1/accounts/{account_id}", unlink)
+ROUTES = (
+    Route(
+        "POST",
+        "/api/v1/accounts",
+        link,
+        summary="Link a MetaTrader account",
+        responses={201: ("Linked", "MtAccount"), 409: ("Already linked", "Problem")},
+        body=AccountIn,
+    ),
+    Route(
+        "GET",
+        "/api/v1/accounts",
+        list_,
+        summary="My linked accounts",
+        responses={200: ("OK", "AccountPage")},
+        query=PageQuery,
+    ),
+    Route(
+        "GET",
+        "/api/v1/accounts/{account_id}",
+        get,
+        summary="One of my accounts",
+        responses={200: ("OK", "MtAccount")},
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/accounts/{account_id}",
+        unlink,
+        summary="Unlink one of my accounts",
+        responses={204: ("Unlinked", None)},
+    ),
+)

@@ -23,7 +23,8 @@ from algoedge.api import (
     reports,
     trades,
 )
-from algoedge.api.middleware import MIDDLEWARES, add_response_headers, public, rate_class
+from algoedge.api.middleware import MIDDLEWARES, add_response_headers
+from algoedge.api.routes import Route, add_routes
 from algoedge.api.state import (
     CIPHER,
     DATABASE,
@@ -48,6 +49,45 @@ from algoedge.realtime import create_server, relay_events
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+
+
+async def socketio_endpoint(request: web.Request) -> web.StreamResponse:
+    response: web.StreamResponse = await request.app[SOCKETS].handle_request(request)
+    return response
+
+
+# Registered as routes rather than by sio.attach() so they carry their policy: the socket
+# authenticates in its connect handler, and a long-lived connection is not rate limited.
+# engine.io's protocol is socket.io's to describe, not the HTTP API's document.
+_SOCKET_ROUTES = tuple(
+    Route(
+        method,
+        "/socket.io/",
+        socketio_endpoint,
+        summary="socket.io (engine.io polling and WebSocket upgrade)",
+        responses={},
+        auth="public",
+        rate=None,
+        documented=False,
+        head=False,
+    )
+    for method in ("GET", "POST")
+)
+
+#: Every route of the API, as the router registers them and the OpenAPI document describes them.
+API_ROUTES: tuple[Route, ...] = (
+    *health.ROUTES,
+    *internal.ROUTES,
+    *auth.ROUTES,
+    *me.ROUTES,
+    *accounts.ROUTES,
+    *trades.ROUTES,
+    *reports.ROUTES,
+    *notifications.ROUTES,
+    *marketplace.ROUTES,
+    *openapi.ROUTES,
+    *_SOCKET_ROUTES,
+)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -123,33 +163,11 @@ def create_app(settings: ApiSettings) -> web.Application:
         authenticate=authenticate,
     )
     app[SOCKETS] = sio
-
-    # Registered by hand rather than sio.attach() so the route carries its policy: the socket
-    # authenticates in its connect handler, and a long-lived connection is not rate limited.
-    @public
-    @rate_class(None)
-    async def socketio_endpoint(request: web.Request) -> web.StreamResponse:
-        response: web.StreamResponse = await sio.handle_request(request)
-        return response
-
-    app.router.add_route("GET", "/socket.io/", socketio_endpoint)
-    app.router.add_route("POST", "/socket.io/", socketio_endpoint)
+    add_routes(app, API_ROUTES)
+    app[openapi.DOCUMENT] = openapi.build_document(API_ROUTES)
     app.cleanup_ctx.extend([_database, _redis, _jobs, _background])
     app.on_response_prepare.append(add_response_headers)
     app.on_shutdown.append(_close_sockets)
-    for module in (
-        health,
-        internal,
-        auth,
-        me,
-        accounts,
-        trades,
-        reports,
-        notifications,
-        marketplace,
-        openapi,
-    ):
-        module.add_routes(app)
     return app
 
 

@@ -6,7 +6,7 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from algoedge.api.io import NO_NUL, StrictModel, read_json, render
-from algoedge.api.middleware import public, rate_class
+from algoedge.api.routes import Route
 from algoedge.api.state import CLAIMS, DATABASE, JOBS, SESSIONS
 from algoedge.auth import hash_password
 from algoedge.db import users
@@ -33,8 +33,6 @@ class LoginIn(Email):
     password: str = Field(min_length=1, max_length=256, pattern=NO_NUL)
 
 
-@public
-@rate_class("auth")
 async def register(request: web.Request) -> web.Response:
     body = await read_json(request, RegisterIn)
     db = request.app[DATABASE]
@@ -49,8 +47,6 @@ async def register(request: web.Request) -> web.Response:
     return render({"id": user.id, "email": user.email, "name": user.name}, status=201)
 
 
-@public
-@rate_class("auth")
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LoginIn)
     token = await request.app[SESSIONS].login(body.email, body.password)
@@ -68,7 +64,32 @@ async def logout(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/v1/auth/register", register)
-    app.router.add_post("/api/v1/auth/login", login)
-    app.router.add_post("/api/v1/auth/logout", logout)
+ROUTES = (
+    Route(
+        "POST",
+        "/api/v1/auth/register",
+        register,
+        summary="Create a user",
+        responses={201: ("Created", "User"), 409: ("Email taken", "Problem")},
+        auth="public",
+        rate="auth",
+        body=RegisterIn,
+    ),
+    Route(
+        "POST",
+        "/api/v1/auth/login",
+        login,
+        summary="Get an access token",
+        responses={200: ("OK", "Token"), 401: ("Wrong email or password", "Problem")},
+        auth="public",
+        rate="auth",
+        body=LoginIn,
+    ),
+    Route(
+        "POST",
+        "/api/v1/auth/logout",
+        logout,
+        summary="End this token's session",
+        responses={204: ("Logged out", None)},
+    ),
+)

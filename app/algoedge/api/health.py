@@ -8,8 +8,8 @@ import logging
 from aiohttp import web
 
 from algoedge import cache
-from algoedge.api.middleware import public, rate_class
 from algoedge.api.problems import problem
+from algoedge.api.routes import Route
 from algoedge.api.state import DATABASE, REDIS
 
 log = logging.getLogger(__name__)
@@ -18,14 +18,10 @@ log = logging.getLogger(__name__)
 _CHECK_TIMEOUT_SECONDS = 2.0
 
 
-@public
-@rate_class(None)
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-@public
-@rate_class(None)
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
     checks = {"postgres": app[DATABASE].ping(), "redis": cache.ping(app[REDIS])}
@@ -47,6 +43,24 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "checks": dict.fromkeys(checks, "ok")})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+# Probes are answered whoever asks and however often: the kubelet has no token and no budget.
+ROUTES = (
+    Route(
+        "GET",
+        "/healthz",
+        healthz,
+        summary="Liveness",
+        responses={200: ("OK", "Health")},
+        auth="public",
+        rate=None,
+    ),
+    Route(
+        "GET",
+        "/readyz",
+        readyz,
+        summary="Readiness: Postgres and Redis answer",
+        responses={200: ("OK", "Health"), 503: ("Not ready", "Problem")},
+        auth="public",
+        rate=None,
+    ),
+)

@@ -20,7 +20,7 @@ from algoedge.api.io import (
     read_query,
     render,
 )
-from algoedge.api.middleware import public
+from algoedge.api.routes import Route
 from algoedge.api.state import DATABASE, LISTINGS, USER
 from algoedge.db import marketplace
 from algoedge.db.errors import NotFound
@@ -39,7 +39,6 @@ class SubscribeIn(StrictModel):
     account_id: int | None = Field(default=None, ge=1, le=2**62)
 
 
-@public
 async def list_bots(request: web.Request) -> web.Response:
     query = read_query(request, BotsQuery)
     after = decode_id_cursor(query.cursor)
@@ -54,7 +53,6 @@ async def list_bots(request: web.Request) -> web.Response:
     return render(await request.app[LISTINGS].get(name, load))
 
 
-@public
 async def get_bot(request: web.Request) -> web.Response:
     return render(await marketplace.get_bot(request.app[DATABASE], path_id(request, "bot_id")))
 
@@ -71,7 +69,6 @@ async def subscribe(request: web.Request) -> web.Response:
     )
 
 
-@public
 async def list_providers(request: web.Request) -> web.Response:
     query = read_query(request, PageQuery)
     after = decode_id_cursor(query.cursor)
@@ -113,10 +110,60 @@ async def list_signals(request: web.Request) -> web.Response:
     )
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/bots", list_bots)
-    app.router.add_get("/api/v1/bots/{bot_id}", get_bot)
-    app.router.add_post("/api/v1/bots/{bot_id}/subscribe", subscribe)
-    app.router.add_get("/api/v1/providers", list_providers)
-    app.router.add_post("/api/v1/providers/{provider_id}/follow", follow)
-    app.router.add_get("/api/v1/signals", list_signals)
+# The catalogue (bots, providers) is public, so visitors can browse it before registering.
+ROUTES = (
+    Route(
+        "GET",
+        "/api/v1/bots",
+        list_bots,
+        summary="The bot marketplace",
+        responses={200: ("OK", "BotPage")},
+        auth="public",
+        query=BotsQuery,
+    ),
+    Route(
+        "GET",
+        "/api/v1/bots/{bot_id}",
+        get_bot,
+        summary="One bot",
+        responses={200: ("OK", "Bot")},
+        auth="public",
+    ),
+    Route(
+        "POST",
+        "/api/v1/bots/{bot_id}/subscribe",
+        subscribe,
+        summary="Subscribe to an active bot",
+        responses={
+            200: ("Already subscribed", "Subscription"),
+            201: ("Subscribed", "Subscription"),
+        },
+        body=SubscribeIn,
+        body_required=False,
+    ),
+    Route(
+        "GET",
+        "/api/v1/providers",
+        list_providers,
+        summary="Signal providers",
+        responses={200: ("OK", "ProviderPage")},
+        auth="public",
+        query=PageQuery,
+    ),
+    Route(
+        "POST",
+        "/api/v1/providers/{provider_id}/follow",
+        follow,
+        summary="Follow a provider",
+        responses={200: ("Already following", "Follow"), 201: ("Following", "Follow")},
+    ),
+    Route(
+        "GET",
+        "/api/v1/signals",
+        list_signals,
+        summary="Signals of one provider, or of those I follow",
+        responses={200: ("OK", "SignalPage")},
+        query=SignalsQuery,
+        not_found=True,  # provider_id of no active provider
+    ),
+)

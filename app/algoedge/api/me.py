@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import ConfigDict, Field, StrictBool, TypeAdapter, WithJsonSchema, model_validator
 
 from algoedge.api.io import NO_NUL, NOT_NULL, StrictModel, omitted, read_json, render
+from algoedge.api.routes import Route
 from algoedge.api.state import SESSIONS, USER
 from algoedge.cache import CachedUser
 
@@ -54,6 +55,14 @@ async def patch_me(request: web.Request) -> web.Response:
     return render(_user(updated))
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/me", get_me)
-    app.router.add_patch("/api/v1/me", patch_me)
+ROUTES = (
+    Route("GET", "/api/v1/me", get_me, summary="The signed-in user", responses={200: ("OK", "Me")}),
+    Route(
+        "PATCH",
+        "/api/v1/me",
+        patch_me,
+        summary="Rename the signed-in user or change their settings",
+        responses={200: ("OK", "Me")},
+        body=MePatch,
+    ),
+)

@@ -1,14 +1,16 @@
 """Cross-cutting request handling: request ids, logs and metrics, identity, rate limits.
 
-Routes declare how they are treated with the decorators here (``public``, ``rate_class``), so the
-middlewares read one attribute instead of keeping lists of paths. The headers the middlewares add
-(request id, rate limits, CORS) are decided before the handler runs and put on the response when
-it is prepared (:func:`add_response_headers`), so a streamed response, whose headers are sent
-before its handler returns, carries them as well.
+Each route's policy (who may call it, which budgets it spends) is read from its declaration in
+the route table (:mod:`algoedge.api.routes`), never from lists of paths kept here; a route added
+without a declaration is treated as strictly as possible (a user's token, default limits). The
+headers the middlewares add (request id, rate limits, CORS) are decided before the handler runs
+and put on the response when it is prepared (:func:`add_response_headers`), so a streamed
+response, whose headers are sent before its handler returns, carries them as well.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import time
@@ -21,6 +23,7 @@ from multidict import CIMultiDict
 
 from algoedge import logs
 from algoedge.api.problems import problem, problem_middleware
+from algoedge.api.routes import Auth, RateClass, declared_route
 from algoedge.api.state import CLAIMS, LIMITER, SESSIONS, SETTINGS, USER
 from algoedge.auth import AuthError
 from algoedge.metrics import HTTP_ERRORS, HTTP_REQUESTS
@@ -30,22 +33,25 @@ from algoedge.rates import client_ip
 log = logging.getLogger("algoedge.access")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-# Route classes: "default" (per user and per IP), "auth" (login/register: strict, per IP),
-# None (health, metrics, internal, socket.io: never limited).
-DEFAULT_CLASS = "default"
+
+# TRANSITIONAL, for bench/inline_reports_app.py alone, whose route predates the route tables:
+# delete these two decorators and their fallback in _auth_of/_rate_class_of once it declares its
+# route with algoedge.api.routes.add_routes. Nothing in algoedge may use them.
+_HandlerT = TypeVar("_HandlerT", bound=Callable[..., Any])
 
 
-def public(handler: HandlerT) -> HandlerT:
-    """The route needs no access token."""
+def public(handler: _HandlerT) -> _HandlerT:
+    """Deprecated: declare the route with ``Route(auth="public")`` instead."""
     handler.algoedge_public = True  # type: ignore[attr-defined]
     return handler
 
 
-def rate_class(name: str | None) -> Callable[[HandlerT], HandlerT]:
-    def mark(handler: HandlerT) -> HandlerT:
+def rate_class(name: RateClass | None) -> Callable[[_HandlerT], _HandlerT]:
+    """Deprecated: declare the route with ``Route(rate=...)`` instead."""
+
+    def mark(handler: _HandlerT) -> _HandlerT:
         handler.algoedge_rate_class = name  # type: ignore[attr-defined]
         return handler
 
@@ -68,11 +74,6 @@ async def add_response_headers(request: web.Request, response: web.StreamRespons
     """on_response_prepare: the headers :func:`respond_with` collected, before any is sent."""
     if _RESPONSE_HEADERS in request:
         response.headers.extend(request[_RESPONSE_HEADERS])
-
-
-def _handler_attr(request: web.Request, name: str, default: Any) -> Any:
-    handler = request.match_info.handler
-    return getattr(handler, name, default)
 
 
 def _route(request: web.Request) -> str:
@@ -124,12 +125,38 @@ def bearer_token(header: str | None) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
+def _auth_of(request: web.Request) -> Auth:
+    route = declared_route(request)
+    if route is None:
+        public_ = getattr(request.match_info.handler, "algoedge_public", False)  # transitional
+        return "public" if public_ else "user"
+    return route.auth
+
+
+def _rate_class_of(request: web.Request) -> RateClass | None:
+    route = declared_route(request)
+    if route is None:
+        rate: RateClass | None = getattr(  # transitional
+            request.match_info.handler, "algoedge_rate_class", "default"
+        )
+        return rate
+    return route.rate
+
+
 @web.middleware
 async def identity(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Resolve the access token of every non-public route; 401 when it is missing or dead."""
+    """Resolve the access token of every user route, check the internal token of internal ones;
+    401 when it is missing, wrong or dead."""
     # An unknown route or method answers 404/405 whoever asks.
     unmatched = request.match_info.http_exception is not None
-    if unmatched or _handler_attr(request, "algoedge_public", False):
+    auth = _auth_of(request)
+    if unmatched or auth == "public":
+        return await handler(request)
+    if auth == "internal":
+        expected = request.app[SETTINGS].internal_token.get_secret_value()
+        given = bearer_token(request.headers.get("Authorization")) or ""
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise AuthError("This route needs the internal token.")
         return await handler(request)
     claims = request.get(CLAIMS)
     if claims is None:
@@ -145,7 +172,7 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
 @web.middleware
 async def rate_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One atomic Redis check of the user's and the client address's budgets; 429 when spent."""
-    route_class = _handler_attr(request, "algoedge_rate_class", DEFAULT_CLASS)
+    route_class = _rate_class_of(request)
     if route_class is None:
         return await handler(request)
     settings = request.app[SETTINGS]

@@ -14,6 +14,7 @@ from algoedge.api.io import (
     read_query,
     render,
 )
+from algoedge.api.routes import Route
 from algoedge.api.state import DATABASE, USER
 from algoedge.db import notifications
 
@@ -46,6 +47,20 @@ async def mark_read(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/notifications", list_)
-    app.router.add_post("/api/v1/notifications/{notification_id}/read", mark_read)
+ROUTES = (
+    Route(
+        "GET",
+        "/api/v1/notifications",
+        list_,
+        summary="My notifications, newest first (unread=true: unread only; false: read only)",
+        responses={200: ("OK", "NotificationPage")},
+        query=NotificationsQuery,
+    ),
+    Route(
+        "POST",
+        "/api/v1/notifications/{notification_id}/read",
+        mark_read,
+        summary="Mark one of my notifications read (again: keeps the first time)",
+        responses={204: ("Read", None)},
+    ),
+)

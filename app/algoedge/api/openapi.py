@@ -1,27 +1,22 @@
-"""The OpenAPI 3.1 document of the public API, built from the same models the handlers validate with.
+"""The OpenAPI 3.1 document of the public API, written from the route tables the router registers.
 
-Request schemas come from the pydantic input models, response schemas from the data layer's
-records (serialization mode: money as strings, times as RFC 3339), so the document cannot drift
-from the code silently; a test fails when a route is missing here.
+Each operation comes from its :class:`~algoedge.api.routes.Route` (path, method, policy, models,
+answers); request schemas from the pydantic input models the handlers validate with, response
+schemas from the data layer's records (serialization mode: money as strings, times as RFC 3339),
+so the document cannot drift from the code silently.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 
 from algoedge import __version__
-from algoedge.api.accounts import AccountIn
-from algoedge.api.auth import LoginIn, RegisterIn
-from algoedge.api.io import PageQuery, render
-from algoedge.api.marketplace import BotsQuery, SignalsQuery, SubscribeIn
-from algoedge.api.me import MePatch
-from algoedge.api.middleware import public, rate_class
-from algoedge.api.notifications import NotificationsQuery
-from algoedge.api.reports import ReportRequest, ReportsQuery
-from algoedge.api.trades import TradesQuery
+from algoedge.api.io import render
+from algoedge.api.routes import Route
 from algoedge.capacity import Capacity
 from algoedge.db.accounts import MtAccount
 from algoedge.db.marketplace import Bot, Provider, Signal
@@ -54,7 +49,7 @@ def _page_of(name: str) -> dict[str, Any]:
     )
 
 
-def _components() -> dict[str, Any]:
+def _components(bodies: Iterable[type[BaseModel]]) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for record in (
         MtAccount,
@@ -70,7 +65,7 @@ def _components() -> dict[str, Any]:
         schema = TypeAdapter(record).json_schema(mode="serialization", ref_template=_REF)
         schema["additionalProperties"] = False
         schemas[record.__name__] = schema
-    for model in (RegisterIn, LoginIn, MePatch, AccountIn, SubscribeIn, ReportRequest):
+    for model in bodies:
         schema = model.model_json_schema(ref_template=_REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -152,51 +147,47 @@ def _json(schema: dict[str, Any], media: str = "application/json") -> dict[str, 
     return {"content": {media: {"schema": schema}}}
 
 
-def _operation(
-    summary: str,
-    responses: dict[int, tuple[str, dict[str, Any] | None]],
-    *,
-    auth: bool = True,
-    limited: bool = True,
-    query: type[BaseModel] | None = None,
-    body: type[BaseModel] | None = None,
-    body_required: bool = True,
-    path: list[str] | None = None,
-    not_found: bool = False,
-    media: str = "application/json",
-    location: bool = False,
-) -> dict[str, Any]:
+def _operation(route: Route) -> dict[str, Any]:
     problem = _json(_ref("Problem"), "application/problem+json")
-    operation: dict[str, Any] = {"summary": summary, "responses": {}}
-    parameters = [_path_parameter(p) for p in path or []]
-    if query is not None:
-        parameters += _query_parameters(query)
+    operation: dict[str, Any] = {"summary": route.summary, "responses": {}}
+    parameters = [_path_parameter(p) for p in route.path_parameters]
+    if route.query is not None:
+        parameters += _query_parameters(route.query)
     if parameters:
         operation["parameters"] = parameters
-    if body is not None:
-        operation["requestBody"] = {"required": body_required, **_json(_ref(body.__name__))}
-    for status, (description, schema) in responses.items():
-        content = (
-            {} if schema is None else problem if schema == _ref("Problem") else _json(schema, media)
-        )
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": route.body_required,
+            **_json(_ref(route.body.__name__)),
+        }
+    for status, (description, schema) in route.responses.items():
+        if schema is None:
+            content = {}
+        elif schema == "Problem":
+            content = problem
+        else:
+            content = _json(_ref(schema) if isinstance(schema, str) else schema, route.media)
         operation["responses"][str(status)] = {"description": description, **content}
-        if location and 200 <= status < 300:
+        if route.location and 200 <= status < 300:
             operation["responses"][str(status)]["headers"] = {
                 "Location": {"required": True, "schema": {"type": "string"}}
             }
     errors: dict[int, str] = {}
-    if body is not None:
+    if route.body is not None:
         errors |= {400: "The body is not a JSON object", 413: "The body is over 1 MiB"}
-    if body is not None or query is not None:
+    if route.body is not None or route.query is not None:
         errors[422] = "Some fields are not valid"
-    if path or not_found:
+    if route.path_parameters or route.not_found:
         errors[404] = "No such resource (or not yours)"
-    if auth:
-        errors[401] = "Missing, expired or revoked access token"
+    if route.auth == "user":
         operation["security"] = [{"bearerAuth": []}]
+    elif route.auth == "internal":
+        operation["security"] = [{"internalToken": []}]
     else:
         operation["security"] = []
-    if limited:
+    if route.auth != "public":
+        errors[401] = "Missing, expired or revoked access token"
+    if route.rate is not None:
         errors[429] = "Rate limit reached; see Retry-After"
     for status, description in errors.items():
         operation["responses"].setdefault(str(status), {"description": description, **problem})
@@ -213,189 +204,26 @@ def _operation(
     return operation
 
 
-def build_document() -> dict[str, Any]:
-    """The whole document; pure, so tests can compare it with the router."""
-    ok = "OK"
-    paths: dict[str, dict[str, Any]] = {
-        "/api/v1/auth/register": {
-            "post": _operation(
-                "Create a user",
-                {201: ("Created", _ref("User")), 409: ("Email taken", _ref("Problem"))},
-                auth=False,
-                body=RegisterIn,
-            )
-        },
-        "/api/v1/auth/login": {
-            "post": _operation(
-                "Get an access token",
-                {200: (ok, _ref("Token")), 401: ("Wrong email or password", _ref("Problem"))},
-                auth=False,
-                body=LoginIn,
-            )
-        },
-        "/api/v1/auth/logout": {
-            "post": _operation("End this token's session", {204: ("Logged out", None)})
-        },
-        "/api/v1/me": {
-            "get": _operation("The signed-in user", {200: (ok, _ref("Me"))}),
-            "patch": _operation(
-                "Rename the signed-in user or change their settings",
-                {200: (ok, _ref("Me"))},
-                body=MePatch,
-            ),
-        },
-        "/api/v1/accounts": {
-            "get": _operation(
-                "My linked accounts", {200: (ok, _ref("AccountPage"))}, query=PageQuery
-            ),
-            "post": _operation(
-                "Link a MetaTrader account",
-                {201: ("Linked", _ref("MtAccount")), 409: ("Already linked", _ref("Problem"))},
-                body=AccountIn,
-            ),
-        },
-        "/api/v1/accounts/{account_id}": {
-            "get": _operation(
-                "One of my accounts", {200: (ok, _ref("MtAccount"))}, path=["account_id"]
-            ),
-            "delete": _operation(
-                "Unlink one of my accounts", {204: ("Unlinked", None)}, path=["account_id"]
-            ),
-        },
-        "/api/v1/trades": {
-            "get": _operation(
-                "My trades, newest first",
-                {200: (ok, _ref("TradePage"))},
-                query=TradesQuery,
-                not_found=True,  # account_id of an account that is not the caller's
-            )
-        },
-        "/api/v1/reports": {
-            "get": _operation(
-                "My reports, newest first", {200: (ok, _ref("ReportPage"))}, query=ReportsQuery
-            ),
-            "post": _operation(
-                "Request the report of a period (idempotent: the same period answers the same "
-                "report, computed once)",
-                {202: ("Accepted; pending until a worker computes it", _ref("Report"))},
-                body=ReportRequest,
-                location=True,
-            ),
-        },
-        "/api/v1/reports/{report_id}": {
-            "get": _operation(
-                "One of my reports with its figures (null until ready)",
-                {200: (ok, _ref("Report"))},
-                path=["report_id"],
-            )
-        },
-        "/api/v1/reports/{report_id}/csv": {
-            "get": _operation(
-                "The trades closed in the report's period, as CSV (any report status)",
-                {200: (ok, {"type": "string"})},
-                path=["report_id"],
-                media="text/csv",
-            )
-        },
-        "/api/v1/notifications": {
-            "get": _operation(
-                "My notifications, newest first (unread=true: unread only; false: read only)",
-                {200: (ok, _ref("NotificationPage"))},
-                query=NotificationsQuery,
-            )
-        },
-        "/api/v1/notifications/{notification_id}/read": {
-            "post": _operation(
-                "Mark one of my notifications read (again: keeps the first time)",
-                {204: ("Read", None)},
-                path=["notification_id"],
-            )
-        },
-        "/api/v1/bots": {
-            "get": _operation(
-                "The bot marketplace", {200: (ok, _ref("BotPage"))}, auth=False, query=BotsQuery
-            )
-        },
-        "/api/v1/bots/{bot_id}": {
-            "get": _operation("One bot", {200: (ok, _ref("Bot"))}, auth=False, path=["bot_id"])
-        },
-        "/api/v1/bots/{bot_id}/subscribe": {
-            "post": _operation(
-                "Subscribe to an active bot",
-                {
-                    200: ("Already subscribed", _ref("Subscription")),
-                    201: ("Subscribed", _ref("Subscription")),
-                },
-                body=SubscribeIn,
-                body_required=False,
-                path=["bot_id"],
-            )
-        },
-        "/api/v1/providers": {
-            "get": _operation(
-                "Signal providers", {200: (ok, _ref("ProviderPage"))}, auth=False, query=PageQuery
-            )
-        },
-        "/api/v1/providers/{provider_id}/follow": {
-            "post": _operation(
-                "Follow a provider",
-                {200: ("Already following", _ref("Follow")), 201: ("Following", _ref("Follow"))},
-                path=["provider_id"],
-            )
-        },
-        "/api/v1/signals": {
-            "get": _operation(
-                "Signals of one provider, or of those I follow",
-                {200: (ok, _ref("SignalPage"))},
-                query=SignalsQuery,
-                not_found=True,  # provider_id of no active provider
-            )
-        },
-        "/api/v1/openapi.json": {
-            "get": _operation(
-                "This document", {200: (ok, {"type": "object"})}, auth=False, limited=False
-            )
-        },
-        "/healthz": {
-            "get": _operation("Liveness", {200: (ok, _ref("Health"))}, auth=False, limited=False)
-        },
-        "/readyz": {
-            "get": _operation(
-                "Readiness: Postgres and Redis answer",
-                {200: (ok, _ref("Health")), 503: ("Not ready", _ref("Problem"))},
-                auth=False,
-                limited=False,
-            )
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "security": [],
-                "responses": {
-                    "200": {
-                        "description": ok,
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/internal/v1/capacity": {
-            "get": {
-                **_operation(
-                    "Demand for the operator's scalers (internal token)",
-                    {200: (ok, _ref("Capacity")), 503: ("Redis unavailable", _ref("Problem"))},
-                    limited=False,
-                ),
-                "security": [{"internalToken": []}],
-            }
-        },
-    }
+def build_document(routes: Iterable[Route]) -> dict[str, Any]:
+    """The document of ``routes`` (those marked ``documented``); pure, so tests can compare it
+    with the router. Fails when a route names a response schema the document does not define."""
+    documented = [route for route in routes if route.documented]
+    bodies = {route.body.__name__: route.body for route in documented if route.body is not None}
+    schemas = _components(bodies.values())
+    paths: dict[str, dict[str, Any]] = {}
+    for route in documented:
+        for status, (_, schema) in route.responses.items():
+            if isinstance(schema, str) and schema not in schemas:
+                raise ValueError(
+                    f"{route.method} {route.path} answers {status} with an undefined schema {schema!r}"
+                )
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
     return {
         "openapi": "3.1.0",
         "info": {"title": "AlgoEdge API", "version": __version__},
         "paths": paths,
         "components": {
-            "schemas": _components(),
+            "schemas": schemas,
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "internalToken": {"type": "http", "scheme": "bearer"},
@@ -404,14 +232,22 @@ def build_document() -> dict[str, Any]:
     }
 
 
-_DOCUMENT = build_document()
+#: The document of the app's own route table, built once by ``create_app``.
+DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("openapi_document")
 
 
-@public
-@rate_class(None)
 async def document(request: web.Request) -> web.Response:
-    return render(_DOCUMENT)
+    return render(request.app[DOCUMENT])
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/openapi.json", document)
+ROUTES = (
+    Route(
+        "GET",
+        "/api/v1/openapi.json",
+        document,
+        summary="This document",
+        responses={200: ("OK", {"type": "object"})},
+        auth="public",
+        rate=None,
+    ),
+)

@@ -24,6 +24,7 @@ from algoedge.api.io import (
     read_query,
     render,
 )
+from algoedge.api.routes import Route
 from algoedge.api.state import DATABASE, JOBS, USER
 from algoedge.db import reports, trades
 from algoedge.reporting import PeriodError, ReportKind, check_requestable, period_bounds
@@ -169,8 +170,38 @@ async def trades_csv(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/v1/reports", request_report)
-    app.router.add_get("/api/v1/reports", list_)
-    app.router.add_get("/api/v1/reports/{report_id}", get)
-    app.router.add_get("/api/v1/reports/{report_id}/csv", trades_csv)
+ROUTES = (
+    Route(
+        "POST",
+        "/api/v1/reports",
+        request_report,
+        summary="Request the report of a period (idempotent: the same period answers the same "
+        "report, computed once)",
+        responses={202: ("Accepted; pending until a worker computes it", "Report")},
+        body=ReportRequest,
+        location=True,
+    ),
+    Route(
+        "GET",
+        "/api/v1/reports",
+        list_,
+        summary="My reports, newest first",
+        responses={200: ("OK", "ReportPage")},
+        query=ReportsQuery,
+    ),
+    Route(
+        "GET",
+        "/api/v1/reports/{report_id}",
+        get,
+        summary="One of my reports with its figures (null until ready)",
+        responses={200: ("OK", "Report")},
+    ),
+    Route(
+        "GET",
+        "/api/v1/reports/{report_id}/csv",
+        trades_csv,
+        summary="The trades closed in the report's period, as CSV (any report status)",
+        responses={200: ("OK", {"type": "string"})},
+        media="text/csv",
+    ),
+)

@@ -14,6 +14,7 @@ from algoedge.api.io import (
     read_query,
     render,
 )
+from algoedge.api.routes import Route
 from algoedge.api.state import DATABASE, USER
 from algoedge.db import accounts, trades
 
@@ -52,5 +53,14 @@ async def list_(request: web.Request) -> web.Response:
     )
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/trades", list_)
+ROUTES = (
+    Route(
+        "GET",
+        "/api/v1/trades",
+        list_,
+        summary="My trades, newest first",
+        responses={200: ("OK", "TradePage")},
+        query=TradesQuery,
+        not_found=True,  # account_id of an account that is not the caller's
+    ),
+)

@@ -1,0 +1,98 @@
+"""The route table: each API module declares each of its routes once, as a :class:`Route`.
+
+From those records the router registers the routes (:func:`add_routes`), the auth and rate-limit
+middlewares read each request's policy (:func:`declared_route`), and
+:func:`algoedge.api.openapi.build_document` writes the OpenAPI document, so a route's path,
+method, policy and contract are never stated twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Who may call a route: a signed-in user (a bearer access token, resolved by the identity
+#: middleware), anyone, or the platform (a bearer ``ALGOEDGE_INTERNAL_TOKEN``, checked by the
+#: same middleware).
+Auth = Literal["user", "public", "internal"]
+#: Which budgets a request spends: "default" (per user and per client address), "auth" (login
+#: and register: strict, per client address); None for routes never limited (probes, metrics,
+#: internal, socket.io, this document).
+RateClass = Literal["default", "auth"]
+
+#: A response body in the document: the name of a schema in ``components.schemas``, an inline
+#: JSON schema, or None for no body.
+BodySchema = str | dict[str, Any] | None
+
+_PATH_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One operation: where it is, who may call it, and what it takes and answers."""
+
+    method: str
+    path: str
+    handler: Handler
+    _: KW_ONLY
+    #: The operation's one-line summary in the document.
+    summary: str
+    #: The answers the handler itself gives, by status: (description, body schema). The errors
+    #: that follow from the fields below (401, 404, 413, 422, 429, 400) are added by the document.
+    responses: Mapping[int, tuple[str, BodySchema]]
+    auth: Auth = "user"
+    rate: RateClass | None = "default"
+    #: The model the handler reads the query string with (documented as query parameters).
+    query: type[BaseModel] | None = None
+    #: The model the handler reads the JSON body with (a schema in ``components.schemas``).
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    #: Answers 404 for a query value naming a row that is not the caller's (a path id always may).
+    not_found: bool = False
+    #: The media type of the handler's successful answers.
+    media: str = "application/json"
+    #: The successful answers carry a Location header.
+    location: bool = False
+    #: False for routes that are not the HTTP API's to describe (socket.io's engine.io endpoint).
+    documented: bool = True
+    #: A GET route answers HEAD as well (aiohttp runs the handler and drops the body).
+    head: bool = True
+
+    @property
+    def path_parameters(self) -> tuple[str, ...]:
+        """The names of the path's ``{parameters}``, in order (each a row id)."""
+        return tuple(_PATH_PARAMETER.findall(self.path))
+
+
+_DECLARED: web.AppKey[dict[tuple[str, str], Route]] = web.AppKey("declared_routes")
+
+
+def add_routes(app: web.Application, routes: Iterable[Route]) -> None:
+    """Register ``routes`` on ``app``'s router and remember each one's declaration."""
+    if _DECLARED not in app:
+        app[_DECLARED] = {}
+    declared = app[_DECLARED]
+    for route in routes:
+        if route.method == "GET":
+            registered = app.router.add_get(route.path, route.handler, allow_head=route.head)
+        else:
+            registered = app.router.add_route(route.method, route.path, route.handler)
+        assert registered.resource is not None  # a route added by path always has one
+        declared[(route.method, registered.resource.canonical)] = route
+
+
+def declared_route(request: web.Request) -> Route | None:
+    """The declaration of the route ``request`` matched, if it was added by :func:`add_routes`."""
+    matched = request.match_info.route
+    if request.match_info.http_exception is not None or matched.resource is None:
+        return None
+    declared = request.app.get(_DECLARED, {})
+    method = "GET" if matched.method == "HEAD" else matched.method
+    return declared.get((method, matched.resource.canonical))
