@@ -12,13 +12,13 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import time
 from email.utils import formataddr, parseaddr
 from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 from pydantic import (
     AfterValidator,
@@ -32,6 +32,7 @@ from pydantic import (
 
 from algoedge import credentials
 from algoedge.rates import RateLimit, parse_rate, parse_trusted_proxies
+from algoedge.urls import POSTGRES_FORM, REDIS_FORM, check_redis_url, parse_postgres_url, split_url
 
 ENV_PREFIX = "ALGOEDGE_"
 
@@ -42,37 +43,8 @@ class ConfigError(Exception):
     """A setting is missing or malformed; the message is meant for the person starting the process."""
 
 
-def _split_url(value: str, *, schemes: Iterable[str]) -> SplitResult:
-    parts = urlsplit(value)
-    allowed = tuple(schemes)
-    if parts.scheme not in allowed:
-        raise ValueError(f"must start with {' or '.join(s + '://' for s in allowed)}")
-    try:
-        # Accessing .port validates it (non-numeric or out of range raises ValueError).
-        _ = parts.port
-    except ValueError:
-        raise ValueError("has an invalid port") from None
-    if not parts.hostname:
-        raise ValueError("has no host")
-    return parts
-
-
-POSTGRES_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
-REDIS_FORM = "redis://[:PASSWORD@]HOST:PORT/DB (or rediss://)"
-
-
 def _postgres_url(value: str) -> str:
-    parts = _split_url(value, schemes=("postgresql", "postgres"))
-    if parts.path.strip("/") == "":
-        raise ValueError("names no database")
-    return value
-
-
-def _redis_url(value: str) -> str:
-    parts = _split_url(value, schemes=("redis", "rediss"))
-    db = parts.path.strip("/")
-    if db and not db.isdigit():
-        raise ValueError("has a database that is not a number")
+    parse_postgres_url(value)
     return value
 
 
@@ -126,7 +98,7 @@ def _credentials_key(value: SecretStr) -> SecretStr:
 
 
 PostgresUrl = Annotated[str, AfterValidator(_postgres_url)]
-RedisUrl = Annotated[str, AfterValidator(_redis_url)]
+RedisUrl = Annotated[str, AfterValidator(check_redis_url)]
 Rate = Annotated[RateLimit, BeforeValidator(_rate)]
 RATE_FORM = "REQUESTS/SECONDS, requests 1-1000000, seconds 1-86400"
 
@@ -227,7 +199,7 @@ class ApiSettings(ServiceSettings):
         json_schema_extra={"form": RATE_FORM},
     )
     rate_limit_auth: Rate = Field(
-        default=RateLimit(10, 300),
+        default=RateLimit(10, 900),
         description="Login and register attempts per client address per window (brute force).",
         json_schema_extra={"form": RATE_FORM},
     )
@@ -285,7 +257,7 @@ SMTP_FORM = "smtp://[USER:PASSWORD@]HOST:PORT[?starttls=true] or smtps://[USER:P
 def _smtp_url(value: object) -> object:
     if not isinstance(value, str):
         return value
-    parts = _split_url(value, schemes=("smtp", "smtps"))
+    parts = split_url(value, schemes=("smtp", "smtps"))
     if parts.port is None:
         raise ValueError("has no port")
     if parts.path not in ("", "/") or parts.fragment:

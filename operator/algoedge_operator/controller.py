@@ -2,7 +2,8 @@
 
 kopf delivers the tenants' watch events (``@kopf.on.event``, which writes nothing to the
 tenant); the informers (:mod:`algoedge_operator.informer`) deliver the children's. This module
-turns both into level-based reconciles. kopf's own timers and daemons are not used
+turns both into level-based reconciles; when each happens is decided by the pure
+:class:`algoedge_operator.schedule.Schedule`. kopf's own timers and daemons are not used
 because kopf puts a finalizer on every resource that has one, and a tenant has nothing outside
 the cluster to clean up: its children go by garbage collection.
 """
@@ -23,19 +24,19 @@ import aiohttp
 
 from algoedge_operator import metrics
 from algoedge_operator.builders import ScaleTargets
+from algoedge_operator.builders.common import MANAGER
 from algoedge_operator.capacity import CapacityError, CapacityReport, read_capacity
 from algoedge_operator.informer import ChildStore, Informer, start_informers
-from algoedge_operator.kube import Kube, KubeError
+from algoedge_operator.kube import Kube, KubeError, connect
 from algoedge_operator.model import SpecError, Tenant, parse_tenant
 from algoedge_operator.reconcile import ReconcileResult, TenantReconciler, utc_now
 from algoedge_operator.scaling import Recommendation, ScalerPolicy, decide
+from algoedge_operator.schedule import Schedule
 from algoedge_operator.settings import OperatorSettings
 from algoedge_operator.status import ScalingState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-#: Longest wait before retrying a failed reconcile.
-MAX_BACKOFF_SECONDS = 60.0
 
 
 class Runtime:
@@ -49,10 +50,12 @@ class Runtime:
         watch: tuple[Kube, ChildStore] | None = None,
     ) -> None:
         """``watch``: the API access for the informers (their own connections, since each holds
-        one open) and the store ``kube`` reads children from; None polls children instead."""
+        one open) and the store the reconciler reads children from; None polls children instead."""
         self.settings = settings
         self.kube = kube
-        self.reconciler = TenantReconciler(kube, settings)
+        self.reconciler = TenantReconciler(
+            kube, settings, store=watch[1] if watch is not None else None
+        )
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.concurrency, thread_name_prefix="reconcile"
         )
@@ -60,6 +63,15 @@ class Runtime:
         self._loops: dict[str, TenantLoop] = {}
         self._watch = watch
         self._informers: list[Informer] = []
+
+    @classmethod
+    def connect(cls, settings: OperatorSettings) -> Runtime:
+        """A runtime talking to the cluster of the pod or of $KUBECONFIG."""
+        kube = Kube(connect(), field_manager=MANAGER)
+        if not settings.watch_children:
+            return cls(settings, kube)
+        # The informers get their own connections: each holds a watch open.
+        return cls(settings, kube, watch=(Kube(connect(), field_manager=MANAGER), ChildStore()))
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
@@ -139,8 +151,12 @@ class TenantLoop:
         self._runtime = runtime
         self._body = body
         self._status: dict[str, Any] = dict(body.get("status") or {})
-        self._poked = asyncio.Event()
-        self._poked.set()
+        self._schedule = Schedule(
+            resync_interval=runtime.settings.resync_interval,
+            scale_interval=runtime.settings.scale_interval,
+        )
+        self._wakeup = asyncio.Event()
+        #: Replicas the scalers work from; None until a reconcile has seen the workloads.
         self._targets: ScaleTargets | None = None
         self._histories: dict[str, tuple[Recommendation, ...]] = {"bridge": (), "worker": ()}
         self._scaling = ScalingState()
@@ -157,10 +173,11 @@ class TenantLoop:
         if body.get("status") is not None:
             self._status = dict(body["status"])
         if changed:
-            self._poked.set()
+            self.poke()
 
     def poke(self) -> None:
-        self._poked.set()
+        self._schedule = self._schedule.changed()
+        self._wakeup.set()
 
     def cancel(self) -> None:
         self._task.cancel()
@@ -170,86 +187,61 @@ class TenantLoop:
             await self._task
 
     async def _run(self) -> None:
-        settings = self._runtime.settings
-        next_scale = time.monotonic()
-        next_resync = time.monotonic()
-        failures = 0
         while True:
-            timeout = max(0.0, min(next_scale, next_resync) - time.monotonic())
+            timeout = max(0.0, self._schedule.wake_at() - time.monotonic())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poked.wait(), timeout=timeout)
+                await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+            self._wakeup.clear()
             now = time.monotonic()
-            due = self._poked.is_set() or now >= next_resync
-            self._poked.clear()
             try:
                 tenant = parse_tenant(self._body)
             except (SpecError, KeyError, TypeError, ValueError) as error:
                 log.error("%s: unusable spec, waiting for a change: %s", self._label, error)
                 metrics.ERRORS.labels(stage="spec").inc()
-                next_resync = now + settings.resync_interval
+                self._schedule = self._schedule.unusable(now)
                 continue
-            if now >= next_scale:
-                next_scale = now + settings.scale_interval
-                if self._api_ready and self._targets is not None and not tenant.paused:
-                    due = await self._scale(tenant) or due
+            self._schedule, step = self._schedule.step(
+                now,
+                paused=tenant.paused,
+                can_scale=self._api_ready and self._targets is not None,
+            )
+            due = step.reconcile
+            if step.scale:
+                due = await self._scale(tenant) or due
             if not due:
                 continue
             try:
-                await self._reconcile(tenant)
-            except KubeError as error:
-                failures += 1
+                result = await self._reconcile(tenant)
+            except Exception as error:
                 metrics.ERRORS.labels(stage="reconcile").inc()
                 metrics.RECONCILES.labels(outcome="error").inc()
-                log.warning("%s: reconcile failed, retrying: %s", self._label, error)
-                next_resync = now + min(
-                    MAX_BACKOFF_SECONDS, settings.resync_interval, 2.0**failures
-                )
+                if isinstance(error, KubeError):
+                    log.warning("%s: reconcile failed, retrying: %s", self._label, error)
+                else:
+                    log.exception("%s: reconcile failed unexpectedly, retrying", self._label)
+                self._schedule = self._schedule.reconciled(time.monotonic(), ok=False)
                 continue
-            except Exception:
-                failures += 1
-                metrics.ERRORS.labels(stage="reconcile").inc()
-                metrics.RECONCILES.labels(outcome="error").inc()
-                log.exception("%s: reconcile failed unexpectedly, retrying", self._label)
-                next_resync = now + min(
-                    MAX_BACKOFF_SECONDS, settings.resync_interval, 2.0**failures
-                )
-                continue
-            failures = 0
-            next_resync = time.monotonic() + settings.resync_interval
+            self._schedule = self._schedule.reconciled(time.monotonic(), ok=not result.retry)
 
-    async def _reconcile(self, tenant: Tenant) -> None:
+    async def _reconcile(self, tenant: Tenant) -> ReconcileResult:
         runtime = self._runtime
-        if self._targets is None:
-            self._targets = await runtime.blocking(runtime.reconciler.live_targets, tenant)
-        spec = tenant.spec
-        current = self._targets or ScaleTargets(
-            workers=spec.workers.replicas.minimum, bridge=spec.bridge.replicas.minimum
-        )
-        # A changed min/max applies at once; demand-driven changes come from _scale.
-        targets = ScaleTargets(
-            workers=spec.workers.replicas.clamp(current.workers),
-            bridge=spec.bridge.replicas.clamp(current.bridge),
-        )
-        if not tenant.paused:
-            self._targets = targets
-        self._scaling = dataclasses.replace(
-            self._scaling,
-            bridge_replicas=(self._targets or targets).bridge,
-            worker_replicas=(self._targets or targets).workers,
-        )
         started = time.perf_counter()
         result: ReconcileResult = await runtime.blocking(
             runtime.reconciler.reconcile,
             tenant,
-            targets=self._targets or targets,
+            targets=self._targets,
             scaling=self._scaling,
             previous_status=self._status,
         )
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
         metrics.RECONCILES.labels(outcome=result.outcome).inc()
         self._status = result.status
+        if result.live_targets is not None:
+            # After a restart these seed the scalers; paused, they are what runs.
+            self._targets = result.live_targets
         api = result.status.get("components", {}).get("api") or {}
         self._api_ready = int(api.get("readyReplicas") or 0) > 0
+        return result
 
     async def _scale(self, tenant: Tenant) -> bool:
         """Read demand and decide replicas; True when something for the status changed."""

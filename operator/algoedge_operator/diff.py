@@ -1,4 +1,5 @@
-"""Decide, without writing, whether a child must be applied: the key to zero writes at steady state.
+"""Decide, without writing, whether a child must be applied (the key to zero writes at steady
+state), and what an update that takes drifted fields back sends.
 
 A child is applied when it is missing, when what the operator wants changed since the last
 apply (a hash annotation, which also catches fields the operator stopped setting), or when a
@@ -99,3 +100,51 @@ def needs_apply(stamped: Manifest, live: Mapping[str, Any] | None) -> bool:
     wanted_hash = stamped["metadata"]["annotations"][APPLIED_HASH_ANNOTATION]
     live_hash = (live.get("metadata", {}).get("annotations") or {}).get(APPLIED_HASH_ANNOTATION)
     return wanted_hash != live_hash or not contains(live, stamped)
+
+
+def _pointer(*parts: str) -> str:
+    """A JSON pointer (RFC 6901) to ``parts``."""
+    return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def take_back(desired: Manifest, live: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A JSON patch (RFC 6902) giving every field of ``live`` that the operator sets and that
+    differs its desired value again; fields others set beside them stay as they are.
+
+    Server-side apply merges lists by key, so an entry someone re-keyed (a Service port edited
+    from 8080 to 8081, still named ``http``) stays beside the desired one and the API server
+    refuses the merged result. A JSON patch replaces: each differing key under a top-level
+    section (``spec.ports``, ``data.X``), lists whole; each differing label and annotation; the
+    owner references. A Service's allocated ``clusterIP``, the HPA-owned ``replicas`` and server
+    defaults are not touched. ``add`` replaces a member that exists (RFC 6902, 4.1).
+    """
+    operations: list[dict[str, Any]] = []
+
+    def take(path: str, wanted: Any) -> None:
+        operations.append({"op": "add", "path": path, "value": copy.deepcopy(wanted)})
+
+    live_meta = live.get("metadata") or {}
+    for key in ("labels", "annotations"):
+        wanted = desired["metadata"].get(key) or {}
+        held = live_meta.get(key)
+        if not isinstance(held, Mapping):
+            if wanted:
+                take(_pointer("metadata", key), wanted)
+            continue
+        for name, value in wanted.items():
+            if held.get(name) != value:
+                take(_pointer("metadata", key, name), value)
+    owners = desired["metadata"].get("ownerReferences")
+    if owners is not None and not contains(live_meta.get("ownerReferences"), owners):
+        take(_pointer("metadata", "ownerReferences"), owners)
+    for section, wanted in desired.items():
+        if section in ("apiVersion", "kind", "metadata"):
+            continue
+        held = live.get(section)
+        if isinstance(wanted, Mapping) and isinstance(held, Mapping):
+            for key, value in wanted.items():
+                if not contains(held.get(key), value, key):
+                    take(_pointer(section, key), value)
+        elif not contains(held, wanted, section):
+            take(_pointer(section), wanted)
+    return operations

@@ -10,8 +10,6 @@ import kopf
 
 from algoedge_operator import metrics
 from algoedge_operator.controller import Runtime
-from algoedge_operator.informer import ChildStore
-from algoedge_operator.kube import Kube, connect
 from algoedge_operator.model import GROUP, PLURAL, VERSION
 from algoedge_operator.settings import SettingsError, load_operator_settings
 
@@ -48,14 +46,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # kopf's own API calls (watch setup) should not wait longer than ours do.
     settings.networking.request_timeout = 60
 
-    if operator_settings.watch_children:
-        # Children are read from memory fed by watches; the informers get their own connections.
-        store = ChildStore()
-        runtime = Runtime(
-            operator_settings, Kube(connect(), store=store), watch=(Kube(connect()), store)
-        )
-    else:
-        runtime = Runtime(operator_settings, Kube(connect()))
+    runtime = Runtime.connect(operator_settings)
     await runtime.start()
     memo.runtime = runtime
     if operator_settings.http_port:

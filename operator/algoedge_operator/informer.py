@@ -1,31 +1,36 @@
 """Watch-fed memory of the operator's children, so reconciles do not poll the API server.
 
-One informer thread per child kind lists every object carrying the operator's managed-by label
-in all namespaces, then watches from that list's resourceVersion. What it sees goes into one
-:class:`ChildStore`, which :meth:`algoedge_operator.kube.Kube.get_child` reads. A relist (at
-start, after an expired watch or an error) replaces the kind's whole contents, so an object
-deleted while no watch was open does not linger. Every change to a tenant's child calls
+One informer thread per child kind (:func:`algoedge_operator.builders.watched_kinds`) lists every
+object carrying the operator's managed-by label in all namespaces, then watches from that list's
+resourceVersion. What it sees goes into one :class:`ChildStore`. A relist (at start, after an
+expired watch or an error) replaces the kind's whole contents, so an object deleted while no
+watch was open does not linger. Every change to a tenant's child calls
 ``on_change(namespace, tenant_name)``: a deleted or edited child is repaired at once rather than
 at the next resync, and a workload turning ready updates the tenant's status at once.
 
-The store also takes the operator's own writes (apply responses, deletes) as they happen, and
-ignores a watch event older than what it holds, so a reconcile never reads its own write back
-as stale.
+:class:`ChildCache` wraps the transport (:mod:`algoedge_operator.kube`) for the reconciler: it
+answers reads of children from the store once their kind is listed, and puts the operator's own
+writes (apply and patch responses, deletes) into the store as they happen. The store ignores a
+watch event older than what it holds, so a reconcile never reads its own write back as stale.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from algoedge_operator.kube import CHILD_KINDS, MANAGED_SELECTOR, Kube, KubeError
+from algoedge_operator import metrics
+from algoedge_operator.builders import watched_kinds
+from algoedge_operator.builders.common import INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER
+from algoedge_operator.kube import Kube, KubeError, ObjectRef, Propagation, Transport
 
 log = logging.getLogger(__name__)
 
-#: Label naming the tenant a child belongs to (builders.common.metadata).
-INSTANCE_LABEL = "app.kubernetes.io/instance"
+#: Every child carries the label (builders.common.metadata); the informers select on it.
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGER}"
 #: The server ends each watch after this long; the informer re-watches from where it was.
 WATCH_SECONDS = 240
 #: Longest pause between attempts after the API server failed an informer.
@@ -250,8 +255,57 @@ class Informer:
 
 def start_informers(kube: Kube, store: ChildStore, on_change: OnChange) -> list[Informer]:
     informers = [
-        Informer(kube, store, api_version, kind, on_change) for api_version, kind in CHILD_KINDS
+        Informer(kube, store, api_version, kind, on_change) for api_version, kind in watched_kinds()
     ]
     for informer in informers:
         informer.start()
     return informers
+
+
+class ChildCache:
+    """The transport as the reconciler sees children: reads from the store where it can, writes
+    through to the API and into the store. Without a store every read is a GET."""
+
+    def __init__(self, api: Transport, store: ChildStore | None = None) -> None:
+        self._api = api
+        self._store = store
+
+    def get(self, ref: ObjectRef, *, verify_absence: bool = False) -> dict[str, Any] | None:
+        """An operator-labelled child: from the store once its kind is listed, else from the API.
+        (Objects without the label, such as the tenant's own Secrets, go to the transport.)
+
+        The store only holds labelled objects, so an object of that name created without the
+        label (by a person, a restore, a `make dev`) looks absent. ``verify_absence`` confirms a
+        miss with a GET: callers whose next step would overwrite values, not merely apply a
+        manifest, must pass it.
+        """
+        if self._store is not None and self._store.synced(ref.api_version, ref.kind):
+            metrics.CACHE_READS.labels(kind=ref.kind).inc()
+            found = self._store.get(ref.api_version, ref.kind, ref.namespace, ref.name)
+            if found is not None:
+                return copy.deepcopy(found)
+            if not verify_absence:
+                return None
+        return self._api.get(ref)
+
+    def _keep(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if self._store is not None:
+            self._store.put(obj)  # the newest state; the watch may report it later
+        return obj
+
+    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        return self._keep(self._api.apply(manifest))
+
+    def json_patch(self, ref: ObjectRef, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._keep(self._api.json_patch(ref, operations))
+
+    def delete(
+        self, ref: ObjectRef, *, propagation: Propagation = "Background"
+    ) -> dict[str, Any] | None:
+        """Delete; the object while its deletion waits for finalizers, else None."""
+        remaining = self._api.delete(ref, propagation=propagation)
+        if remaining is not None:
+            return self._keep(remaining)
+        if self._store is not None:
+            self._store.discard(ref.api_version, ref.kind, ref.namespace, ref.name)
+        return None

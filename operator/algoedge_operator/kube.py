@@ -1,70 +1,127 @@
-"""The only module that talks to the Kubernetes API: reads, lists and watches, server-side apply,
-deletes, status and Events.
+"""Plain transport to the Kubernetes API: reads, lists and watches, server-side apply, JSON
+patch, delete, the tenant's status and Events, for unstructured objects (dicts).
 
 Calls are blocking (the kubernetes client); the reconciler runs them in worker threads and the
-informers (:mod:`algoedge_operator.informer`) in their own. Every request is counted in
-:mod:`algoedge_operator.metrics`, so "zero writes at steady state" can be checked from the
-operator's side as well as from the API server's, and so can the reads the watches save.
+informers in their own. Every request is counted in :mod:`algoedge_operator.metrics`, so "zero
+writes at steady state" can be checked from the operator's side as well as from the API
+server's, and so can the reads the watches save. This module knows nothing of tenants, children
+or caches: :mod:`algoedge_operator.informer` wraps it with the watch-fed child cache.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlencode
 
 import urllib3.exceptions
 from kubernetes import client, config
 
 from algoedge_operator import metrics
-from algoedge_operator.builders.common import MANAGER
-
-if TYPE_CHECKING:
-    from algoedge_operator.informer import ChildStore
 
 log = logging.getLogger(__name__)
 
-#: Resource paths of the kinds the operator touches, by (apiVersion, kind).
-PLURALS: Mapping[tuple[str, str], str] = {
-    ("v1", "ConfigMap"): "configmaps",
-    ("v1", "Secret"): "secrets",
-    ("v1", "Service"): "services",
-    ("v1", "Event"): "events",
-    ("apps/v1", "Deployment"): "deployments",
-    ("apps/v1", "StatefulSet"): "statefulsets",
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
-    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
-    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
-    ("algoedge.io/v1alpha1", "AlgoEdgeTenant"): "algoedgetenants",
-}
+#: ``propagationPolicy`` of a delete: Background lets the garbage collector remove dependents
+#: afterwards; Orphan keeps them (a StatefulSet's pods and volume claims) for a successor to adopt.
+Propagation = Literal["Background", "Orphan"]
 
 
-#: Children kinds, watched cluster-wide by label so reconciles read them from memory.
-CHILD_KINDS: tuple[tuple[str, str], ...] = (
-    ("v1", "ConfigMap"),
-    ("v1", "Secret"),
-    ("v1", "Service"),
-    ("apps/v1", "Deployment"),
-    ("apps/v1", "StatefulSet"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("networking.k8s.io/v1", "NetworkPolicy"),
-)
-#: Every child carries it (builders.common.metadata); the informers select on it.
-MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGER}"
+def plural(kind: str) -> str:
+    """The resource name of a kind, guessed as apimachinery's ``UnsafeGuessKindToResource`` does
+    (right for every kind the operator touches: NetworkPolicy -> networkpolicies)."""
+    lower = kind.lower()
+    if lower.endswith("s"):
+        return lower + "es"
+    if lower.endswith("y"):
+        return lower[:-1] + "ies"
+    return lower + "s"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One namespaced object."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, manifest: Mapping[str, Any]) -> ObjectRef:
+        meta = manifest["metadata"]
+        return cls(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+
+    @property
+    def path(self) -> str:
+        return resource_path(self.api_version, self.kind, self.namespace, self.name)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
 
 
 class KubeError(RuntimeError):
-    """The API server refused a request; ``status`` is the HTTP status (0: no answer)."""
+    """The API server refused a request; ``status`` is the HTTP status (0: no answer).
 
-    def __init__(self, message: str, *, status: int, reason: str = "") -> None:
+    The message carries the API server's own (``422 Service "x" is invalid: spec.ports[1].name:
+    Duplicate value: "http"``); ``causes`` are its ``details.causes`` (field, reason, message).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        reason: str = "",
+        api_message: str = "",
+        causes: tuple[Mapping[str, Any], ...] = (),
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.api_message = api_message
+        self.causes = causes
+
+    @property
+    def summary(self) -> str:
+        """What went wrong without the request line: ``422 Service "x" is invalid: …``."""
+        return f"{self.status} {self.api_message}".strip() if self.status else str(self)
+
+    @property
+    def immutable(self) -> bool:
+        """Refused only because it would change fields that cannot change once set (a
+        Deployment's selector, a StatefulSet's volumeClaimTemplates, a Secret's type): only a new
+        object can have the wanted values."""
+        if self.status != 422 or not self.causes:
+            return False
+        return all(
+            "immutable" in str(cause.get("message", ""))
+            or str(cause.get("message", "")).startswith("Forbidden: updates to")
+            for cause in self.causes
+        )
+
+
+class Transport(Protocol):
+    """What the reconciler and the child cache need from the API (tests give an in-memory one)."""
+
+    def get(self, ref: ObjectRef) -> dict[str, Any] | None: ...
+
+    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def json_patch(self, ref: ObjectRef, operations: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+    def delete(
+        self, ref: ObjectRef, *, propagation: Propagation = "Background"
+    ) -> dict[str, Any] | None: ...
+
+    def patch_tenant_status(
+        self, namespace: str, name: str, status_body: Mapping[str, Any]
+    ) -> None: ...
+
+    def post_event(self, event: Mapping[str, Any]) -> None: ...
 
 
 def connect() -> client.ApiClient:
@@ -87,8 +144,7 @@ def _group_path(api_version: str) -> str:
 def resource_path(
     api_version: str, kind: str, namespace: str, name: str | None = None, subresource: str = ""
 ) -> str:
-    plural = PLURALS[(api_version, kind)]
-    path = f"{_group_path(api_version)}/namespaces/{quote(namespace, safe='')}/{plural}"
+    path = f"{_group_path(api_version)}/namespaces/{quote(namespace, safe='')}/{plural(kind)}"
     if name is not None:
         path += f"/{quote(name, safe='')}"
     if subresource:
@@ -98,26 +154,19 @@ def resource_path(
 
 def collection_path(api_version: str, kind: str) -> str:
     """The kind across all namespaces, e.g. ``/apis/apps/v1/deployments``."""
-    return f"{_group_path(api_version)}/{PLURALS[(api_version, kind)]}"
+    return f"{_group_path(api_version)}/{plural(kind)}"
 
 
 class Kube:
-    """A thin, typed-enough wrapper over the API for unstructured objects (dicts).
-
-    With a ``store`` (fed by the informers), :meth:`get_child` answers from memory once the
-    kind's informer has listed, and writes keep the store current.
-    """
+    """A thin, typed-enough client of the API for unstructured objects (dicts); writes go out
+    as ``field_manager``."""
 
     def __init__(
-        self,
-        api_client: client.ApiClient,
-        *,
-        timeout: float = 30.0,
-        store: ChildStore | None = None,
+        self, api_client: client.ApiClient, *, field_manager: str, timeout: float = 30.0
     ) -> None:
         self._api = api_client
+        self._field_manager = field_manager
         self._timeout = timeout
-        self._store = store
 
     def _call(
         self,
@@ -158,47 +207,26 @@ class Kube:
 
     @staticmethod
     def _fail(action: str, path: str, status: int, data: Any) -> KubeError:
-        message = data.get("message", "") if isinstance(data, dict) else ""
-        reason = data.get("reason", "") if isinstance(data, dict) else ""
+        body = data if isinstance(data, dict) else {}
+        causes = (body.get("details") or {}).get("causes") or []
+        message = str(body.get("message", ""))
         return KubeError(
-            f"{action} {path}: {status} {message}".strip(), status=status, reason=reason
+            f"{action} {path}: {status} {message}".strip(),
+            status=status,
+            reason=str(body.get("reason", "")),
+            api_message=message,
+            causes=tuple(cause for cause in causes if isinstance(cause, dict)),
         )
 
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        path = resource_path(api_version, kind, namespace, name)
+    def get(self, ref: ObjectRef) -> dict[str, Any] | None:
+        path = ref.path
         status, data = self._request("GET", path)
-        metrics.API_READS.labels(verb="get", kind=kind).inc()
+        metrics.API_READS.labels(verb="get", kind=ref.kind).inc()
         if status == 404:
             return None
         if status != 200:
             raise self._fail("GET", path, status, data)
         return dict(data)
-
-    def get_child(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str,
-        name: str,
-        *,
-        verify_absence: bool = False,
-    ) -> dict[str, Any] | None:
-        """An operator-labelled child: from the informers' store once its kind is listed, else
-        from the API. (Objects without the label, such as the tenant's own Secrets, use get.)
-
-        The store only holds labelled objects, so an object of that name created without the
-        label (by a person, a restore, a `make dev`) looks absent. ``verify_absence`` confirms a
-        miss with a GET: callers whose next step would overwrite values, not merely apply a
-        manifest, must pass it.
-        """
-        if self._store is not None and self._store.synced(api_version, kind):
-            metrics.CACHE_READS.labels(kind=kind).inc()
-            found = self._store.get(api_version, kind, namespace, name)
-            if found is not None:
-                return copy.deepcopy(found)
-            if not verify_absence:
-                return None
-        return self.get(api_version, kind, namespace, name)
 
     def list_collection(
         self, api_version: str, kind: str, *, label_selector: str
@@ -211,7 +239,7 @@ class Kube:
         if status != 200:
             raise self._fail("LIST", path, status, data)
         for item in data["items"]:
-            # List items omit these; the store keys on them.
+            # List items omit these; callers key on them.
             item.setdefault("apiVersion", api_version)
             item.setdefault("kind", kind)
         return list(data["items"]), str(data["metadata"]["resourceVersion"])
@@ -262,37 +290,53 @@ class Kube:
             response.response.release_conn()
 
     def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply as ``algoedge-operator``, forcing ownership of the fields it sets."""
-        meta = manifest["metadata"]
-        path = resource_path(
-            manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"]
-        )
+        """Server-side apply, forcing ownership of the fields it sets."""
+        path = ObjectRef.of(manifest).path
         status, data = self._request(
             "PATCH",
             path,
             body=manifest,
-            query={"fieldManager": MANAGER, "force": "true"},
+            query={"fieldManager": self._field_manager, "force": "true"},
             content_type="application/apply-patch+yaml",
         )
         metrics.API_WRITES.labels(verb="apply", kind=manifest["kind"]).inc()
         if status not in (200, 201):
             raise self._fail("apply", path, status, data)
-        if self._store is not None:
-            self._store.put(data)  # the newest state; the watch may report it later
         return dict(data)
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
-        """Delete in the background (children go by garbage collection); False if it was gone."""
-        path = resource_path(api_version, kind, namespace, name)
-        status, data = self._request("DELETE", path, body={"propagationPolicy": "Background"})
-        metrics.API_WRITES.labels(verb="delete", kind=kind).inc()
-        if self._store is not None and status in (200, 202, 404):
-            self._store.discard(api_version, kind, namespace, name)
+    def json_patch(self, ref: ObjectRef, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        """A JSON patch (RFC 6902): replaces what it names, lists whole."""
+        path = ref.path
+        status, data = self._request(
+            "PATCH",
+            path,
+            body=operations,
+            query={"fieldManager": self._field_manager},
+            content_type="application/json-patch+json",
+        )
+        metrics.API_WRITES.labels(verb="patch", kind=ref.kind).inc()
+        if status != 200:
+            raise self._fail("PATCH", path, status, data)
+        return dict(data)
+
+    def delete(
+        self, ref: ObjectRef, *, propagation: Propagation = "Background"
+    ) -> dict[str, Any] | None:
+        """Delete; the object as it stands while its deletion waits (finalizers, such as the
+        garbage collector's ``orphan``), None once it is gone or was already."""
+        path = ref.path
+        status, data = self._request("DELETE", path, body={"propagationPolicy": propagation})
+        metrics.API_WRITES.labels(verb="delete", kind=ref.kind).inc()
         if status == 404:
-            return False
+            return None
         if status not in (200, 202):
             raise self._fail("DELETE", path, status, data)
-        return True
+        pending = (
+            isinstance(data, dict)
+            and data.get("kind") == ref.kind
+            and (status == 202 or bool((data.get("metadata") or {}).get("deletionTimestamp")))
+        )
+        return dict(data) if pending else None
 
     def patch_tenant_status(
         self, namespace: str, name: str, status_body: Mapping[str, Any]

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 RECONCILES = Counter(
     "algoedge_operator_reconciles_total",
-    "Tenant reconciles by outcome (ready, progressing, paused, secret_missing, error).",
+    "Tenant reconciles by outcome (ready, progressing, paused, the Ready reason of a problem such as SecretMissing or ApplyFailed, error).",
     ["outcome"],
 )
 RECONCILE_SECONDS = Histogram(
@@ -19,6 +19,16 @@ ERRORS = Counter(
     "algoedge_operator_errors_total",
     "Failures by where they happened (reconcile, capacity, status).",
     ["stage"],
+)
+CHILD_FAILURES = Counter(
+    "algoedge_operator_child_failures_total",
+    "Children that could not be written (applied, repaired or deleted), by kind; each is retried.",
+    ["kind"],
+)
+DRIFT_REPAIRS = Counter(
+    "algoedge_operator_drift_repairs_total",
+    "Drift server-side apply could not undo, repaired by a JSON patch (action patch) or by recreating the child (action recreate).",
+    ["kind", "action"],
 )
 SCALE_DECISIONS = Counter(
     "algoedge_operator_scale_decisions_total",

@@ -1,18 +1,32 @@
-"""The typed ``AlgoEdgeTenant``: the raw custom resource parsed, defaulted and sized by its capacity profile.
+"""The typed ``AlgoEdgeTenant``: the raw custom resource validated, defaulted and sized by its capacity profile.
 
-The API server applies the CRD's defaults before the operator sees a tenant; ``SPEC_DEFAULTS``
-repeats them so the builders also work on a spec that was never defaulted (unit tests, an older
-CRD), and a unit test keeps the two identical. Sizes the CRD leaves unset come from
-:func:`algoedge_operator.profile.profile_for`; explicit fields always win.
+Two steps. :class:`SpecFields` (pydantic) mirrors the CRD's ``spec``: the same fields, types and
+defaults, so the builders also work on a spec that was never defaulted by the API server (unit
+tests, an older CRD); a unit test holds its fields and defaults equal to the CRD's. Then
+:func:`parse_spec` resolves what the CRD leaves to the capacity profile
+(:func:`algoedge_operator.profile.profile_for`) into the frozen :class:`TenantSpec` the builders
+read; explicit fields always win. Every refusal is a :class:`SpecError` naming the field
+(``spec.workers.queues: …``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, cast
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Annotated, Any, Literal
+
+from algoedge.urls import parse_postgres_url
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
 
 from algoedge_operator.profile import CapacityProfile, Resources, profile_for
 
@@ -25,47 +39,185 @@ PLURAL = "algoedgetenants"
 #: Annotation that stops every write for one tenant while it is "true".
 PAUSED_ANNOTATION = "algoedge.io/paused"
 
-#: The CRD's leaf defaults, by dotted path under ``spec`` (kept equal to the CRD by a unit test).
-SPEC_DEFAULTS: Mapping[str, Any] = {
-    "imagePullPolicy": "IfNotPresent",
-    "expectedUsers": 100,
-    "logLevel": "INFO",
-    "database.secretRef.key": "url",
-    "database.pool.mode": "transaction",
-    "redis.mode": "managed",
-    "redis.storage": "1Gi",
-    "redis.external.secretRef.key": "url",
-    "api.targetCPUUtilizationPercentage": 70,
-    "workers.queues": ["default", "reports", "emails"],
-    "workers.tasksPerReplica": 50,
-    "workers.concurrency": 4,
-    "workers.scaleDownStabilizationSeconds": 300,
-    "beat.enabled": True,
-    "reports.dailyAt": "00:15",
-    "mail.smtpSecretRef.key": "url",
-    "bridge.accountsPerReplica": 100,
-    "bridge.minReplicas": 1,
-    "bridge.maxReplicas": 50,
-    "bridge.scaleDownStabilizationSeconds": 300,
-    "rateLimits.perUser.requests": 100,
-    "rateLimits.perUser.windowSeconds": 900,
-    "rateLimits.perIP.requests": 300,
-    "rateLimits.perIP.windowSeconds": 900,
-    "rateLimits.auth.requests": 10,
-    "rateLimits.auth.windowSeconds": 900,
-}
-
 #: Workers and the bridge have no profile-sized resources of their own in the table; these apply.
 WORKER_RESOURCES = Resources("100m", "256Mi", "1", "512Mi")
 BRIDGE_RESOURCES = Resources("100m", "256Mi", "1", "768Mi")
 
-_MEMORY = re.compile(r"^([1-9][0-9]*)(Mi|Gi)$")
 #: spec.reports.dailyAt: UTC HH:MM, the CRD's pattern (a unit test keeps the two equal).
 DAILY_AT_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+#: spec.redis.maxMemory, as the CRD's pattern allows it.
+MEMORY_PATTERN = r"^[1-9][0-9]*(Mi|Gi)$"
+
+Text = Annotated[StrictStr, Field(min_length=1)]
+
+
+# -- the spec as written (the CRD's fields and defaults) ----------------------------------------
+
+
+class _Fields(BaseModel):
+    """camelCase like the CRD; unknown fields are refused (the CRD's schema has them all)."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class SecretRefFields(_Fields):
+    name: Text
+    key: Text = "url"
+
+
+class PoolFields(_Fields):
+    mode: Literal["transaction", "session"] = "transaction"
+    #: Profile-sized when unset.
+    default_pool_size: StrictInt | None = None
+    max_client_connections: StrictInt | None = None
+
+
+class DatabaseFields(_Fields):
+    secret_ref: SecretRefFields
+    pool: PoolFields = PoolFields()
+
+
+class ExternalRedisFields(_Fields):
+    secret_ref: SecretRefFields | None = None
+
+
+class RedisFields(_Fields):
+    mode: Literal["managed", "external"] = "managed"
+    storage: Text = "1Gi"
+    #: Profile-sized when unset.
+    max_memory: Annotated[StrictStr, Field(pattern=MEMORY_PATTERN)] | None = None
+    external: ExternalRedisFields | None = None
+
+    @model_validator(mode="after")
+    def _external_needs_a_secret(self) -> RedisFields:
+        has_secret = self.external is not None and self.external.secret_ref is not None
+        if self.mode == "external" and not has_secret:
+            raise ValueError(
+                "spec.redis.external.secretRef is required when spec.redis.mode is external"
+            )
+        return self
+
+
+class QuantityFields(_Fields):
+    cpu: Text | None = None
+    memory: Text | None = None
+
+
+class ResourceFields(_Fields):
+    """Requests and limits; unset values keep the component's default."""
+
+    requests: QuantityFields = QuantityFields()
+    limits: QuantityFields = QuantityFields()
+
+    def over(self, fallback: Resources) -> Resources:
+        return Resources(
+            cpu_request=self.requests.cpu or fallback.cpu_request,
+            memory_request=self.requests.memory or fallback.memory_request,
+            cpu_limit=self.limits.cpu or fallback.cpu_limit,
+            memory_limit=self.limits.memory or fallback.memory_limit,
+        )
+
+
+class ApiFields(_Fields):
+    min_replicas: StrictInt | None = None
+    max_replicas: StrictInt | None = None
+    target_cpu_utilization_percentage: StrictInt = Field(
+        default=70, alias="targetCPUUtilizationPercentage"
+    )
+    resources: ResourceFields = ResourceFields()
+
+
+class WorkersFields(_Fields):
+    queues: tuple[Text, ...] = Field(default=("default", "reports", "emails"), min_length=1)
+    min_replicas: StrictInt | None = None
+    max_replicas: StrictInt | None = None
+    tasks_per_replica: StrictInt = 50
+    concurrency: StrictInt = 4
+    scale_down_stabilization_seconds: StrictInt = 300
+    resources: ResourceFields = ResourceFields()
+
+
+class BeatFields(_Fields):
+    enabled: StrictBool = True
+
+
+class ReportsFields(_Fields):
+    daily_at: Annotated[StrictStr, Field(pattern=DAILY_AT_PATTERN)] = "00:15"
+
+
+class MailFields(_Fields):
+    #: The app's default sender when unset.
+    from_: Text | None = Field(default=None, alias="from")
+    smtp_secret_ref: SecretRefFields | None = None
+
+
+class BridgeFields(_Fields):
+    accounts_per_replica: StrictInt = 100
+    min_replicas: StrictInt = 1
+    max_replicas: StrictInt = 50
+    scale_down_stabilization_seconds: StrictInt = 300
+    resources: ResourceFields = ResourceFields()
+
+
+class RateFields(_Fields):
+    requests: StrictInt
+    window_seconds: StrictInt
+
+    @property
+    def limit(self) -> RateLimit:
+        return RateLimit(self.requests, self.window_seconds)
+
+
+class PerUserRateFields(RateFields):
+    requests: StrictInt = 100
+    window_seconds: StrictInt = 900
+
+
+class PerIPRateFields(RateFields):
+    requests: StrictInt = 300
+    window_seconds: StrictInt = 900
+
+
+class AuthRateFields(RateFields):
+    requests: StrictInt = 10
+    window_seconds: StrictInt = 900
+
+
+class RateLimitsFields(_Fields):
+    per_user: PerUserRateFields = PerUserRateFields()
+    per_ip: PerIPRateFields = Field(default=PerIPRateFields(), alias="perIP")
+    auth: AuthRateFields = AuthRateFields()
+
+
+class SpecFields(_Fields):
+    """``spec`` of an AlgoEdgeTenant, field for field and default for default as in the CRD."""
+
+    image: Text
+    bridge_image: Text
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    expected_users: StrictInt = Field(default=100, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    trusted_proxies: tuple[Text, ...] | None = None
+    allowed_origins: tuple[Text, ...] | None = None
+    database: DatabaseFields
+    redis: RedisFields = RedisFields()
+    api: ApiFields = ApiFields()
+    workers: WorkersFields = WorkersFields()
+    beat: BeatFields = BeatFields()
+    reports: ReportsFields = ReportsFields()
+    mail: MailFields = MailFields()
+    bridge: BridgeFields = BridgeFields()
+    rate_limits: RateLimitsFields = RateLimitsFields()
+
+
+# -- the spec as the builders read it -------------------------------------------------------------
 
 
 class SpecError(ValueError):
-    """The tenant's spec cannot be used (the CRD's validation should have caught it)."""
+    """The tenant's spec cannot be used (the CRD's validation should have caught it); the message
+    starts with the field's path, e.g. ``spec.workers.queues``."""
 
 
 @dataclass(frozen=True)
@@ -210,198 +362,119 @@ class Tenant:
     spec: TenantSpec
 
 
-class _Reader:
-    """Reads dotted paths from a raw spec, falling back to ``SPEC_DEFAULTS``; records what it read."""
-
-    def __init__(self, raw: Mapping[str, Any], seen: set[str] | None) -> None:
-        self._raw = raw
-        self._seen = seen
-
-    def get(self, path: str, default: Any = None) -> Any:
-        if self._seen is not None:
-            self._seen.add(path)
-        node: Any = self._raw
-        for part in path.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                return SPEC_DEFAULTS.get(path, default)
-            node = node[part]
-        return node
-
-    def has(self, path: str) -> bool:
-        node: Any = self._raw
-        for part in path.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                return False
-            node = node[part]
-        return True
-
-    def integer(self, path: str, default: int | None = None) -> int:
-        value = self.get(path, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"spec.{path} must be an integer")
-        return value
-
-    def text(self, path: str, default: str | None = None) -> str:
-        value = self.get(path, default)
-        if not isinstance(value, str) or not value:
-            raise SpecError(f"spec.{path} must be a non-empty string")
-        return value
+def _spec_error(error: ValidationError) -> SpecError:
+    """The first problem, as ``spec.<path>: <reason>`` (a model rule names its fields itself)."""
+    first = error.errors()[0]
+    reason = str(first["msg"]).removeprefix("Value error, ")
+    if reason.startswith("spec."):
+        return SpecError(reason)
+    path = ".".join(str(part) for part in first["loc"])
+    return SpecError(f"spec.{path}: {reason}" if path else f"spec: {reason}")
 
 
-def _memory_mib(path: str, text: str) -> int:
-    match = _MEMORY.match(text)
-    if match is None:
-        raise SpecError(f"spec.{path} must look like 256Mi or 1Gi")
-    amount = int(match.group(1))
-    return amount * 1024 if match.group(2) == "Gi" else amount
+def _or(value: int | None, profile_value: int) -> int:
+    return profile_value if value is None else value
 
 
-def _replicas(reader: _Reader, prefix: str, *, minimum: int, maximum: int) -> ReplicaRange:
-    low = reader.integer(f"{prefix}.minReplicas", minimum)
+def _memory_mib(text: str) -> int:
+    amount = int(text[:-2])
+    return amount * 1024 if text.endswith("Gi") else amount
+
+
+def _replicas(
+    prefix: str, fields: ApiFields | WorkersFields | BridgeFields, profile: tuple[int, int]
+) -> ReplicaRange:
+    """``spec.<prefix>.minReplicas``/``maxReplicas``, the profile's where unset."""
+    low = profile[0] if fields.min_replicas is None else fields.min_replicas
     # An explicit minimum above the profile's maximum lifts the maximum with it.
-    high = reader.integer(f"{prefix}.maxReplicas", max(maximum, low))
+    high = max(profile[1], low) if fields.max_replicas is None else fields.max_replicas
     if low > high:
         raise SpecError(f"spec.{prefix}.minReplicas must not exceed spec.{prefix}.maxReplicas")
     return ReplicaRange(low, high)
 
 
-def _resources(reader: _Reader, prefix: str, fallback: Resources) -> Resources:
-    base = f"{prefix}.resources"
-    return Resources(
-        cpu_request=reader.text(f"{base}.requests.cpu", fallback.cpu_request),
-        memory_request=reader.text(f"{base}.requests.memory", fallback.memory_request),
-        cpu_limit=reader.text(f"{base}.limits.cpu", fallback.cpu_limit),
-        memory_limit=reader.text(f"{base}.limits.memory", fallback.memory_limit),
+def _secret(ref: SecretRefFields | None) -> SecretKeyRef | None:
+    return None if ref is None else SecretKeyRef(ref.name, ref.key)
+
+
+def parse_spec(raw: Mapping[str, Any]) -> TenantSpec:
+    """Validate and default a raw ``spec``, then size what it leaves unset by its profile."""
+    try:
+        fields = SpecFields.model_validate(raw)
+    except ValidationError as error:
+        raise _spec_error(error) from None
+    profile = profile_for(fields.expected_users)
+    redis, pool, api, workers, bridge = (
+        fields.redis,
+        fields.database.pool,
+        fields.api,
+        fields.workers,
+        fields.bridge,
     )
-
-
-def _rate(reader: _Reader, name: str) -> RateLimit:
-    return RateLimit(
-        requests=reader.integer(f"rateLimits.{name}.requests"),
-        window_seconds=reader.integer(f"rateLimits.{name}.windowSeconds"),
-    )
-
-
-def parse_spec(raw: Mapping[str, Any], *, seen: set[str] | None = None) -> TenantSpec:
-    """Type, default and size a raw ``spec``; ``seen`` collects every path read (for tests)."""
-    reader = _Reader(raw, seen)
-    expected_users = reader.integer("expectedUsers")
-    profile = profile_for(expected_users)
-
-    redis_mode = reader.text("redis.mode")
-    if redis_mode not in ("managed", "external"):
-        raise SpecError("spec.redis.mode must be managed or external")
-    external_secret: SecretKeyRef | None = None
-    if redis_mode == "external":
-        if not reader.has("redis.external.secretRef.name"):
-            raise SpecError("spec.redis.external.secretRef is required when redis.mode is external")
-        external_secret = SecretKeyRef(
-            reader.text("redis.external.secretRef.name"),
-            reader.text("redis.external.secretRef.key"),
-        )
-    else:
-        # Read for the path record: the fields exist even when unused.
-        reader.get("redis.external.secretRef.name")
-        reader.get("redis.external.secretRef.key")
-    pool_mode = reader.text("database.pool.mode")
-    if pool_mode not in ("transaction", "session"):
-        raise SpecError("spec.database.pool.mode must be transaction or session")
-    queues = reader.get("workers.queues")
-    if not isinstance(queues, list) or not queues or not all(isinstance(q, str) for q in queues):
-        raise SpecError("spec.workers.queues must be a non-empty list of queue names")
-    proxies = reader.get("trustedProxies", [])
-    if not isinstance(proxies, list) or not all(isinstance(p, str) for p in proxies):
-        raise SpecError("spec.trustedProxies must be a list of CIDRs")
-    origins = reader.get("allowedOrigins", [])
-    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
-        raise SpecError("spec.allowedOrigins must be a list of origins")
-    daily_at = reader.text("reports.dailyAt")
-    if not re.fullmatch(DAILY_AT_PATTERN, daily_at):
-        raise SpecError("spec.reports.dailyAt must be HH:MM (UTC, 00:00 to 23:59)")
-    mail_from = reader.get("mail.from")
-    if mail_from is not None and (not isinstance(mail_from, str) or not mail_from):
-        raise SpecError("spec.mail.from must be a non-empty string")
-    smtp_secret: SecretKeyRef | None = None
-    if reader.has("mail.smtpSecretRef.name"):
-        smtp_secret = SecretKeyRef(
-            reader.text("mail.smtpSecretRef.name"), reader.text("mail.smtpSecretRef.key")
-        )
-    else:
-        # Read for the path record: the fields exist even when unused.
-        reader.get("mail.smtpSecretRef.name")
-        reader.get("mail.smtpSecretRef.key")
-
     return TenantSpec(
-        image=reader.text("image"),
-        bridge_image=reader.text("bridgeImage"),
-        image_pull_policy=reader.text("imagePullPolicy"),
-        expected_users=expected_users,
+        image=fields.image,
+        bridge_image=fields.bridge_image,
+        image_pull_policy=fields.image_pull_policy,
+        expected_users=fields.expected_users,
         profile=profile,
-        log_level=reader.text("logLevel"),
+        log_level=fields.log_level,
         database=DatabaseSpec(
-            secret=SecretKeyRef(
-                reader.text("database.secretRef.name"), reader.text("database.secretRef.key")
-            ),
+            secret=SecretKeyRef(fields.database.secret_ref.name, fields.database.secret_ref.key),
             pool=PoolSpec(
-                mode=cast(Literal["transaction", "session"], pool_mode),
-                default_pool_size=reader.integer(
-                    "database.pool.defaultPoolSize", profile.pool_default_size
-                ),
-                max_client_connections=reader.integer(
-                    "database.pool.maxClientConnections", profile.pool_max_client_connections
+                mode=pool.mode,
+                default_pool_size=_or(pool.default_pool_size, profile.pool_default_size),
+                max_client_connections=_or(
+                    pool.max_client_connections, profile.pool_max_client_connections
                 ),
             ),
         ),
         redis=RedisSpec(
-            mode=cast(Literal["managed", "external"], redis_mode),
-            storage=reader.text("redis.storage"),
-            max_memory_mib=_memory_mib(
-                "redis.maxMemory",
-                reader.text("redis.maxMemory", f"{profile.redis_max_memory_mib}Mi"),
+            mode=redis.mode,
+            storage=redis.storage,
+            max_memory_mib=(
+                profile.redis_max_memory_mib
+                if redis.max_memory is None
+                else _memory_mib(redis.max_memory)
             ),
-            external_secret=external_secret,
+            external_secret=(
+                _secret(redis.external.secret_ref)
+                if redis.mode == "external" and redis.external is not None
+                else None
+            ),
         ),
         api=ApiSpec(
-            replicas=_replicas(
-                reader,
-                "api",
-                minimum=profile.api_min_replicas,
-                maximum=profile.api_max_replicas,
-            ),
-            target_cpu_utilization=reader.integer("api.targetCPUUtilizationPercentage"),
-            resources=_resources(reader, "api", profile.api_resources),
+            replicas=_replicas("api", api, (profile.api_min_replicas, profile.api_max_replicas)),
+            target_cpu_utilization=api.target_cpu_utilization_percentage,
+            resources=api.resources.over(profile.api_resources),
         ),
         workers=WorkersSpec(
-            queues=tuple(queues),
+            queues=workers.queues,
             replicas=_replicas(
-                reader,
-                "workers",
-                minimum=profile.worker_min_replicas,
-                maximum=profile.worker_max_replicas,
+                "workers", workers, (profile.worker_min_replicas, profile.worker_max_replicas)
             ),
-            tasks_per_replica=reader.integer("workers.tasksPerReplica"),
-            concurrency=reader.integer("workers.concurrency"),
-            scale_down_stabilization_seconds=reader.integer(
-                "workers.scaleDownStabilizationSeconds"
-            ),
-            resources=_resources(reader, "workers", WORKER_RESOURCES),
+            tasks_per_replica=workers.tasks_per_replica,
+            concurrency=workers.concurrency,
+            scale_down_stabilization_seconds=workers.scale_down_stabilization_seconds,
+            resources=workers.resources.over(WORKER_RESOURCES),
         ),
-        beat_enabled=bool(reader.get("beat.enabled")),
-        reports=ReportsSpec(daily_at=daily_at),
-        mail=MailSpec(from_address=mail_from, smtp_secret=smtp_secret),
+        beat_enabled=fields.beat.enabled,
+        reports=ReportsSpec(daily_at=fields.reports.daily_at),
+        mail=MailSpec(
+            from_address=fields.mail.from_, smtp_secret=_secret(fields.mail.smtp_secret_ref)
+        ),
         bridge=BridgeSpec(
-            accounts_per_replica=reader.integer("bridge.accountsPerReplica"),
-            replicas=_replicas(reader, "bridge", minimum=1, maximum=50),
-            scale_down_stabilization_seconds=reader.integer("bridge.scaleDownStabilizationSeconds"),
-            resources=_resources(reader, "bridge", BRIDGE_RESOURCES),
+            accounts_per_replica=bridge.accounts_per_replica,
+            replicas=_replicas("bridge", bridge, (bridge.min_replicas, bridge.max_replicas)),
+            scale_down_stabilization_seconds=bridge.scale_down_stabilization_seconds,
+            resources=bridge.resources.over(BRIDGE_RESOURCES),
         ),
         rate_limits=RateLimits(
-            per_user=_rate(reader, "perUser"),
-            per_ip=_rate(reader, "perIP"),
-            auth=_rate(reader, "auth"),
+            per_user=fields.rate_limits.per_user.limit,
+            per_ip=fields.rate_limits.per_ip.limit,
+            auth=fields.rate_limits.auth.limit,
         ),
-        trusted_proxies=tuple(proxies),
-        allowed_origins=tuple(origins),
+        trusted_proxies=fields.trusted_proxies or (),
+        allowed_origins=fields.allowed_origins or (),
     )
 
 
@@ -420,29 +493,17 @@ def parse_tenant(body: Mapping[str, Any]) -> Tenant:
 
 
 def parse_database_url(url: str) -> DatabaseTarget:
-    """The tenant's ``postgresql://USER:PASSWORD@HOST:PORT/DBNAME``; ValueError says what is wrong."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ValueError("must start with postgresql:// or postgres://")
-    try:
-        port = parts.port or 5432
-    except ValueError:
-        raise ValueError("has an invalid port") from None
-    if not parts.hostname:
-        raise ValueError("has no host")
-    dbname = unquote(parts.path.lstrip("/"))
-    if not dbname:
-        raise ValueError("names no database")
-    if not parts.username or parts.password is None:
+    """The tenant's database from its Secret, by the app's own URL rule (:mod:`algoedge.urls`),
+    plus what pgBouncer needs: a user and a password to authenticate clients with. ValueError
+    says what is wrong (never the value)."""
+    target = parse_postgres_url(url.strip())
+    if not target.user or target.password is None:
         raise ValueError("needs a user and a password (pgBouncer authenticates clients with them)")
-    sslmode = parse_qs(parts.query).get("sslmode", ["prefer"])[-1]
-    if sslmode not in ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"):
-        raise ValueError("has an unknown sslmode")
     return DatabaseTarget(
-        host=parts.hostname,
-        port=port,
-        dbname=dbname,
-        user=unquote(parts.username),
-        password=unquote(parts.password),
-        sslmode=sslmode,
+        host=target.host,
+        port=target.port,
+        dbname=target.dbname,
+        user=target.user,
+        password=target.password,
+        sslmode=target.sslmode,
     )

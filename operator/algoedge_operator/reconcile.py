@@ -1,14 +1,21 @@
-"""Reconcile one tenant against the cluster: read inputs, apply what differs, prune, report status.
+"""Reconcile one tenant against the cluster: read inputs, write each child that differs, prune, report status.
 
 This layer owns all I/O decisions (the builders are pure) and the two sources of variation the
 builders must not see: randomness (secrets are generated here, once, and then read back
 forever) and the clock. It is synchronous; the tenant loops run it in worker threads.
+
+Every child is converged on its own: one the API server refuses is reported (status condition,
+Warning Event, ``algoedge_operator_child_failures_total``, with the API server's message) and
+retried by the tenant's loop with backoff, while every other child is still written in the same
+pass. Drift that server-side apply cannot undo is repaired in :meth:`TenantReconciler._write`
+(docs/operator.md, "Drift repair").
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime
 import logging
 import secrets as random_source
@@ -16,19 +23,32 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from algoedge.urls import POSTGRES_FORM, REDIS_FORM, check_redis_url
+
+from algoedge_operator import metrics
 from algoedge_operator.builders import (
+    CHILDREN,
+    BuildInputs,
+    Child,
     Images,
     ScaleTargets,
     TenantSecrets,
-    desired_children,
-    key_of,
-    possible_children,
+    prunable_children,
+    wanted_children,
 )
-from algoedge_operator.builders.common import MANAGER, child_name, secret_digest
+from algoedge_operator.builders.common import MANAGER, Manifest, child_name, secret_digest
 from algoedge_operator.builders.config import CREDENTIALS_KEY, INTERNAL_KEYS, INTERNAL_TOKEN
-from algoedge_operator.diff import needs_apply, stamp
-from algoedge_operator.kube import Kube, KubeError
-from algoedge_operator.model import API_VERSION, KIND, SecretKeyRef, Tenant, parse_database_url
+from algoedge_operator.diff import needs_apply, stamp, take_back
+from algoedge_operator.informer import ChildCache, ChildStore
+from algoedge_operator.kube import KubeError, ObjectRef, Propagation, Transport
+from algoedge_operator.model import (
+    API_VERSION,
+    KIND,
+    SecretKeyRef,
+    Tenant,
+    TenantSpec,
+    parse_database_url,
+)
 from algoedge_operator.settings import OperatorSettings
 from algoedge_operator.status import (
     ComponentState,
@@ -41,15 +61,11 @@ from algoedge_operator.status import (
 
 log = logging.getLogger(__name__)
 
-#: Workloads whose readiness makes the tenant Ready, by status name -> (apiVersion, kind, child).
-WORKLOADS: Mapping[str, tuple[str, str, str]] = {
-    "api": ("apps/v1", "Deployment", "api"),
-    "worker": ("apps/v1", "Deployment", "worker"),
-    "beat": ("apps/v1", "Deployment", "beat"),
-    "pgbouncer": ("apps/v1", "Deployment", "pgbouncer"),
-    "redis": ("apps/v1", "StatefulSet", "redis"),
-    "bridge": ("apps/v1", "StatefulSet", "bridge"),
-}
+#: Ready/Degraded reason while some child could not be written.
+APPLY_FAILED = "ApplyFailed"
+#: A StatefulSet retention policy under which its controller puts no owner reference on the
+#: volume claims, so deleting the StatefulSet cannot take them along.
+RELEASED_CLAIMS = {"whenDeleted": "Retain", "whenScaled": "Retain"}
 
 
 def generate_secret_value(key: str) -> str:
@@ -76,25 +92,98 @@ def _decoded(secret: Mapping[str, Any] | None) -> dict[str, str]:
     return values
 
 
+def _terminating(live: Mapping[str, Any] | None) -> bool:
+    return live is not None and bool((live.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _ref(tenant: Tenant, child: Child) -> ObjectRef:
+    return ObjectRef(
+        child.api_version, child.kind, tenant.namespace, child_name(tenant, child.component)
+    )
+
+
+def _observed(live: Mapping[str, Any]) -> bool:
+    """Its controller has acted on its latest spec."""
+    observed = int((live.get("status") or {}).get("observedGeneration") or 0)
+    return observed >= int((live.get("metadata") or {}).get("generation") or 0)
+
+
+def _owned_by(live: Mapping[str, Any], tenant: Tenant) -> bool:
+    references = (live.get("metadata") or {}).get("ownerReferences") or []
+    return any(reference.get("uid") == tenant.uid for reference in references)
+
+
+def targets_within(spec: TenantSpec, running: ScaleTargets | None) -> ScaleTargets:
+    """The replicas to run: ``running`` within the spec's bounds (a changed min/max applies at
+    once), the minimums when nothing runs yet."""
+    workers, bridge = spec.workers.replicas, spec.bridge.replicas
+    if running is None:
+        return ScaleTargets(workers=workers.minimum, bridge=bridge.minimum)
+    return ScaleTargets(workers=workers.clamp(running.workers), bridge=bridge.clamp(running.bridge))
+
+
+def scale_targets_of(read: Callable[[Child], Mapping[str, Any] | None]) -> ScaleTargets | None:
+    """Replicas of the scaled workloads as ``read`` finds them; None until all exist."""
+    replicas: dict[str, int] = {}
+    for child in CHILDREN:
+        if child.scaled_by is None:
+            continue
+        live = read(child)
+        if live is None:
+            return None
+        replicas[child.scaled_by] = int((live.get("spec") or {}).get("replicas", 1))
+    return ScaleTargets(**replicas)
+
+
+@dataclass(frozen=True)
+class ChildFailure:
+    """A child the API server refused to write in this pass."""
+
+    ref: ObjectRef
+    error: KubeError
+
+    @property
+    def line(self) -> str:
+        return f"{self.ref.kind} {self.ref.name}: {self.error.summary}"
+
+
+@dataclass
+class _Pass:
+    """What one reconcile of ``tenant`` saw and did to its children."""
+
+    tenant: Tenant
+    live: dict[ObjectRef, dict[str, Any] | None] = dataclasses.field(default_factory=dict)
+    failures: list[ChildFailure] = dataclasses.field(default_factory=list)
+    #: Children in the middle of a recreate: claims being released, or the old object still
+    #: being deleted.
+    waiting: list[ObjectRef] = dataclasses.field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class ReconcileResult:
     outcome: str
     #: The status as it now stands (written if it differed).
     status: dict[str, Any]
-    #: Live replicas of the scaled components (None when they do not exist yet).
+    #: Replicas the scaled workloads run with after this pass (None while they do not exist):
+    #: what the scalers start from.
     live_targets: ScaleTargets | None
+    #: A child failed or waits for its old object to go: reconcile again soon.
+    retry: bool = False
 
 
 class TenantReconciler:
     def __init__(
         self,
-        kube: Kube,
+        api: Transport,
         settings: OperatorSettings,
         *,
+        store: ChildStore | None = None,
         new_secret_value: Callable[[str], str] = generate_secret_value,
         clock: Callable[[], str] = utc_now,
     ) -> None:
-        self._kube = kube
+        """``store``: the informers' memory of children; without it every child read is a GET."""
+        self._api = api
+        self._children = ChildCache(api, store)
         self._images = Images(redis=settings.redis_image, pgbouncer=settings.pgbouncer_image)
         self._new_secret_value = new_secret_value
         self._clock = clock
@@ -108,21 +197,21 @@ class TenantReconciler:
         applied, and read back from then on)."""
         # A miss is confirmed with a GET: generating values for a Secret that exists unlabelled
         # would rotate them.
-        live = self._kube.get_child(
-            "v1", "Secret", tenant.namespace, child_name(tenant, component), verify_absence=True
-        )
-        values = _decoded(live)
+        own = ObjectRef("v1", "Secret", tenant.namespace, child_name(tenant, component))
+        values = _decoded(self._children.get(own, verify_absence=True))
         return {key: values.get(key) or self._new_secret_value(key) for key in keys}
 
-    def _referenced_value(self, tenant: Tenant, ref: SecretKeyRef, field: str) -> str | Problem:
+    def _referenced_value(
+        self, tenant: Tenant, secret_ref: SecretKeyRef, field: str
+    ) -> str | Problem:
         """A key of a Secret the tenant references (``field`` names the reference), or the
         SecretMissing Problem naming it."""
-        secret = self._kube.get("v1", "Secret", tenant.namespace, ref.name)
-        value = _decoded(secret).get(ref.key)
+        secret = self._api.get(ObjectRef("v1", "Secret", tenant.namespace, secret_ref.name))
+        value = _decoded(secret).get(secret_ref.key)
         if value is None:
-            what = "does not exist" if secret is None else f"has no key {ref.key!r}"
+            what = "does not exist" if secret is None else f"has no key {secret_ref.key!r}"
             return Problem(
-                "SecretMissing", f"Secret {tenant.namespace}/{ref.name} ({field}) {what}"
+                "SecretMissing", f"Secret {tenant.namespace}/{secret_ref.name} ({field}) {what}"
             )
         return value
 
@@ -138,7 +227,7 @@ class TenantReconciler:
             return Problem(
                 "SecretInvalid",
                 f"Secret {tenant.namespace}/{database_ref.name} key {database_ref.key!r}: "
-                f"the database URL {error} (expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME)",
+                f"the database URL {error} (expected {POSTGRES_FORM})",
             )
         redis_password: str | None = None
         external_digest = ""
@@ -147,11 +236,13 @@ class TenantReconciler:
             redis_url = self._referenced_value(tenant, external, "spec.redis.external.secretRef")
             if isinstance(redis_url, Problem):
                 return redis_url
-            if not redis_url.startswith(("redis://", "rediss://")):
+            try:
+                check_redis_url(redis_url)
+            except ValueError as error:
                 return Problem(
                     "SecretInvalid",
-                    f"Secret {tenant.namespace}/{external.name} key {external.key!r}: the Redis URL "
-                    "must start with redis:// or rediss://",
+                    f"Secret {tenant.namespace}/{external.name} key {external.key!r}: "
+                    f"the Redis URL {error} (expected {REDIS_FORM})",
                 )
             external_digest = secret_digest(redis_url)
         else:
@@ -181,25 +272,11 @@ class TenantReconciler:
         )
 
     def internal_token(self, tenant: Tenant) -> str | None:
-        live = self._kube.get_child(
-            "v1", "Secret", tenant.namespace, child_name(tenant, "internal"), verify_absence=True
-        )
-        return _decoded(live).get(INTERNAL_TOKEN)
+        internal = ObjectRef("v1", "Secret", tenant.namespace, child_name(tenant, "internal"))
+        return _decoded(self._children.get(internal, verify_absence=True)).get(INTERNAL_TOKEN)
 
-    def live_targets(self, tenant: Tenant) -> ScaleTargets | None:
-        """Replicas the scaled components run with now (seeds the scalers after a restart)."""
-        worker = self._kube.get_child(
-            "apps/v1", "Deployment", tenant.namespace, child_name(tenant, "worker")
-        )
-        bridge = self._kube.get_child(
-            "apps/v1", "StatefulSet", tenant.namespace, child_name(tenant, "bridge")
-        )
-        if worker is None or bridge is None:
-            return None
-        return ScaleTargets(
-            workers=int((worker.get("spec") or {}).get("replicas", 1)),
-            bridge=int((bridge.get("spec") or {}).get("replicas", 1)),
-        )
+    def _read(self, tenant: Tenant, child: Child) -> dict[str, Any] | None:
+        return self._children.get(_ref(tenant, child))
 
     # -- the reconcile ------------------------------------------------------------------------
 
@@ -207,33 +284,36 @@ class TenantReconciler:
         self,
         tenant: Tenant,
         *,
-        targets: ScaleTargets,
+        targets: ScaleTargets | None,
         scaling: ScalingState,
         previous_status: Mapping[str, Any],
     ) -> ReconcileResult:
+        """One pass over every child. ``targets``: the scalers' replicas, None to keep (within
+        the spec's bounds) what the workloads run with now, as after an operator restart."""
         inputs = self.read_secrets(tenant)
-        live_objects: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+        seen = _Pass(tenant)
         problem: Problem | None = inputs if isinstance(inputs, Problem) else None
         if isinstance(inputs, TenantSecrets):
-            desired = [
-                stamp(m)
-                for m in desired_children(
-                    tenant, secrets=inputs, targets=targets, images=self._images
-                )
-            ]
-            try:
-                self._converge(tenant, desired, live_objects)
-            except KubeError as error:
-                # Reported in the status and retried; the API server's message says what failed.
-                problem = Problem("ApplyFailed", str(error))
+            running = targets or scale_targets_of(lambda child: self._read(tenant, child))
+            build = BuildInputs(
+                secrets=inputs, targets=targets_within(tenant.spec, running), images=self._images
+            )
+            for child in wanted_children(tenant):
+                self._converge(tenant, child, build, seen)
+            for child in prunable_children(tenant):
+                self._prune(tenant, child, seen)
+            if seen.failures:
+                problem = Problem(APPLY_FAILED, "; ".join(f.line for f in seen.failures))
         components: dict[str, ComponentState] = {}
-        for status_name, (api_version, kind, component) in WORKLOADS.items():
-            name = child_name(tenant, component)
-            if (api_version, kind, name) not in live_objects:
-                continue
-            state = workload_state(live_objects[(api_version, kind, name)])
+        for child in wanted_children(tenant):
+            state = workload_state(seen.live.get(_ref(tenant, child))) if child.workload else None
             if state is not None:
-                components[status_name] = state
+                components[child.component] = state
+        live_targets = scale_targets_of(lambda child: seen.live.get(_ref(tenant, child)))
+        if live_targets is not None:
+            scaling = dataclasses.replace(
+                scaling, bridge_replicas=live_targets.bridge, worker_replicas=live_targets.workers
+            )
         status = build_status(
             generation=tenant.generation,
             profile=tenant.spec.profile.name,
@@ -246,19 +326,8 @@ class TenantReconciler:
         )
         patch = status_patch(previous_status, status)
         if patch is not None:
-            self._kube.patch_tenant_status(tenant.namespace, tenant.name, patch)
-            if problem is not None and _ready_reason(previous_status) != problem.reason:
-                self.post_event(
-                    tenant, reason=problem.reason, message=problem.message, warning=True
-                )
-        worker = live_objects.get(("apps/v1", "Deployment", child_name(tenant, "worker")))
-        bridge = live_objects.get(("apps/v1", "StatefulSet", child_name(tenant, "bridge")))
-        live_targets = None
-        if worker is not None and bridge is not None:
-            live_targets = ScaleTargets(
-                workers=int(worker["spec"].get("replicas", 1)),
-                bridge=int(bridge["spec"].get("replicas", 1)),
-            )
+            self._api.patch_tenant_status(tenant.namespace, tenant.name, patch)
+        self._report(tenant, problem, seen.failures, previous_status)
         outcome = (
             "paused"
             if tenant.paused
@@ -268,41 +337,164 @@ class TenantReconciler:
             if status["conditions"][0]["status"] == "True"
             else "progressing"
         )
-        return ReconcileResult(outcome=outcome, status=status, live_targets=live_targets)
+        return ReconcileResult(
+            outcome=outcome,
+            status=status,
+            live_targets=live_targets,
+            retry=bool(seen.failures or seen.waiting),
+        )
 
-    def _converge(
+    def _report(
         self,
         tenant: Tenant,
-        desired: list[dict[str, Any]],
-        live_objects: dict[tuple[str, str, str], dict[str, Any] | None],
+        problem: Problem | None,
+        failures: list[ChildFailure],
+        previous_status: Mapping[str, Any],
     ) -> None:
-        """Apply what differs and delete optional children the spec no longer wants."""
-        for manifest in desired:
-            key = key_of(manifest)
-            live = self._kube.get_child(key.api_version, key.kind, tenant.namespace, key.name)
-            if not tenant.paused and needs_apply(manifest, live):
-                log.info("%s/%s: applying %s %s", tenant.namespace, tenant.name, key.kind, key.name)
-                live = self._kube.apply(manifest)
-            live_objects[(key.api_version, key.kind, key.name)] = live
-        wanted = {key_of(m) for m in desired}
-        for key in possible_children(tenant):
-            if key in wanted:
-                continue
-            live = self._kube.get_child(key.api_version, key.kind, tenant.namespace, key.name)
-            if live is not None and not tenant.paused and self._owned_by(live, tenant):
-                log.info("%s/%s: deleting %s %s", tenant.namespace, tenant.name, key.kind, key.name)
-                self._kube.delete(key.api_version, key.kind, tenant.namespace, key.name)
+        """A Warning Event for each problem the previous status did not already show (one per
+        failing child), so a problem that persists across retries is announced once."""
+        if problem is None:
+            return
+        before = _condition(previous_status, "Degraded")
+        if failures:
+            for failure in failures:
+                if before.get("reason") != APPLY_FAILED or failure.line not in str(
+                    before.get("message", "")
+                ):
+                    self.post_event(tenant, reason=APPLY_FAILED, message=failure.line, warning=True)
+        elif before.get("reason") != problem.reason:
+            self.post_event(tenant, reason=problem.reason, message=problem.message, warning=True)
+
+    def _converge(self, tenant: Tenant, child: Child, build: BuildInputs, seen: _Pass) -> None:
+        """Write ``child`` if it differs from what is wanted; a refusal is recorded, not raised."""
+        ref = _ref(tenant, child)
+        live = None
+        try:
+            live = self._children.get(ref)
+            manifest = stamp(child.build(tenant, build))
+            if not tenant.paused and not _terminating(live) and needs_apply(manifest, live):
+                log.info("applying %s", ref)
+                live = self._write(child, ref, manifest, live, seen)
+        except KubeError as error:
+            self._failed(ref, error, seen)
+        if _terminating(live) and not tenant.paused and ref not in seen.waiting:
+            seen.waiting.append(ref)
+        seen.live[ref] = live
 
     @staticmethod
-    def _owned_by(live: Mapping[str, Any], tenant: Tenant) -> bool:
-        references = (live.get("metadata") or {}).get("ownerReferences") or []
-        return any(reference.get("uid") == tenant.uid for reference in references)
+    def _failed(ref: ObjectRef, error: KubeError, seen: _Pass) -> None:
+        metrics.CHILD_FAILURES.labels(kind=ref.kind).inc()
+        log.warning("%s: %s", ref, error)
+        seen.failures.append(ChildFailure(ref, error))
+
+    def _write(
+        self,
+        child: Child,
+        ref: ObjectRef,
+        manifest: Manifest,
+        live: Mapping[str, Any] | None,
+        seen: _Pass,
+    ) -> dict[str, Any]:
+        """Server-side apply; when the API server refuses the merged result (422), take the
+        differing fields back with a JSON patch of the desired values; when an immutable field
+        differs, delete the child and create it anew."""
+        try:
+            return self._children.apply(manifest)
+        except KubeError as error:
+            if error.status != 422 or live is None:
+                raise
+            refused = error
+        if not refused.immutable:
+            log.warning("%s: apply refused (%s); patching the desired values back", ref, refused)
+            operations = take_back(manifest, live)
+            if not operations:
+                raise refused  # nothing of the operator's differs: not drift it can repair
+            try:
+                patched = self._children.json_patch(ref, operations)
+            except KubeError as error:
+                if not error.immutable:
+                    raise
+                refused = error
+            else:
+                metrics.DRIFT_REPAIRS.labels(kind=ref.kind, action="patch").inc()
+                fields = ", ".join(op["path"] for op in operations)
+                self._repaired(seen, ref, f"apply refused ({refused.summary}); took back {fields}")
+                return patched
+        return self._recreate(child, ref, manifest, refused, live, seen)
+
+    def _recreate(
+        self,
+        child: Child,
+        ref: ObjectRef,
+        manifest: Manifest,
+        refused: KubeError,
+        live: Mapping[str, Any],
+        seen: _Pass,
+    ) -> dict[str, Any]:
+        """Delete and create anew: the only way to change an immutable field.
+
+        A child that keeps volumes (the Redis StatefulSet) goes in three passes, so its data
+        survives: first its claims are released (retention policy Retain, which makes the
+        StatefulSet controller take its owner reference off them); once that controller has
+        observed the change, the object is deleted with Orphan propagation (pods and claims
+        stay); once it is gone, the new one is created and adopts both.
+        """
+        if child.keeps_volumes:
+            spec = live.get("spec") or {}
+            if spec.get("persistentVolumeClaimRetentionPolicy") != RELEASED_CLAIMS:
+                log.warning("%s: %s; releasing its volume claims to recreate it", ref, refused)
+                release = {
+                    "op": "add",
+                    "path": "/spec/persistentVolumeClaimRetentionPolicy",
+                    "value": RELEASED_CLAIMS,
+                }
+                released = self._children.json_patch(ref, [release])
+                self._repaired(
+                    seen,
+                    ref,
+                    f"{refused.summary}; releasing its volume claims (retention Retain) to "
+                    "recreate it without them",
+                )
+                seen.waiting.append(ref)
+                return released
+            if not _observed(live):
+                seen.waiting.append(ref)  # its controller has not released the claims yet
+                return dict(live)
+        propagation: Propagation = "Orphan" if child.keeps_volumes else "Background"
+        log.warning("%s: %s; recreating it (propagation %s)", ref, refused, propagation)
+        remaining = self._children.delete(ref, propagation=propagation)
+        metrics.DRIFT_REPAIRS.labels(kind=ref.kind, action="recreate").inc()
+        self._repaired(
+            seen, ref, f"{refused.summary}; deleted (propagation {propagation}) to be created anew"
+        )
+        if remaining is not None:
+            seen.waiting.append(ref)  # created by a later pass, once the old object is gone
+            return remaining
+        return self._children.apply(manifest)
+
+    def _repaired(self, seen: _Pass, ref: ObjectRef, what: str) -> None:
+        """A Normal Event on the tenant saying what a drift repair did to one of its children."""
+        self.post_event(
+            seen.tenant, reason="DriftRepaired", message=f"{ref.kind} {ref.name}: {what}"
+        )
+
+    def _prune(self, tenant: Tenant, child: Child, seen: _Pass) -> None:
+        """Delete a child the tenant no longer wants, if it is this tenant's."""
+        ref = _ref(tenant, child)
+        try:
+            live = self._children.get(ref)
+            if live is None or tenant.paused or _terminating(live) or not _owned_by(live, tenant):
+                return
+            log.info("deleting %s", ref)
+            self._children.delete(ref)
+        except KubeError as error:
+            self._failed(ref, error, seen)
 
     def post_event(
         self, tenant: Tenant, *, reason: str, message: str, warning: bool = False
     ) -> None:
         now = self._clock()
-        self._kube.post_event(
+        self._api.post_event(
             {
                 "apiVersion": "v1",
                 "kind": "Event",
@@ -329,8 +521,8 @@ class TenantReconciler:
         )
 
 
-def _ready_reason(status: Mapping[str, Any]) -> str | None:
+def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     for condition in status.get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return str(condition.get("reason"))
-    return None
+        if condition.get("type") == kind:
+            return dict(condition)
+    return {}

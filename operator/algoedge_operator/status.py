@@ -21,7 +21,9 @@ class ComponentState:
 
 @dataclass(frozen=True)
 class Problem:
-    """Why a reconcile could not deploy (no partial deployment happened)."""
+    """Why the tenant is not as its spec asks: a Secret it references is missing or invalid
+    (nothing was written), or some children could not be written (``ApplyFailed``; every other
+    child was)."""
 
     reason: str
     message: str

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,6 +27,7 @@ from algoedge_operator.builders.config import INTERNAL_KEYS, config_data
 from algoedge_operator.builders.pgbouncer import CLIENT_URL_KEY, client_database_url
 from algoedge_operator.builders.redis import redis_url
 from algoedge_operator.builders.workers import beat_deployment, worker_deployment
+from algoedge_operator.model import Tenant
 from algoedge_operator.reconcile import generate_secret_value
 
 from tests.unit.operator.support import DATABASE, TARGETS, container, tenant, tenant_secrets
@@ -153,15 +156,75 @@ def test_should_probe_the_port_and_file_the_app_uses() -> None:
     assert "ALGOEDGE_HEARTBEAT_FILE" not in worker_environment(), "the app's default is the one"
 
 
-def test_should_default_the_worker_queues_as_the_app_does() -> None:
-    queues = spec_schema()["properties"]["workers"]["properties"]["queues"]
-    assert queues["default"] == list(ServiceSettings.model_fields["worker_queues"].default)
+#: Every spec field whose default the app repeats: the CRD's default, rendered by the operator into
+#: the variable, must be what the app assumes when the variable is unset.
+SHARED_DEFAULTS: list[tuple[str, str, type[ServiceSettings], str]] = [
+    ("logLevel", "ALGOEDGE_LOG_LEVEL", ApiSettings, "log_level"),
+    ("rateLimits.perUser", "ALGOEDGE_RATE_LIMIT_PER_USER", ApiSettings, "rate_limit_per_user"),
+    ("rateLimits.perIP", "ALGOEDGE_RATE_LIMIT_PER_IP", ApiSettings, "rate_limit_per_ip"),
+    ("rateLimits.auth", "ALGOEDGE_RATE_LIMIT_AUTH", ApiSettings, "rate_limit_auth"),
+    ("workers.queues", "ALGOEDGE_WORKER_QUEUES", ServiceSettings, "worker_queues"),
+    ("workers.concurrency", "ALGOEDGE_WORKER_CONCURRENCY", WorkerSettings, "worker_concurrency"),
+    ("reports.dailyAt", "ALGOEDGE_REPORT_DAILY_AT", BeatSettings, "report_daily_at"),
+]
 
 
-def test_should_default_the_daily_report_time_as_beat_does() -> None:
-    daily_at = spec_schema()["properties"]["reports"]["properties"]["dailyAt"]
-    default = BeatSettings.model_fields["report_daily_at"].default
-    assert daily_at["default"] == default.strftime("%H:%M")
+def crd_default(path: str) -> Any:
+    """The CRD's default at ``path``; for an object, its leaves' defaults."""
+    node: dict[str, Any] = spec_schema()
+    for part in path.split("."):
+        node = node["properties"][part]
+    if "default" in node and node.get("type") != "object":
+        return node["default"]
+    return {name: field["default"] for name, field in node["properties"].items()}
+
+
+def with_value(path: str, value: Any) -> dict[str, Any]:
+    """A spec fragment setting ``path`` to ``value``."""
+    fragment: Any = value
+    for part in reversed(path.split(".")):
+        fragment = {part: fragment}
+    return dict(fragment)
+
+
+def operator_environment(aet: Tenant) -> dict[str, str]:
+    """Every literal variable an app pod of ``aet`` gets: the ConfigMap, then the worker's env."""
+    worker = container(worker_deployment(aet, tenant_secrets(), TARGETS), "worker")
+    return {**config_data(aet), **{e["name"]: e["value"] for e in worker["env"] if "value" in e}}
+
+
+@pytest.mark.parametrize(
+    ("path", "variable", "settings", "field"), SHARED_DEFAULTS, ids=[d[0] for d in SHARED_DEFAULTS]
+)
+def test_should_default_shared_settings_as_the_app_does(
+    path: str, variable: str, settings: type[ServiceSettings], field: str
+) -> None:
+    """Explicitly the CRD's value (not the operator model's copy of it), through the operator's
+    rendering, read by the app's own parser."""
+    rendered = operator_environment(tenant(**with_value(path, crd_default(path))))[variable]
+    env = {**pod_environment(), **worker_environment(), variable: rendered}
+    parsed = getattr(load_settings(settings, env), field)
+    assert parsed == settings.model_fields[field].default, f"{path}: CRD {rendered!r}"
+
+
+def test_should_compare_every_default_the_operator_renders_from_the_spec() -> None:
+    """A spec field the ConfigMap carries by default but SHARED_DEFAULTS forgot would escape."""
+    fixed_by_the_operator = {"ALGOEDGE_HTTP_PORT"}
+    rendered = set(config_data(tenant())) - fixed_by_the_operator
+    assert rendered <= {variable for _, variable, _, _ in SHARED_DEFAULTS}
+
+
+def test_should_import_nothing_of_the_app_that_the_operator_image_lacks() -> None:
+    """The operator image installs none of the app's extras: only the stdlib URL rules may come."""
+    code = (
+        "import sys, algoedge_operator; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('algoedge', 'redis', 'aiopg', 'socketio', 'celery', 'cryptography')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "['algoedge', 'algoedge.urls']"
 
 
 def _app_accepts(

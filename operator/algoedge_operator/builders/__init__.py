@@ -1,8 +1,15 @@
-"""Pure builders: a tenant and its inputs in, the manifests of every child out (no I/O, clock or randomness)."""
+"""Pure builders: a tenant and its inputs in, the manifests of every child out (no I/O, clock or randomness).
+
+:data:`CHILDREN` is the one declaration of the children a tenant can have. The desired children,
+the ones to prune, the workloads the status reports, the replicas the scalers own and the kinds
+the informers watch are all derived from it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from algoedge_operator.builders.api import (
     api_autoscaler,
@@ -38,6 +45,9 @@ from algoedge_operator.builders.workers import beat_deployment, worker_deploymen
 from algoedge_operator.model import DatabaseTarget, Tenant
 
 __all__ = [
+    "CHILDREN",
+    "BuildInputs",
+    "Child",
     "ChildKey",
     "DatabaseTarget",
     "Images",
@@ -46,7 +56,9 @@ __all__ = [
     "TenantSecrets",
     "desired_children",
     "key_of",
-    "possible_children",
+    "prunable_children",
+    "wanted_children",
+    "watched_kinds",
 ]
 
 
@@ -63,48 +75,140 @@ def key_of(manifest: Manifest) -> ChildKey:
     return ChildKey(manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"])
 
 
+@dataclass(frozen=True)
+class BuildInputs:
+    """Everything besides the tenant that a builder may read."""
+
+    secrets: TenantSecrets
+    targets: ScaleTargets
+    images: Images
+
+
+def _always(_: Tenant) -> bool:
+    return True
+
+
+def _managed_redis(tenant: Tenant) -> bool:
+    return tenant.spec.redis.mode == "managed"
+
+
+def _beat_enabled(tenant: Tenant) -> bool:
+    return tenant.spec.beat_enabled
+
+
+@dataclass(frozen=True)
+class Child:
+    """One child a tenant can have: ``<tenant>-<component>`` of ``kind``."""
+
+    api_version: str
+    kind: str
+    component: str
+    build: Callable[[Tenant, BuildInputs], Manifest]
+    #: Whether this tenant has it; children a tenant stops wanting are deleted.
+    wanted: Callable[[Tenant], bool] = _always
+    #: A Deployment or StatefulSet whose readiness the status reports under ``component``.
+    workload: bool = False
+    #: The :class:`ScaleTargets` field that sets its replicas (None: fixed, or the HPA's).
+    scaled_by: Literal["workers", "bridge"] | None = None
+    #: A StatefulSet whose volume claims hold data. When only a new object can undo drift (an
+    #: immutable field changed) it is not simply deleted: its claims are released first, and the
+    #: old object is deleted leaving pods and claims for the new one to adopt.
+    keeps_volumes: bool = False
+
+    def key(self, tenant: Tenant) -> ChildKey:
+        return ChildKey(self.api_version, self.kind, child_name(tenant, self.component))
+
+
+#: Every child, in apply order (configuration before the workloads that read it).
+CHILDREN: tuple[Child, ...] = (
+    Child("v1", "ConfigMap", "config", lambda t, _: config_map(t)),
+    Child("v1", "Secret", "internal", lambda t, i: internal_secret(t, i.secrets)),
+    Child("v1", "ConfigMap", "pgbouncer", lambda t, i: pgbouncer_config_map(t, i.secrets.database)),
+    Child("v1", "Secret", "pgbouncer", lambda t, i: pgbouncer_secret(t, i.secrets.database)),
+    Child("v1", "Service", "pgbouncer", lambda t, _: pgbouncer_service(t)),
+    Child(
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        "pgbouncer",
+        lambda t, _: ingress_only_from_tenant(t, "pgbouncer", port=PGBOUNCER_PORT),
+    ),
+    Child(
+        "apps/v1",
+        "Deployment",
+        "pgbouncer",
+        lambda t, i: pgbouncer_deployment(t, i.secrets.database, i.images),
+        workload=True,
+    ),
+    Child("v1", "ConfigMap", "redis", lambda t, _: redis_config_map(t), wanted=_managed_redis),
+    Child("v1", "Secret", "redis", lambda t, i: redis_secret(t, i.secrets), wanted=_managed_redis),
+    Child("v1", "Service", "redis", lambda t, _: redis_service(t), wanted=_managed_redis),
+    Child(
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        "redis",
+        lambda t, _: ingress_only_from_tenant(t, "redis", port=REDIS_PORT),
+        wanted=_managed_redis,
+    ),
+    Child(
+        "apps/v1",
+        "StatefulSet",
+        "redis",
+        lambda t, i: redis_stateful_set(t, i.secrets, i.images),
+        wanted=_managed_redis,
+        workload=True,
+        # Its volume claim holds the tenant's sessions, queues and rate limits.
+        keeps_volumes=True,
+    ),
+    Child("v1", "Service", "api", lambda t, _: api_service(t)),
+    Child("apps/v1", "Deployment", "api", lambda t, i: api_deployment(t, i.secrets), workload=True),
+    Child("autoscaling/v2", "HorizontalPodAutoscaler", "api", lambda t, _: api_autoscaler(t)),
+    Child("policy/v1", "PodDisruptionBudget", "api", lambda t, _: api_disruption_budget(t)),
+    Child(
+        "apps/v1",
+        "Deployment",
+        "worker",
+        lambda t, i: worker_deployment(t, i.secrets, i.targets),
+        workload=True,
+        scaled_by="workers",
+    ),
+    Child(
+        "apps/v1",
+        "Deployment",
+        "beat",
+        lambda t, i: beat_deployment(t, i.secrets),
+        wanted=_beat_enabled,
+        workload=True,
+    ),
+    Child("v1", "Service", "bridge", lambda t, _: bridge_service(t)),
+    Child(
+        "apps/v1",
+        "StatefulSet",
+        "bridge",
+        lambda t, i: bridge_stateful_set(t, i.secrets, i.targets),
+        workload=True,
+        scaled_by="bridge",
+    ),
+)
+
+
+def wanted_children(tenant: Tenant) -> list[Child]:
+    """The children this tenant should have, in apply order."""
+    return [child for child in CHILDREN if child.wanted(tenant)]
+
+
+def prunable_children(tenant: Tenant) -> list[Child]:
+    """Children this tenant does not want (now): the reconciler deletes them if they exist."""
+    return [child for child in CHILDREN if not child.wanted(tenant)]
+
+
 def desired_children(
     tenant: Tenant, *, secrets: TenantSecrets, targets: ScaleTargets, images: Images
 ) -> list[Manifest]:
-    """Every child the tenant should have, in apply order (config before its consumers)."""
-    children: list[Manifest] = [
-        config_map(tenant),
-        internal_secret(tenant, secrets),
-        pgbouncer_config_map(tenant, secrets.database),
-        pgbouncer_secret(tenant, secrets.database),
-        pgbouncer_service(tenant),
-        ingress_only_from_tenant(tenant, "pgbouncer", port=PGBOUNCER_PORT),
-        pgbouncer_deployment(tenant, secrets.database, images),
-    ]
-    if tenant.spec.redis.mode == "managed":
-        children += [
-            redis_config_map(tenant),
-            redis_secret(tenant, secrets),
-            redis_service(tenant),
-            ingress_only_from_tenant(tenant, "redis", port=REDIS_PORT),
-            redis_stateful_set(tenant, secrets, images),
-        ]
-    children += [
-        api_service(tenant),
-        api_deployment(tenant, secrets),
-        api_autoscaler(tenant),
-        api_disruption_budget(tenant),
-        worker_deployment(tenant, secrets, targets),
-    ]
-    if tenant.spec.beat_enabled:
-        children.append(beat_deployment(tenant, secrets))
-    children += [bridge_service(tenant), bridge_stateful_set(tenant, secrets, targets)]
-    return children
+    """Every child the tenant should have, in apply order."""
+    inputs = BuildInputs(secrets=secrets, targets=targets, images=images)
+    return [child.build(tenant, inputs) for child in wanted_children(tenant)]
 
 
-def possible_children(tenant: Tenant) -> list[ChildKey]:
-    """Children that exist only for some specs; the reconciler deletes them when not desired."""
-    redis = child_name(tenant, "redis")
-    return [
-        ChildKey("apps/v1", "Deployment", child_name(tenant, "beat")),
-        ChildKey("v1", "ConfigMap", redis),
-        ChildKey("v1", "Secret", redis),
-        ChildKey("v1", "Service", redis),
-        ChildKey("networking.k8s.io/v1", "NetworkPolicy", redis),
-        ChildKey("apps/v1", "StatefulSet", redis),
-    ]
+def watched_kinds() -> tuple[tuple[str, str], ...]:
+    """(apiVersion, kind) of every child, once each: what the informers list and watch."""
+    return tuple(dict.fromkeys((child.api_version, child.kind) for child in CHILDREN))

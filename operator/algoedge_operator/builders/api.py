@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from algoedge_operator.builders.app import app_container, app_pod_template
+from algoedge_operator.builders.app import app_container, app_volumes
 from algoedge_operator.builders.common import (
+    APP_UID,
     HTTP_PORT,
     Manifest,
     TenantSecrets,
     child_name,
     metadata,
+    pod_template,
     selector_labels,
     service_manifest,
 )
@@ -77,10 +79,12 @@ def api_deployment(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
             },
-            "template": app_pod_template(
+            "template": pod_template(
                 tenant,
                 COMPONENT,
+                uid=APP_UID,
                 config_checksum=app_checksum(tenant, secrets),
+                volumes=app_volumes(),
                 # `algoedge migrate` runs before every new API pod serves; it is idempotent and
                 # safe in parallel (advisory lock), so a scale-up costs one no-op run.
                 init_containers=[migrate],

@@ -1,18 +1,11 @@
-"""Containers and pod templates for the app's own processes (api, migrate, worker, beat, bridge)."""
+"""Containers of the app's own processes (api, migrate, worker, beat, bridge); their pods come from
+:func:`algoedge_operator.builders.common.pod_template` with :func:`app_volumes`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from algoedge_operator.builders.common import (
-    APP_UID,
-    CHECKSUM_ANNOTATION,
-    container_security_context,
-    labels,
-    pod_spec_defaults,
-    selector_labels,
-    tmp_volume,
-)
+from algoedge_operator.builders.common import container_security_context, tmp_volume
 from algoedge_operator.builders.config import app_env, app_env_from
 from algoedge_operator.model import Tenant
 from algoedge_operator.profile import Resources
@@ -49,40 +42,7 @@ def app_container(
     return container
 
 
-def app_pod_template(
-    tenant: Tenant,
-    component: str,
-    *,
-    config_checksum: str,
-    containers: list[dict[str, Any]],
-    version: str | None = None,
-    init_containers: list[dict[str, Any]] | None = None,
-    termination_grace_seconds: int = 30,
-    extra_volumes: list[dict[str, Any]] | None = None,
-    spread: bool = False,
-) -> dict[str, Any]:
+def app_volumes(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """An app pod's volumes: the writable /tmp every app container mounts, then ``extra``."""
     tmp, _ = tmp_volume()
-    spec: dict[str, Any] = {
-        **pod_spec_defaults(APP_UID),
-        "terminationGracePeriodSeconds": termination_grace_seconds,
-        "containers": containers,
-        "volumes": [tmp, *(extra_volumes or [])],
-    }
-    if init_containers:
-        spec["initContainers"] = init_containers
-    if spread:
-        spec["topologySpreadConstraints"] = [
-            {
-                "maxSkew": 1,
-                "topologyKey": "kubernetes.io/hostname",
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": selector_labels(tenant, component)},
-            }
-        ]
-    return {
-        "metadata": {
-            "labels": labels(tenant, component, version=version),
-            "annotations": {CHECKSUM_ANNOTATION: config_checksum},
-        },
-        "spec": spec,
-    }
+    return [tmp, *extra]

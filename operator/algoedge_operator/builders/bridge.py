@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from algoedge_operator.builders.app import app_container, app_pod_template
+from algoedge_operator.builders.app import app_container, app_volumes
 from algoedge_operator.builders.common import (
+    APP_UID,
     Manifest,
     ScaleTargets,
     TenantSecrets,
     child_name,
     image_version,
     metadata,
+    pod_template,
     selector_labels,
     service_manifest,
 )
@@ -64,14 +66,15 @@ def bridge_stateful_set(tenant: Tenant, secrets: TenantSecrets, targets: ScaleTa
             # Bridge pods are independent shards: start and stop them all at once.
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": selector_labels(tenant, COMPONENT)},
-            "template": app_pod_template(
+            "template": pod_template(
                 tenant,
                 COMPONENT,
+                uid=APP_UID,
                 version=version,
                 config_checksum=app_checksum(tenant, secrets),
                 containers=[container],
+                volumes=app_volumes({"name": "workdir", "emptyDir": {"sizeLimit": "1Gi"}}),
                 termination_grace_seconds=60,
-                extra_volumes=[{"name": "workdir", "emptyDir": {"sizeLimit": "1Gi"}}],
             ),
         },
     }

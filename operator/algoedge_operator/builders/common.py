@@ -19,6 +19,10 @@ from algoedge_operator.model import API_VERSION, KIND, DatabaseTarget, Tenant
 Manifest = dict[str, Any]
 
 MANAGER = "algoedge-operator"
+#: Every child carries ``MANAGED_BY_LABEL: MANAGER``; the informers select on it.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+#: Names the tenant a child belongs to.
+INSTANCE_LABEL = "app.kubernetes.io/instance"
 #: Pod template annotation: a hash of every config and secret value the pods read.
 CHECKSUM_ANNOTATION = "algoedge.io/config-checksum"
 
@@ -75,14 +79,14 @@ def selector_labels(tenant: Tenant, component: str) -> dict[str, str]:
     """The immutable subset used in selectors (a Deployment's selector cannot change)."""
     return {
         "app.kubernetes.io/name": "algoedge",
-        "app.kubernetes.io/instance": tenant.name,
+        INSTANCE_LABEL: tenant.name,
         "app.kubernetes.io/component": component,
     }
 
 
 def tenant_pod_labels(tenant: Tenant) -> dict[str, str]:
     """Matches every pod of the tenant (NetworkPolicy peers)."""
-    return {"app.kubernetes.io/name": "algoedge", "app.kubernetes.io/instance": tenant.name}
+    return {"app.kubernetes.io/name": "algoedge", INSTANCE_LABEL: tenant.name}
 
 
 def image_version(image: str) -> str:
@@ -96,7 +100,7 @@ def image_version(image: str) -> str:
 def labels(tenant: Tenant, component: str, *, version: str | None = None) -> dict[str, str]:
     result = {
         **selector_labels(tenant, component),
-        "app.kubernetes.io/managed-by": MANAGER,
+        MANAGED_BY_LABEL: MANAGER,
         "app.kubernetes.io/part-of": "algoedge",
     }
     result["app.kubernetes.io/version"] = version or image_version(tenant.spec.image)
@@ -155,12 +159,66 @@ def pod_spec_defaults(uid: int) -> dict[str, Any]:
     }
 
 
+def pod_template(
+    tenant: Tenant,
+    component: str,
+    *,
+    uid: int,
+    config_checksum: str,
+    containers: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+    version: str | None = None,
+    init_containers: list[dict[str, Any]] | None = None,
+    termination_grace_seconds: int = 30,
+    spread: bool = False,
+) -> dict[str, Any]:
+    """The pod template of every tenant workload: labels, the config checksum that rolls the pods
+    on any config or secret change, the shared pod settings running as ``uid``, and optionally a
+    spread over nodes."""
+    spec: dict[str, Any] = {
+        **pod_spec_defaults(uid),
+        "terminationGracePeriodSeconds": termination_grace_seconds,
+        "containers": containers,
+        "volumes": volumes,
+    }
+    if init_containers:
+        spec["initContainers"] = init_containers
+    if spread:
+        spec["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector_labels(tenant, component)},
+            }
+        ]
+    return {
+        "metadata": {
+            "labels": labels(tenant, component, version=version),
+            "annotations": {CHECKSUM_ANNOTATION: config_checksum},
+        },
+        "spec": spec,
+    }
+
+
 def tmp_volume() -> tuple[dict[str, Any], dict[str, Any]]:
     """A writable /tmp for read-only root filesystems: (volume, mount)."""
     return (
         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a pod-private emptyDir
     )
+
+
+def own_file_volumes(name: str, *, key_volume: str, key: str) -> list[dict[str, Any]]:
+    """Volumes of a third-party workload (Redis, pgBouncer) that reads its config from files:
+    ConfigMap ``name`` as ``config``, the one ``key`` of Secret ``name`` as ``key_volume``, and
+    the writable /tmp."""
+    tmp, _ = tmp_volume()
+    return [
+        {"name": "config", "configMap": {"name": name}},
+        {"name": key_volume, "secret": {"secretName": name, "items": [{"key": key, "path": key}]}},
+        tmp,
+    ]
 
 
 def checksum(parts: Iterable[Mapping[str, Any]]) -> str:

@@ -6,7 +6,6 @@ from typing import Any
 from urllib.parse import quote
 
 from algoedge_operator.builders.common import (
-    CHECKSUM_ANNOTATION,
     PGBOUNCER_PORT,
     PGBOUNCER_UID,
     Images,
@@ -16,7 +15,8 @@ from algoedge_operator.builders.common import (
     container_security_context,
     image_version,
     metadata,
-    pod_spec_defaults,
+    own_file_volumes,
+    pod_template,
     secret_manifest,
     selector_labels,
     service_manifest,
@@ -108,7 +108,7 @@ def pgbouncer_service(tenant: Tenant) -> Manifest:
 def pgbouncer_deployment(tenant: Tenant, database: DatabaseTarget, images: Images) -> Manifest:
     name = child_name(tenant, COMPONENT)
     version = image_version(images.pgbouncer)
-    tmp, tmp_mount = tmp_volume()
+    _, tmp_mount = tmp_volume()
     config_checksum = checksum(
         [
             {CONFIG_KEY: pgbouncer_config(tenant, database)},
@@ -136,7 +136,6 @@ def pgbouncer_deployment(tenant: Tenant, database: DatabaseTarget, images: Image
             tmp_mount,
         ],
     }
-    pod_labels = metadata(tenant, COMPONENT, version=version)["labels"]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -148,35 +147,15 @@ def pgbouncer_deployment(tenant: Tenant, database: DatabaseTarget, images: Image
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
-            "template": {
-                "metadata": {
-                    "labels": pod_labels,
-                    "annotations": {CHECKSUM_ANNOTATION: config_checksum},
-                },
-                "spec": {
-                    **pod_spec_defaults(PGBOUNCER_UID),
-                    "terminationGracePeriodSeconds": 30,
-                    "topologySpreadConstraints": [
-                        {
-                            "maxSkew": 1,
-                            "topologyKey": "kubernetes.io/hostname",
-                            "whenUnsatisfiable": "ScheduleAnyway",
-                            "labelSelector": {"matchLabels": selector_labels(tenant, COMPONENT)},
-                        }
-                    ],
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": name}},
-                        {
-                            "name": "secret",
-                            "secret": {
-                                "secretName": name,
-                                "items": [{"key": USERLIST_KEY, "path": USERLIST_KEY}],
-                            },
-                        },
-                        tmp,
-                    ],
-                },
-            },
+            "template": pod_template(
+                tenant,
+                COMPONENT,
+                uid=PGBOUNCER_UID,
+                version=version,
+                config_checksum=config_checksum,
+                containers=[container],
+                volumes=own_file_volumes(name, key_volume="secret", key=USERLIST_KEY),
+                spread=True,
+            ),
         },
     }

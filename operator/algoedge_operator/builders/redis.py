@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from algoedge_operator.builders.common import (
-    CHECKSUM_ANNOTATION,
     REDIS_PORT,
     REDIS_UID,
     Images,
@@ -16,7 +15,8 @@ from algoedge_operator.builders.common import (
     container_security_context,
     image_version,
     metadata,
-    pod_spec_defaults,
+    own_file_volumes,
+    pod_template,
     secret_manifest,
     selector_labels,
     service_manifest,
@@ -92,8 +92,9 @@ def redis_stateful_set(tenant: Tenant, secrets: TenantSecrets, images: Images) -
     if secrets.redis_password is None:
         raise ValueError("managed Redis needs a generated password")
     name = child_name(tenant, COMPONENT)
+    version = image_version(images.redis)
     memory = f"{tenant.spec.redis.max_memory_mib + REDIS_OVERHEAD_MIB}Mi"
-    tmp, tmp_mount = tmp_volume()
+    _, tmp_mount = tmp_volume()
     config_checksum = checksum(
         [
             {CONFIG_KEY: redis_config(tenant)},
@@ -142,7 +143,7 @@ def redis_stateful_set(tenant: Tenant, secrets: TenantSecrets, images: Images) -
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": metadata(tenant, COMPONENT, version=image_version(images.redis)),
+        "metadata": metadata(tenant, COMPONENT, version=version),
         "spec": {
             "serviceName": name,
             "replicas": 1,
@@ -152,30 +153,15 @@ def redis_stateful_set(tenant: Tenant, secrets: TenantSecrets, images: Images) -
                 "whenDeleted": "Delete",
                 "whenScaled": "Retain",
             },
-            "template": {
-                "metadata": {
-                    "labels": metadata(tenant, COMPONENT, version=image_version(images.redis))[
-                        "labels"
-                    ],
-                    "annotations": {CHECKSUM_ANNOTATION: config_checksum},
-                },
-                "spec": {
-                    **pod_spec_defaults(REDIS_UID),
-                    "terminationGracePeriodSeconds": 30,
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": name}},
-                        {
-                            "name": "auth",
-                            "secret": {
-                                "secretName": name,
-                                "items": [{"key": AUTH_KEY, "path": AUTH_KEY}],
-                            },
-                        },
-                        tmp,
-                    ],
-                },
-            },
+            "template": pod_template(
+                tenant,
+                COMPONENT,
+                uid=REDIS_UID,
+                version=version,
+                config_checksum=config_checksum,
+                containers=[container],
+                volumes=own_file_volumes(name, key_volume="auth", key=AUTH_KEY),
+            ),
             "volumeClaimTemplates": [
                 {
                     "metadata": {"name": "data", "labels": selector_labels(tenant, COMPONENT)},

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from algoedge_operator.builders.app import app_container, app_pod_template
+from algoedge_operator.builders.app import app_container, app_volumes
 from algoedge_operator.builders.common import (
+    APP_UID,
     METRICS_PORT,
     Manifest,
     ScaleTargets,
     TenantSecrets,
     metadata,
+    pod_template,
     selector_labels,
 )
 from algoedge_operator.builders.config import (
@@ -112,11 +114,13 @@ def worker_deployment(tenant: Tenant, secrets: TenantSecrets, targets: ScaleTarg
         "spec": {
             "replicas": targets.workers,
             "selector": {"matchLabels": selector_labels(tenant, WORKER_COMPONENT)},
-            "template": app_pod_template(
+            "template": pod_template(
                 tenant,
                 WORKER_COMPONENT,
+                uid=APP_UID,
                 config_checksum=worker_checksum(tenant, secrets),
                 containers=[container],
+                volumes=app_volumes(),
                 # On scale-in, running tasks get the soft shutdown to finish; the rest go back
                 # to the queue within the margin.
                 termination_grace_seconds=WORKER_GRACE_SECONDS,
@@ -138,11 +142,13 @@ def beat_deployment(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
             "selector": {"matchLabels": selector_labels(tenant, BEAT_COMPONENT)},
             # Two beats at once would schedule every periodic task twice.
             "strategy": {"type": "Recreate"},
-            "template": app_pod_template(
+            "template": pod_template(
                 tenant,
                 BEAT_COMPONENT,
+                uid=APP_UID,
                 config_checksum=app_checksum(tenant, secrets),
                 containers=[container],
+                volumes=app_volumes(),
             ),
         },
     }

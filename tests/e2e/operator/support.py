@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from tests.controlplane.pytest_plugin import wait_until as wait_until  # re-expo
 GROUP, VERSION, PLURAL = "algoedge.io", "v1alpha1", "algoedgetenants"
 IMAGE = "registry.example.com/algoedge:1.0.0"
 BRIDGE_IMAGE = "registry.example.com/algoedge-bridge:1.0.0"
+PAUSED = "algoedge.io/paused"
 DATABASE_URL = "postgresql://acme:s3cret@db.example.com:5432/acme?sslmode=require"
 #: Kinds the operator writes, as the API server names them in apiserver_request_total.
 OPERATOR_RESOURCES = frozenset(
@@ -34,6 +36,11 @@ OPERATOR_RESOURCES = frozenset(
 )
 
 
+def path(namespace: str, api_version: str, plural: str, name: str = "") -> str:
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{base}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+
+
 def raw(
     k8s: KubeCluster,
     method: str,
@@ -45,6 +52,10 @@ def raw(
 ) -> Any:
     """One request with the test's admin credentials; JSON in and out, no typed models."""
     return api_request(k8s.api_client, method, path, body, content_type=content_type, ok=ok)
+
+
+def get(k8s: KubeCluster, namespace: str, api_version: str, plural: str, name: str) -> Any:
+    return raw(k8s, "GET", path(namespace, api_version, plural, name))
 
 
 def tenant_body(name: str, **spec: Any) -> dict[str, Any]:
@@ -93,6 +104,50 @@ def patch_tenant(k8s: KubeCluster, namespace: str, name: str, patch: dict[str, A
         patch,
         content_type="application/merge-patch+json",
     )
+
+
+def ready_tenant(
+    k8s: KubeCluster, namespace: str, name: str = "acme", **spec: Any
+) -> dict[str, Any]:
+    create_db_secret(k8s, namespace, f"{name}-db")
+    create_tenant(k8s, namespace, name, **spec)
+    return wait_ready(k8s, namespace, name)
+
+
+def wait_ready(k8s: KubeCluster, namespace: str, name: str = "acme") -> dict[str, Any]:
+    """The tenant's Ready condition once it is True."""
+    return wait_until(
+        "the tenant to be Ready",
+        condition_is(k8s, namespace, name, "Ready", "True"),
+        timeout=180,
+    )
+
+
+def pause(k8s: KubeCluster, namespace: str, name: str = "acme") -> None:
+    """Annotate the tenant paused and wait until the operator says so."""
+    patch_tenant(k8s, namespace, name, {"metadata": {"annotations": {PAUSED: "true"}}})
+    wait_until(
+        "the status to say Paused",
+        condition_is(k8s, namespace, name, "Progressing", "False", "Paused"),
+        timeout=60,
+    )
+
+
+def resume(k8s: KubeCluster, namespace: str, name: str = "acme") -> None:
+    patch_tenant(k8s, namespace, name, {"metadata": {"annotations": {PAUSED: None}}})
+
+
+def checksum(k8s: KubeCluster, namespace: str, name: str) -> str:
+    """The config checksum on the pod template of Deployment ``name``."""
+    deployment = get(k8s, namespace, "apps/v1", "deployments", name)
+    return str(
+        deployment["spec"]["template"]["metadata"]["annotations"]["algoedge.io/config-checksum"]
+    )
+
+
+def events(k8s: KubeCluster, namespace: str, reason: str) -> list[dict[str, Any]]:
+    listed = raw(k8s, "GET", f"/api/v1/namespaces/{namespace}/events")["items"]
+    return [e for e in listed if e.get("reason") == reason]
 
 
 def condition(tenant: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -154,6 +209,23 @@ def api_server_writes(k8s: KubeCluster) -> int:
                 continue
             total += int(sample.value)
     return total
+
+
+def settled(k8s: KubeCluster) -> int:
+    """Wait until one resync period passes without a write (HPA and rollout effects end); the
+    API server's write count then. The counters are cluster-wide: an earlier test's namespace
+    still being emptied by the namespace controller would count its deletes, so wait for that to
+    finish too."""
+
+    def quiet_window() -> int | None:
+        namespaces = k8s.core.list_namespace().items
+        if any(ns.status and ns.status.phase == "Terminating" for ns in namespaces):
+            return None
+        before = api_server_writes(k8s)
+        time.sleep(2.5)
+        return before if api_server_writes(k8s) == before else None
+
+    return wait_until("the tenant to settle", quiet_window, timeout=120)
 
 
 def operator_counters(metrics_url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

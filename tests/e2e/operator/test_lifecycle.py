@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
@@ -11,15 +10,23 @@ from tests.controlplane.pytest_plugin import KubeCluster
 from tests.e2e.operator.conftest import Operator
 from tests.e2e.operator.support import (
     api_server_writes,
+    checksum,
     condition_is,
     create_db_secret,
     create_tenant,
     exists,
+    get,
     operator_counters,
     patch_tenant,
+    path,
+    pause,
     raw,
     read_tenant,
+    ready_tenant,
+    resume,
     secret_value,
+    settled,
+    wait_ready,
     wait_until,
 )
 
@@ -35,40 +42,12 @@ CHILDREN = {
 }
 
 
-def path(namespace: str, api_version: str, plural: str, name: str = "") -> str:
-    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return f"{base}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
-
-
-def get(k8s: KubeCluster, namespace: str, api_version: str, plural: str, name: str) -> Any:
-    return raw(k8s, "GET", path(namespace, api_version, plural, name))
-
-
 def any_child_exists(k8s: KubeCluster, namespace: str) -> bool:
     for (api_version, plural), names in CHILDREN.items():
         listed = raw(k8s, "GET", path(namespace, api_version, plural))["items"]
         if {item["metadata"]["name"] for item in listed} & set(names):
             return True
     return False
-
-
-def ready_tenant(
-    k8s: KubeCluster, namespace: str, name: str = "acme", **spec: Any
-) -> dict[str, Any]:
-    create_db_secret(k8s, namespace, f"{name}-db")
-    create_tenant(k8s, namespace, name, **spec)
-    return wait_until(
-        "the tenant to become Ready",
-        condition_is(k8s, namespace, name, "Ready", "True"),
-        timeout=180,
-    )
-
-
-def checksum(k8s: KubeCluster, namespace: str, name: str) -> str:
-    deployment = get(k8s, namespace, "apps/v1", "deployments", name)
-    return str(
-        deployment["spec"]["template"]["metadata"]["annotations"]["algoedge.io/config-checksum"]
-    )
 
 
 def test_creates_every_child_labelled_owned_and_hardened_then_ready(
@@ -187,14 +166,7 @@ def test_paused_tenant_gets_no_writes_then_catches_up(
     k8s: KubeCluster, namespace: str, operator: Operator
 ) -> None:
     ready_tenant(k8s, namespace)
-    patch_tenant(
-        k8s, namespace, "acme", {"metadata": {"annotations": {"algoedge.io/paused": "true"}}}
-    )
-    wait_until(
-        "the status to say Paused",
-        condition_is(k8s, namespace, "acme", "Progressing", "False", "Paused"),
-        timeout=60,
-    )
+    pause(k8s, namespace)
     patch_tenant(k8s, namespace, "acme", {"spec": {"logLevel": "DEBUG"}})
     raw(k8s, "DELETE", path(namespace, "v1", "services", "acme-api"))
     time.sleep(6)  # three resync periods in which nothing may be written
@@ -203,9 +175,7 @@ def test_paused_tenant_gets_no_writes_then_catches_up(
         == "INFO"
     )
     assert not exists(lambda: get(k8s, namespace, "v1", "services", "acme-api"))
-    patch_tenant(
-        k8s, namespace, "acme", {"metadata": {"annotations": {"algoedge.io/paused": None}}}
-    )
+    resume(k8s, namespace)
     wait_until(
         "the paused change to be applied",
         lambda: (
@@ -233,11 +203,7 @@ def test_missing_secret_blocks_everything_until_it_appears(
     assert f"{namespace}/acme-db" in found["message"]
     assert not any_child_exists(k8s, namespace)
     create_db_secret(k8s, namespace, "acme-db")
-    wait_until(
-        "the tenant to recover by itself",
-        condition_is(k8s, namespace, "acme", "Ready", "True"),
-        timeout=180,
-    )
+    wait_ready(k8s, namespace)  # recovered by itself
 
 
 def test_deleting_the_tenant_collects_every_child(
@@ -261,23 +227,6 @@ def test_disabling_beat_removes_it(k8s: KubeCluster, namespace: str, operator: O
         lambda: not exists(lambda: get(k8s, namespace, "apps/v1", "deployments", "acme-beat")),
         timeout=60,
     )
-
-
-def settled(k8s: KubeCluster) -> int:
-    """Wait until one resync period passes without a write (HPA and rollout effects end); the
-    API server's write count then. The counters are cluster-wide: an earlier test's namespace
-    still being emptied by the namespace controller would count its deletes, so wait for that to
-    finish too."""
-
-    def quiet_window() -> int | None:
-        namespaces = k8s.core.list_namespace().items
-        if any(ns.status and ns.status.phase == "Terminating" for ns in namespaces):
-            return None
-        before = api_server_writes(k8s)
-        time.sleep(2.5)
-        return before if api_server_writes(k8s) == before else None
-
-    return wait_until("the tenant to settle", quiet_window, timeout=120)
 
 
 def test_steady_state_makes_zero_writes(

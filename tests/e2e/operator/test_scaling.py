@@ -13,6 +13,7 @@ from tests.e2e.operator.support import (
     condition_is,
     create_db_secret,
     create_tenant,
+    events,
     raw,
     read_tenant,
     secret_value,
@@ -23,11 +24,6 @@ from tests.e2e.operator.support import (
 def replicas(k8s: KubeCluster, namespace: str, kind: str, name: str) -> int:
     found = raw(k8s, "GET", f"/apis/apps/v1/namespaces/{namespace}/{kind}/{name}")
     return int(found["spec"]["replicas"])
-
-
-def events(k8s: KubeCluster, namespace: str, reason: str) -> list[dict[str, Any]]:
-    listed = raw(k8s, "GET", f"/api/v1/namespaces/{namespace}/events")["items"]
-    return [e for e in listed if e.get("reason") == reason]
 
 
 def start_tenant(k8s: KubeCluster, namespace: str, capacity: CapacityServer, **spec: Any) -> None:

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from algoedge_operator.builders import desired_children, key_of, possible_children
+from algoedge_operator.builders import (
+    CHILDREN,
+    BuildInputs,
+    TenantSecrets,
+    desired_children,
+    key_of,
+    prunable_children,
+    watched_kinds,
+)
 from algoedge_operator.builders.api import (
     api_autoscaler,
     api_deployment,
@@ -129,7 +138,7 @@ class TestDesiredChildren:
         }
         assert "acme-beat" not in names
         assert "acme-redis" not in names
-        assert {k.name for k in possible_children(t)} == {"acme-beat", "acme-redis"}
+        assert {c.key(t).name for c in prunable_children(t)} == {"acme-beat", "acme-redis"}
 
     def test_should_be_deterministic(self) -> None:
         def build() -> list[Manifest]:
@@ -138,6 +147,57 @@ class TestDesiredChildren:
             )
 
         assert build() == build()
+
+
+class TestChildrenTable:
+    """CHILDREN is the one list of children: each entry builds what it declares."""
+
+    def test_should_build_the_kind_and_name_each_entry_declares(self) -> None:
+        t = tenant()
+        inputs = BuildInputs(secrets=tenant_secrets(), targets=TARGETS, images=IMAGES)
+        for child in CHILDREN:
+            assert key_of(child.build(t, inputs)) == child.key(t)
+
+    def test_should_declare_each_child_once(self) -> None:
+        keys = [child.key(tenant()) for child in CHILDREN]
+        assert len(keys) == len(set(keys))
+
+    def test_should_want_every_child_of_a_full_tenant_and_prune_none(self) -> None:
+        t = tenant()
+        built = desired_children(t, secrets=tenant_secrets(), targets=TARGETS, images=IMAGES)
+        assert [key_of(m) for m in built] == [child.key(t) for child in CHILDREN]
+        assert prunable_children(t) == []
+
+    def test_should_report_the_six_workloads_and_scale_two(self) -> None:
+        workloads = {c.component: c.kind for c in CHILDREN if c.workload}
+        assert workloads == {
+            "api": "Deployment",
+            "worker": "Deployment",
+            "beat": "Deployment",
+            "pgbouncer": "Deployment",
+            "redis": "StatefulSet",
+            "bridge": "StatefulSet",
+        }
+        assert {c.component: c.scaled_by for c in CHILDREN if c.scaled_by} == {
+            "worker": "workers",
+            "bridge": "bridge",
+        }
+
+    def test_should_keep_the_redis_volume_when_recreating_its_stateful_set(self) -> None:
+        keeping = [(c.kind, c.key(tenant()).name) for c in CHILDREN if c.keeps_volumes]
+        assert keeping == [("StatefulSet", "acme-redis")]
+
+    def test_should_watch_each_kind_once(self) -> None:
+        assert watched_kinds() == (
+            ("v1", "ConfigMap"),
+            ("v1", "Secret"),
+            ("v1", "Service"),
+            ("networking.k8s.io/v1", "NetworkPolicy"),
+            ("apps/v1", "Deployment"),
+            ("apps/v1", "StatefulSet"),
+            ("autoscaling/v2", "HorizontalPodAutoscaler"),
+            ("policy/v1", "PodDisruptionBudget"),
+        )
 
 
 class TestConfigMap:
@@ -338,6 +398,19 @@ class TestWorkerDeployment:
         )
         assert pod_checksum(api_deployment(t, before)) == pod_checksum(api_deployment(t, after))
         assert pod_checksum(beat_deployment(t, before)) == pod_checksum(beat_deployment(t, after))
+
+    def test_should_roll_every_app_pod_when_the_external_redis_url_changes(self) -> None:
+        t = tenant(redis={"mode": "external", "external": {"secretRef": {"name": "ext"}}})
+        before = tenant_secrets(redis_password=None, external_redis_digest="a")
+        after = tenant_secrets(redis_password=None, external_redis_digest="b")
+        builds: list[Callable[[TenantSecrets], Manifest]] = [
+            lambda s: api_deployment(t, s),
+            lambda s: worker_deployment(t, s, TARGETS),
+            lambda s: beat_deployment(t, s),
+            lambda s: bridge_stateful_set(t, s, TARGETS),
+        ]
+        for build in builds:
+            assert pod_checksum(build(before)) != pod_checksum(build(after))
 
     def test_should_share_the_apps_checksum_without_an_smtp_secret(self) -> None:
         assert pod_checksum(worker_deployment(tenant(), tenant_secrets(), TARGETS)) == (

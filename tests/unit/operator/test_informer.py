@@ -1,10 +1,14 @@
-"""The informers' store: newest state wins, relists drop what vanished, owners are reported."""
+"""The informers' store (newest state wins, relists drop what vanished, owners are reported) and
+the child cache that wraps the transport with it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from algoedge_operator.informer import ChildStore, owner_of
+from algoedge_operator.informer import ChildCache, ChildStore, owner_of
+from algoedge_operator.kube import ObjectRef
+
+from tests.unit.operator.fake_api import FakeApiServer
 
 
 def obj(name: str, version: int, *, tenant: str = "acme", kind: str = "ConfigMap") -> Any:
@@ -90,3 +94,54 @@ class TestChildStore:
 def test_should_find_the_owner_from_the_instance_label() -> None:
     assert owner_of(obj("acme-config", 1)) == ("trading", "acme")
     assert owner_of({"metadata": {"name": "x", "namespace": "trading"}}) is None
+
+
+CONFIG = ObjectRef("v1", "ConfigMap", "trading", "acme-config")
+
+
+class TestChildCache:
+    def cached(self) -> tuple[FakeApiServer, ChildStore, ChildCache]:
+        server, store = FakeApiServer(), ChildStore()
+        return server, store, ChildCache(server, store)
+
+    def test_should_read_through_the_api_until_the_kind_is_listed(self) -> None:
+        server, store, cache = self.cached()
+        server.put(obj("acme-config", 1))
+        assert cache.get(CONFIG) is not None
+        store.replace("v1", "ConfigMap", [])
+        assert cache.get(CONFIG) is None, "from memory"
+
+    def test_should_confirm_a_miss_with_the_api_when_asked(self) -> None:
+        server, store, cache = self.cached()
+        store.replace("v1", "Secret", [])
+        server.put(obj("acme-internal", 1, kind="Secret"))  # made without the label
+        found = cache.get(
+            ObjectRef("v1", "Secret", "trading", "acme-internal"), verify_absence=True
+        )
+        assert found is not None
+
+    def test_should_keep_its_own_writes(self) -> None:
+        _, store, cache = self.cached()
+        store.replace("v1", "ConfigMap", [])
+        cache.apply(obj("acme-config", 1))
+        assert cache.get(CONFIG) is not None
+        cache.delete(CONFIG)
+        assert cache.get(CONFIG) is None
+
+    def test_should_keep_an_object_whose_deletion_waits(self) -> None:
+        server, store, cache = self.cached()
+        store.replace("apps/v1", "StatefulSet", [])
+        sts = {**obj("acme-redis", 1, kind="StatefulSet"), "apiVersion": "apps/v1", "spec": {}}
+        cache.apply(sts)
+        redis = ObjectRef("apps/v1", "StatefulSet", "trading", "acme-redis")
+        cache.delete(redis, propagation="Orphan")
+        held = cache.get(redis)
+        assert held is not None
+        assert held["metadata"]["deletionTimestamp"]
+        assert server.writes[-1] == ("delete/Orphan", "StatefulSet", "acme-redis")
+
+    def test_should_work_without_a_store(self) -> None:
+        server = FakeApiServer()
+        cache = ChildCache(server)
+        cache.apply(obj("acme-config", 1))
+        assert cache.get(CONFIG) is not None

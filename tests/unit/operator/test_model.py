@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +12,15 @@ import pytest
 import yaml
 from algoedge_operator.model import (
     DAILY_AT_PATTERN,
-    SPEC_DEFAULTS,
     SpecError,
+    SpecFields,
     parse_database_url,
     parse_spec,
     parse_tenant,
 )
 from algoedge_operator.profile import PROFILES, profile_for
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
 
 from tests.unit.operator.support import BASE_SPEC, merged
 
@@ -43,6 +47,32 @@ def leaves(schema: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]
     return found
 
 
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds (also through ``X | None``), None for a leaf."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def model_leaves(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
+    """Dotted CRD path -> the model's default (PydanticUndefined when required) of every leaf."""
+    found: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        path = prefix + (field.alias or name)
+        nested = _submodel(field.annotation)
+        if nested is not None:
+            found.update(model_leaves(nested, path + "."))
+        else:
+            found[path] = field.default
+    return found
+
+
+def jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 class TestCrdConsistency:
     def test_should_default_exactly_what_the_model_defaults(self) -> None:
         crd_defaults = {
@@ -50,14 +80,26 @@ class TestCrdConsistency:
             for path, field in leaves(spec_schema()).items()
             if "default" in field
         }
-        assert crd_defaults == dict(SPEC_DEFAULTS)
+        model_defaults = {
+            path: jsonable(default)
+            for path, default in model_leaves(SpecFields).items()
+            if default is not None and default is not PydanticUndefined
+        }
+        assert crd_defaults == model_defaults
 
-    def test_should_declare_every_field_the_operator_reads(self) -> None:
-        seen: set[str] = set()
-        parse_spec(BASE_SPEC, seen=seen)
-        declared = set(leaves(spec_schema()))
-        assert seen - declared == set()
-        assert declared - seen == set(), "fields in the CRD that the operator ignores"
+    def test_should_model_every_field_of_the_crd(self) -> None:
+        assert set(model_leaves(SpecFields)) == set(leaves(spec_schema()))
+
+    def test_should_require_what_the_crd_requires(self) -> None:
+        required = {
+            path
+            for path, default in model_leaves(SpecFields).items()
+            if default is PydanticUndefined
+        }
+        assert required == {"image", "bridgeImage", "database.secretRef.name"} | {
+            "redis.external.secretRef.name",
+            "mail.smtpSecretRef.name",
+        }
 
     def test_should_check_the_daily_report_time_with_the_crds_pattern(self) -> None:
         assert spec_schema()["properties"]["reports"]["properties"]["dailyAt"]["pattern"] == (
@@ -166,8 +208,37 @@ class TestParseTenant:
             parse_spec(merged(BASE_SPEC, {"reports": {"dailyAt": daily_at}}))
 
     def test_should_refuse_external_redis_without_a_secret(self) -> None:
-        with pytest.raises(SpecError, match=r"redis\.external\.secretRef"):
+        with pytest.raises(SpecError, match=r"^spec\.redis\.external\.secretRef is required"):
             parse_spec(merged(BASE_SPEC, {"redis": {"mode": "external"}}))
+
+    @pytest.mark.parametrize(
+        ("change", "field"),
+        [
+            ({"workers": {"queues": []}}, "spec.workers.queues"),
+            ({"workers": {"concurrency": "4"}}, "spec.workers.concurrency"),
+            ({"rateLimits": {"perIP": {"requests": True}}}, "spec.rateLimits.perIP.requests"),
+            ({"redis": {"maxMemory": "1G"}}, "spec.redis.maxMemory"),
+            ({"database": {"pool": {"mode": "statement"}}}, "spec.database.pool.mode"),
+            ({"beat": {"enabled": "yes"}}, "spec.beat.enabled"),
+            ({"mail": {"form": "a@b.c"}}, "spec.mail.form"),
+        ],
+    )
+    def test_should_name_the_field_it_refuses(self, change: dict[str, Any], field: str) -> None:
+        with pytest.raises(SpecError) as raised:
+            parse_spec(merged(BASE_SPEC, change))
+        assert str(raised.value).startswith(f"{field}: ")
+
+    def test_should_refuse_a_minimum_above_the_maximum(self) -> None:
+        with pytest.raises(SpecError, match=r"^spec\.workers\.minReplicas must not exceed"):
+            parse_spec(merged(BASE_SPEC, {"workers": {"minReplicas": 5, "maxReplicas": 2}}))
+
+    def test_should_fill_what_the_api_server_would_default(self) -> None:
+        spec = parse_spec(BASE_SPEC)
+        assert spec.workers.queues == ("default", "reports", "emails")
+        assert (spec.rate_limits.auth.requests, spec.rate_limits.auth.window_seconds) == (10, 900)
+        assert spec.redis.mode == "managed"
+        assert spec.database.secret.key == "url"
+        assert (spec.trusted_proxies, spec.allowed_origins) == ((), ())
 
 
 class TestParseDatabaseUrl:
@@ -187,6 +258,8 @@ class TestParseDatabaseUrl:
             ("mysql://u:p@h/db", "postgresql://"),
             ("postgresql://u:p@h:99999/db", "port"),
             ("postgresql://u:p@h/", "database"),
+            ("postgresql://u:p@/db", "host"),
+            ("postgresql://u:p@h/db?sslmode=sometimes", "sslmode"),
             ("postgresql://h/db", "user and a password"),
         ],
     )

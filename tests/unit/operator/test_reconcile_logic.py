@@ -1,18 +1,17 @@
-"""Pure pieces of the reconcile: drift detection, status and capacity parsing."""
+"""Pure pieces of the reconcile: drift detection and take-back, API errors, status and capacity parsing."""
 
 from __future__ import annotations
 
-import base64
 import copy
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from algoedge_operator.builders import TenantSecrets
-from algoedge_operator.builders.api import api_deployment
+from algoedge_operator.builders.api import api_deployment, api_service
 from algoedge_operator.capacity import CapacityError, parse_capacity
-from algoedge_operator.diff import contains, needs_apply, quantity, stamp
-from algoedge_operator.kube import Kube
+from algoedge_operator.diff import contains, needs_apply, quantity, stamp, take_back
+from algoedge_operator.kube import KubeError, plural
 from algoedge_operator.reconcile import TenantReconciler
 from algoedge_operator.settings import OperatorSettings
 from algoedge_operator.status import (
@@ -24,6 +23,7 @@ from algoedge_operator.status import (
     workload_state,
 )
 
+from tests.unit.operator.fake_api import FakeApiServer
 from tests.unit.operator.support import tenant, tenant_secrets
 
 READY = ComponentState(replicas=2, ready_replicas=2, up_to_date=True)
@@ -32,26 +32,12 @@ SMTP_URL = "smtp://mailer:pw@mail.example.com:587?starttls=true"
 MAIL = {"smtpSecretRef": {"name": "acme-smtp"}}
 
 
-class SecretsOnly:
-    """The part of Kube that read_secrets uses: the tenant's own Secrets by name, no children."""
-
-    def __init__(self, secrets: Mapping[str, Mapping[str, str]]) -> None:
-        self._secrets = secrets
-
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        values = self._secrets.get(name)
-        if values is None:
-            return None
-        return {"data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}}
-
-    def get_child(self, *_: Any, **__: Any) -> dict[str, Any] | None:
-        return None
-
-
 def read_secrets(secrets: Mapping[str, Mapping[str, str]], **spec: Any) -> TenantSecrets | Problem:
-    reconciler = TenantReconciler(
-        cast(Kube, SecretsOnly(secrets)), OperatorSettings(), new_secret_value=lambda key: "x" * 48
-    )
+    """What one reconcile reads, with only the tenant's own Secrets ``secrets`` in the cluster."""
+    server = FakeApiServer()
+    for name, values in secrets.items():
+        server.secret("trading", name, **values)
+    reconciler = TenantReconciler(server, OperatorSettings(), new_secret_value=lambda key: "x" * 48)
     return reconciler.read_secrets(tenant(**spec))
 
 
@@ -99,6 +85,72 @@ class TestNeedsApply:
         assert quantity("1Gi") == quantity("1024Mi")
         assert contains({"cpu": "500m"}, {"cpu": "0.5"})
         assert not contains({"cpu": "500m"}, {"cpu": "1"})
+
+
+class TestTakeBack:
+    def test_should_patch_the_re_keyed_list_and_nothing_else(self) -> None:
+        desired = stamp(api_service(tenant()))
+        live = copy.deepcopy(desired)
+        live["metadata"]["annotations"]["someone"] = "else"
+        live["spec"]["ports"] = [{"name": "http", "port": 8081, "targetPort": "http"}]
+        live["spec"].update(clusterIP="10.0.0.7", sessionAffinity="None")
+        assert take_back(desired, live) == [
+            {"op": "add", "path": "/spec/ports", "value": desired["spec"]["ports"]}
+        ]
+
+    def test_should_take_back_labels_annotations_and_owners_by_key(self) -> None:
+        desired = stamp(api_service(tenant()))
+        live = copy.deepcopy(desired)
+        live["metadata"]["labels"]["app.kubernetes.io/instance"] = "other"
+        live["metadata"]["ownerReferences"] = []
+        del live["metadata"]["annotations"]
+        paths = [op["path"] for op in take_back(desired, live)]
+        assert paths == [
+            "/metadata/labels/app.kubernetes.io~1instance",
+            "/metadata/annotations",
+            "/metadata/ownerReferences",
+        ]
+
+    def test_should_leave_replicas_to_the_autoscaler_and_defaults_alone(self) -> None:
+        desired = stamp(api_deployment(tenant(), tenant_secrets()))
+        assert take_back(desired, live_copy(desired)) == []
+        live = live_copy(desired)
+        live["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] = "x"
+        assert [op["path"] for op in take_back(desired, live)] == ["/spec/selector"]
+
+
+class TestKubeError:
+    def cause(self, message: str) -> dict[str, str]:
+        return {"reason": "FieldValueInvalid", "message": message, "field": "spec"}
+
+    def test_should_know_a_change_only_a_new_object_can_make(self) -> None:
+        selector = self.cause("Invalid value: {...}: field is immutable")
+        volume = self.cause("Forbidden: updates to statefulset spec for fields other than ...")
+        for cause in (selector, volume):
+            assert KubeError("x", status=422, causes=(cause,)).immutable
+
+    def test_should_not_take_other_refusals_for_immutability(self) -> None:
+        duplicate = self.cause('Duplicate value: "http"')
+        immutable = self.cause("field is immutable")
+        assert not KubeError("x", status=422, causes=(duplicate,)).immutable
+        assert not KubeError("x", status=422, causes=(immutable, duplicate)).immutable
+        assert not KubeError("x", status=403, causes=(immutable,)).immutable
+        assert not KubeError("x", status=422).immutable
+
+    def test_should_summarise_without_the_request_line(self) -> None:
+        error = KubeError("PATCH /api/v1/x: 403 no", status=403, api_message="no")
+        assert error.summary == "403 no"
+        assert KubeError("GET /x: connection refused", status=0).summary == (
+            "GET /x: connection refused"
+        )
+
+
+def test_should_name_resources_as_the_api_server_does() -> None:
+    assert [plural(k) for k in ("NetworkPolicy", "Service", "HorizontalPodAutoscaler")] == [
+        "networkpolicies",
+        "services",
+        "horizontalpodautoscalers",
+    ]
 
 
 class TestReadSecrets:

@@ -1,0 +1,372 @@
+"""TenantReconciler against an in-memory API server: children written, failures isolated, drift
+repaired, statuses computed, replicas carried over a restart."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from algoedge_operator.builders import CHILDREN, ScaleTargets
+from algoedge_operator.builders.common import CHECKSUM_ANNOTATION
+from algoedge_operator.kube import KubeError, ObjectRef
+from algoedge_operator.model import Tenant
+from algoedge_operator.reconcile import ReconcileResult, TenantReconciler
+from algoedge_operator.settings import OperatorSettings
+from algoedge_operator.status import ScalingState
+from prometheus_client import REGISTRY
+
+from tests.unit.operator.fake_api import FakeApiServer
+from tests.unit.operator.support import tenant
+
+NAMESPACE = "trading"
+DB_URL = "postgresql://acme:pw@db.example.com:5432/acme"
+EXTERNAL_REDIS = {"mode": "external", "external": {"secretRef": {"name": "acme-redis-url"}}}
+TARGETS = ScaleTargets(workers=2, bridge=1)
+
+
+@pytest.fixture
+def server() -> FakeApiServer:
+    api = FakeApiServer()
+    api.secret(NAMESPACE, "acme-db", url=DB_URL)
+    return api
+
+
+def reconciler(server: FakeApiServer) -> TenantReconciler:
+    """A fresh reconciler, as after an operator (re)start."""
+    return TenantReconciler(
+        server,
+        OperatorSettings(),
+        new_secret_value=lambda key: f"generated-{key}-".ljust(48, "x"),
+        clock=lambda: "2026-01-01T00:00:00Z",
+    )
+
+
+def run(
+    server: FakeApiServer,
+    aet: Tenant,
+    *,
+    previous: ReconcileResult | None = None,
+    targets: ScaleTargets | None = TARGETS,
+    reconciler_: TenantReconciler | None = None,
+) -> ReconcileResult:
+    return (reconciler_ or reconciler(server)).reconcile(
+        aet,
+        targets=targets,
+        scaling=ScalingState(),
+        previous_status=previous.status if previous is not None else {},
+    )
+
+
+def condition(result: ReconcileResult, kind: str) -> tuple[str, str, str]:
+    (found,) = [c for c in result.status["conditions"] if c["type"] == kind]
+    return found["status"], found["reason"], found["message"]
+
+
+def checksum(server: FakeApiServer, name: str) -> str:
+    deployment = server.find("Deployment", name)
+    assert deployment is not None
+    return str(deployment["spec"]["template"]["metadata"]["annotations"][CHECKSUM_ANNOTATION])
+
+
+def counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def forbidden(kind: str, name: str) -> KubeError:
+    message = f'{kind.lower()}s "{name}" is forbidden: the webhook said no'
+    return KubeError(f"apply: 403 {message}", status=403, api_message=message)
+
+
+class TestChildren:
+    def test_should_create_every_child_of_the_table_and_report_ready(
+        self, server: FakeApiServer
+    ) -> None:
+        result = run(server, tenant())
+        for child in CHILDREN:
+            key = child.key(tenant())
+            assert server.find(key.kind, key.name) is not None, key
+        assert condition(result, "Ready")[:2] == ("True", "AllComponentsReady")
+        assert set(result.status["components"]) == {
+            "api",
+            "worker",
+            "beat",
+            "pgbouncer",
+            "redis",
+            "bridge",
+        }
+        assert (result.outcome, result.retry) == ("ready", False)
+
+    def test_should_write_nothing_at_steady_state(self, server: FakeApiServer) -> None:
+        first = run(server, tenant())
+        server.writes.clear()
+        second = run(server, tenant(), previous=first)
+        assert server.writes == []
+        assert second.status == first.status
+
+    def test_should_generate_internal_secrets_once_and_read_them_back(
+        self, server: FakeApiServer
+    ) -> None:
+        run(server, tenant())
+        internal = server.find("Secret", "acme-internal")
+        assert internal is not None
+        token = base64.b64decode(internal["data"]["ALGOEDGE_INTERNAL_TOKEN"]).decode()
+        fresh = TenantReconciler(server, OperatorSettings(), new_secret_value=lambda key: "new")
+        assert fresh.internal_token(tenant()) == token
+
+    def test_should_delete_beat_when_disabled_but_never_another_owners_object(
+        self, server: FakeApiServer
+    ) -> None:
+        run(server, tenant())
+        redis = server.edit("v1", "ConfigMap", NAMESPACE, "acme-redis")
+        redis["metadata"]["ownerReferences"] = [{"uid": "someone-else"}]
+        server.put(redis)
+        run(server, tenant(beat={"enabled": False}, redis=external_redis_with_secret(server)))
+        assert server.find("Deployment", "acme-beat") is None
+        assert server.find("StatefulSet", "acme-redis") is None
+        assert server.find("ConfigMap", "acme-redis") is not None, "not this tenant's"
+
+    def test_should_write_nothing_while_a_referenced_secret_is_missing(
+        self, server: FakeApiServer
+    ) -> None:
+        del server.objects[ObjectRef("v1", "Secret", NAMESPACE, "acme-db")]
+        first = run(server, tenant())
+        assert condition(first, "Ready")[:2] == ("False", "SecretMissing")
+        assert [w for w in server.writes if w[1] != "AlgoEdgeTenant/status"] == []
+        assert [e["reason"] for e in server.events] == ["SecretMissing"]
+        run(server, tenant(), previous=first)
+        assert len(server.events) == 1, "announced once, not at every retry"
+
+
+def external_redis_with_secret(server: FakeApiServer) -> dict[str, Any]:
+    """External mode, with the Secret holding its URL."""
+    server.secret(NAMESPACE, "acme-redis-url", url="rediss://:pw@redis.example.com:6380/0")
+    return EXTERNAL_REDIS
+
+
+class TestFailureIsolation:
+    def test_should_write_every_other_child_when_one_is_refused(
+        self, server: FakeApiServer
+    ) -> None:
+        server.refuse[("Service", "acme-api")] = forbidden("Service", "acme-api")
+        before = counter("algoedge_operator_child_failures_total", kind="Service")
+        result = run(server, tenant())
+        assert server.find("Service", "acme-api") is None
+        for child in CHILDREN:
+            key = child.key(tenant())
+            if key.name != "acme-api" or key.kind != "Service":
+                assert server.find(key.kind, key.name) is not None, key
+        status, reason, message = condition(result, "Ready")
+        assert (status, reason) == ("False", "ApplyFailed")
+        assert (
+            message == 'Service acme-api: 403 services "acme-api" is forbidden: the webhook said no'
+        )
+        assert condition(result, "Degraded")[:2] == ("True", "ApplyFailed")
+        assert (result.outcome, result.retry) == ("ApplyFailed", True)
+        assert [(e["type"], e["reason"], e["message"]) for e in server.events] == [
+            ("Warning", "ApplyFailed", message)
+        ]
+        assert counter("algoedge_operator_child_failures_total", kind="Service") == before + 1
+
+    def test_should_retry_the_refused_child_and_announce_its_failure_once(
+        self, server: FakeApiServer
+    ) -> None:
+        server.refuse[("Service", "acme-api")] = forbidden("Service", "acme-api")
+        first = run(server, tenant())
+        server.writes.clear()
+        second = run(server, tenant(), previous=first)
+        assert server.writes == [("apply", "Service", "acme-api")]
+        assert len(server.events) == 1
+        del server.refuse[("Service", "acme-api")]
+        third = run(server, tenant(), previous=second)
+        assert server.find("Service", "acme-api") is not None
+        assert condition(third, "Ready")[:2] == ("True", "AllComponentsReady")
+        assert third.retry is False
+
+    def test_should_still_roll_the_api_pods_on_a_spec_change_while_a_child_fails(
+        self, server: FakeApiServer
+    ) -> None:
+        first = run(server, tenant())
+        before = checksum(server, "acme-api")
+        server.refuse[("Service", "acme-api")] = forbidden("Service", "acme-api")
+        changed = tenant(rateLimits={"perUser": {"requests": 7}})
+        run(server, changed, previous=first)
+        assert checksum(server, "acme-api") != before
+        config = server.find("ConfigMap", "acme-config")
+        assert config is not None
+        assert config["data"]["ALGOEDGE_RATE_LIMIT_PER_USER"] == "7/900"
+
+
+class TestDriftRepair:
+    def test_should_take_back_a_service_port_edited_in_place(self, server: FakeApiServer) -> None:
+        first = run(server, tenant())
+        service = server.edit("v1", "Service", NAMESPACE, "acme-api")
+        service["spec"]["ports"][0]["port"] = 8081
+        service["spec"]["clusterIP"] = "10.0.0.7"  # allocated by the server: must survive
+        server.put(service)
+        server.writes.clear()
+        repaired = run(server, tenant(), previous=first)
+        assert server.writes == [
+            ("apply", "Service", "acme-api"),
+            ("patch", "Service", "acme-api"),
+        ]
+        live = server.find("Service", "acme-api")
+        assert live is not None
+        assert [(p["name"], p["port"]) for p in live["spec"]["ports"]] == [("http", 8080)]
+        assert live["spec"]["clusterIP"] == "10.0.0.7"
+        assert condition(repaired, "Ready")[:2] == ("True", "AllComponentsReady")
+        (event,) = server.events
+        assert event["reason"] == "DriftRepaired"
+        assert event["message"].startswith("Service acme-api: apply refused (422 ")
+        assert event["message"].endswith("; took back /spec/ports")
+        server.writes.clear()
+        run(server, tenant(), previous=repaired)
+        assert server.writes == [], "a repaired drift leaves nothing to write"
+
+    def test_should_recreate_a_deployment_whose_selector_changed(
+        self, server: FakeApiServer
+    ) -> None:
+        first = run(server, tenant())
+        beat = server.edit("apps/v1", "Deployment", NAMESPACE, "acme-beat")
+        del server.objects[server.key(beat)]
+        beat["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] = "scheduler"
+        server.put(beat)
+        server.writes.clear()
+        result = run(server, tenant(), previous=first)
+        assert server.writes == [
+            ("apply", "Deployment", "acme-beat"),
+            ("delete/Background", "Deployment", "acme-beat"),
+            ("apply", "Deployment", "acme-beat"),
+        ]
+        live = server.find("Deployment", "acme-beat")
+        assert live is not None
+        assert live["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "beat"
+        assert result.retry is False
+
+    def test_should_keep_the_redis_volume_when_its_stateful_set_is_recreated(
+        self, server: FakeApiServer
+    ) -> None:
+        first = run(server, tenant())
+        redis = server.edit("apps/v1", "StatefulSet", NAMESPACE, "acme-redis")
+        claim = redis["spec"]["volumeClaimTemplates"][0]["spec"]
+        claim["resources"]["requests"]["storage"] = "2Gi"
+        del server.objects[server.key(redis)]
+        server.put(redis)
+
+        def redis_writes() -> list[str]:
+            return [
+                verb
+                for verb, kind, name in server.writes
+                if name == "acme-redis" and kind == "StatefulSet"
+            ]
+
+        # 1: the claims are released; nothing is deleted before its controller has seen that.
+        server.writes.clear()
+        releasing = run(server, tenant(), previous=first)
+        assert redis_writes() == ["apply", "patch"]
+        live = server.find("StatefulSet", "acme-redis")
+        assert live is not None
+        assert live["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+            "whenDeleted": "Retain",
+            "whenScaled": "Retain",
+        }
+        assert releasing.retry is True
+        live["status"]["observedGeneration"] -= 1  # the StatefulSet controller is behind
+        server.writes.clear()
+        run(server, tenant(), previous=releasing)
+        assert redis_writes() == ["apply"], "waits for the controller to release the claims"
+        # 2: deleted leaving its pods and claims for the new object to adopt.
+        live["status"]["observedGeneration"] += 1
+        server.writes.clear()
+        deleting = run(server, tenant(), previous=releasing)
+        assert redis_writes() == ["apply", "delete/Orphan"]
+        assert deleting.retry is True
+        # 3: created anew once the garbage collector has let the old one go.
+        server.collect_garbage()
+        server.writes.clear()
+        created = run(server, tenant(), previous=deleting)
+        assert redis_writes() == ["apply"]
+        live = server.find("StatefulSet", "acme-redis")
+        assert live is not None
+        storage = live["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]
+        assert storage == {"storage": "1Gi"}
+        assert live["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+        assert created.retry is False
+
+    def test_should_never_delete_a_child_whose_desired_state_is_itself_invalid(
+        self, server: FakeApiServer
+    ) -> None:
+        first = run(server, tenant())
+        server.refuse[("Deployment", "acme-api")] = KubeError(
+            "422", status=422, api_message="invalid quantity", causes=({"message": "bad"},)
+        )
+        server.writes.clear()
+        result = run(server, tenant(logLevel="DEBUG"), previous=first)
+        api_writes = [w for w in server.writes if w[1:] == ("Deployment", "acme-api")]
+        assert api_writes == [
+            ("apply", "Deployment", "acme-api"),
+            ("patch", "Deployment", "acme-api"),
+        ]
+        assert server.find("Deployment", "acme-api") is not None
+        assert condition(result, "Ready")[1] == "ApplyFailed"
+
+
+class TestScaleTargets:
+    def test_should_keep_the_replicas_a_restarted_operator_finds(
+        self, server: FakeApiServer
+    ) -> None:
+        run(server, tenant(), targets=ScaleTargets(workers=4, bridge=3))
+        after_restart = run(server, tenant(), targets=None)
+        assert after_restart.live_targets == ScaleTargets(workers=4, bridge=3)
+        worker = server.find("Deployment", "acme-worker")
+        assert worker is not None
+        assert worker["spec"]["replicas"] == 4
+        assert after_restart.status["workerReplicas"] == 4
+
+    def test_should_bring_running_replicas_within_changed_bounds(
+        self, server: FakeApiServer
+    ) -> None:
+        run(server, tenant(), targets=ScaleTargets(workers=8, bridge=3))
+        result = run(server, tenant(workers={"maxReplicas": 5}), targets=None)
+        assert result.live_targets == ScaleTargets(workers=5, bridge=3)
+
+    def test_should_start_a_new_tenant_at_the_minimums(self, server: FakeApiServer) -> None:
+        result = run(server, tenant(bridge={"minReplicas": 2}), targets=None)
+        assert result.live_targets == ScaleTargets(workers=2, bridge=2)
+
+    def test_should_report_what_runs_while_paused_and_write_nothing(
+        self, server: FakeApiServer
+    ) -> None:
+        first = run(server, tenant(), targets=ScaleTargets(workers=3, bridge=2))
+        server.writes.clear()
+        paused = run(
+            server, tenant(paused=True), previous=first, targets=ScaleTargets(workers=6, bridge=6)
+        )
+        assert paused.live_targets == ScaleTargets(workers=3, bridge=2)
+        assert [w for w in server.writes if w[1] != "AlgoEdgeTenant/status"] == []
+        assert condition(paused, "Progressing")[:2] == ("False", "Paused")
+        assert paused.outcome == "paused"
+
+
+class TestSecrets:
+    def test_should_roll_every_app_pod_when_the_external_redis_url_rotates(
+        self, server: FakeApiServer
+    ) -> None:
+        server.secret(NAMESPACE, "acme-redis-url", url="rediss://:old@redis.example.com:6380/0")
+        aet = tenant(redis=EXTERNAL_REDIS)
+        first = run(server, aet)
+        before = {name: checksum(server, name) for name in ("acme-api", "acme-worker")}
+        server.secret(NAMESPACE, "acme-redis-url", url="rediss://:new@redis.example.com:6380/0")
+        run(server, aet, previous=first)
+        after = {name: checksum(server, name) for name in ("acme-api", "acme-worker")}
+        assert all(after[name] != before[name] for name in before)
+
+    def test_should_refuse_an_external_redis_url_the_app_would_refuse(
+        self, server: FakeApiServer
+    ) -> None:
+        server.secret(NAMESPACE, "acme-redis-url", url="rediss://:pw@redis.example.com:6380/cache")
+        result = run(server, tenant(redis=EXTERNAL_REDIS))
+        status, reason, message = condition(result, "Ready")
+        assert (status, reason) == ("False", "SecretInvalid")
+        assert "the Redis URL has a database that is not a number" in message
+        assert ":pw@" not in message
