@@ -3,9 +3,9 @@
 The scalability analysis found reports generated and notifications sent inline with requests.
 This module rebuilds that on top of the real API (``algoedge.api.app.create_app``, or with
 ``--per-query-connections`` the analysis's per-query-connection baseline of
-``bench/baseline_app.py``) by adding one route, ``POST /bench/reports/run`` (bearer
-``ALGOEDGE_INTERNAL_TOKEN``; body ``{"kind": "daily", "period_start": "YYYY-MM-DD",
-"max_seconds": 30}``). Inside that one request, on the API's event loop, it does per trader what
+``bench/baseline_app.py``) by adding one route to its route table, ``POST /bench/reports/run``
+(``auth="internal"``: bearer ``ALGOEDGE_INTERNAL_TOKEN``; body ``{"kind": "daily",
+"period_start": "YYYY-MM-DD", "max_seconds": 30}``). Inside that one request, on the API's event loop, it does per trader what
 a worker's batch task does, through the same functions: ``db.jobs.pending_report``,
 ``db.jobs.closed_trades``, ``reporting.build_report``, ``db.jobs.complete_report``, the socket
 events, and for opted-in users ``jobs.mail.report_message`` sent with the blocking
@@ -20,7 +20,6 @@ optionally ``ALGOEDGE_MAIL_FROM``, ``ALGOEDGE_SMTP_TIMEOUT``):
 from __future__ import annotations
 
 import argparse
-import hmac
 import os
 import sys
 import time
@@ -32,10 +31,9 @@ from typing import Any
 from aiohttp import web
 from algoedge import logs
 from algoedge.api.app import create_app
-from algoedge.api.middleware import bearer_token, public, rate_class
 from algoedge.api.problems import problem
-from algoedge.api.state import DATABASE, REDIS, SETTINGS
-from algoedge.auth import AuthError
+from algoedge.api.routes import Route, add_routes
+from algoedge.api.state import DATABASE, REDIS
 from algoedge.config import ApiSettings, ConfigError, WorkerSettings, load_settings
 from algoedge.db import Database
 from algoedge.db import jobs as store
@@ -152,13 +150,7 @@ def _run_request(body: Any) -> tuple[ReportKind, date, float]:
     return kind, period_start, float(max_seconds)
 
 
-@public  # not a user route: it has its own token, checked below
-@rate_class(None)
 async def run_reports(request: web.Request) -> web.Response:
-    expected = request.app[SETTINGS].internal_token.get_secret_value()
-    given = bearer_token(request.headers.get("Authorization")) or ""
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise AuthError("This route needs the internal token.")
     try:
         kind, period_start, max_seconds = _run_request(await request.json())
     except (ValueError, PeriodError) as exc:
@@ -174,13 +166,28 @@ async def run_reports(request: web.Request) -> web.Response:
     return web.json_response(asdict(result))
 
 
+# The platform's token, never rate limited, and not part of the API's OpenAPI document.
+ROUTES = (
+    Route(
+        "POST",
+        ROUTE,
+        run_reports,
+        summary="Bench only: the daily reports computed and mailed inside this request",
+        responses={200: ("How far the run got", {"type": "object"}), 400: ("Bad body", "Problem")},
+        auth="internal",
+        rate=None,
+        documented=False,
+    ),
+)
+
+
 def create_inline_app(
     settings: ApiSettings, mail_settings: WorkerSettings, *, per_query_connections: bool
 ) -> web.Application:
     """The real API (or the per-query-connection baseline) plus the inline report route."""
     app = create_baseline_app(settings) if per_query_connections else create_app(settings)
     app[MAIL_SETTINGS] = mail_settings
-    app.router.add_post(ROUTE, run_reports)
+    add_routes(app, ROUTES)
     return app
 
 

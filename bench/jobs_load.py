@@ -48,7 +48,7 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 import psycopg2
@@ -184,6 +184,26 @@ def tree_cpu_seconds(root_pid: int) -> float:
             total += stats[pid].ticks
             pending.extend(children.get(pid, []))
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def runqueue_wait_ns(schedstat: str) -> int:
+    """Nanoseconds a thread spent runnable but waiting for a CPU, from ``/proc/…/schedstat``."""
+    return int(schedstat.split()[1])
+
+
+def cpu_wait_seconds(pids: Sequence[int]) -> float:
+    """Seconds the threads of ``pids`` waited on a run queue: CPU starvation, directly.
+
+    Divided by the elapsed time it is the average number of the processes' threads that were
+    ready to run and had no CPU.
+    """
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in os.scandir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    total += runqueue_wait_ns(Path(task.path, "schedstat").read_text())
+    return total / 1e9
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,8 +385,14 @@ def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
         )
 
 
-def start_workers(count: int, *, env: dict[str, str], root: Path, label: str) -> Target:
-    """``count`` ``algoedge worker`` processes; ``ports`` are their metrics ports."""
+def start_workers(
+    count: int, *, env: dict[str, str], root: Path, label: str, nice: int = 0
+) -> Target:
+    """``count`` ``algoedge worker`` processes; ``ports`` are their metrics ports.
+
+    ``nice`` above 0 starts them at that lower CPU priority (``nice`` execs the worker, so the
+    process ids are still the workers').
+    """
     target = Target(name="worker", processes=[], ports=[], logs=[])
     heartbeats: list[Path] = []
     try:
@@ -375,7 +401,7 @@ def start_workers(count: int, *, env: dict[str, str], root: Path, label: str) ->
             log = root / f"{label}-worker-{index}.log"
             heartbeat = root / f"{label}-worker-{index}.heartbeat"
             process = _spawn(
-                [ALGOEDGE, "worker"],
+                [*(["nice", "-n", str(nice)] if nice else []), ALGOEDGE, "worker"],
                 {
                     **env,
                     "ALGOEDGE_METRICS_PORT": str(port),
@@ -499,13 +525,23 @@ class Services:
             "redis": tree_cpu_seconds(redis.pid) if redis is not None else 0.0,
             "smtp": process_cpu_seconds(self.mail.pid),
             "bench": self_cpu_seconds(),
+            # Not CPU used: time the threads were ready and waited for a CPU.
+            "workers_wait": cpu_wait_seconds(_pids(workers)),
+            "api_wait": cpu_wait_seconds(_pids(api)),
         }
         busy, total = system_cpu()
         return CpuSnapshot(at=time.monotonic(), seconds=seconds, busy=busy, total=total)
 
 
+def _pids(target: Target | None) -> list[int]:
+    return [] if target is None else [p.pid for p in target.processes]
+
+
 def cores_between(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
-    """CPU used per component between two snapshots, in cores; ``machine`` is all CPUs' busy."""
+    """CPU used per component between two snapshots, in cores; ``machine`` is all CPUs' busy.
+
+    The ``*_wait`` entries are seconds waited for a CPU per second (threads kept waiting).
+    """
     elapsed = max(1e-9, after.at - before.at)
     cores = {k: (after.seconds[k] - before.seconds[k]) / elapsed for k in after.seconds}
     share = (after.busy - before.busy) / max(1.0, after.total - before.total)
@@ -701,6 +737,15 @@ class LoadShape:
     think: float
 
 
+@dataclass(frozen=True)
+class PhaseOutcome(Generic[T]):
+    result: PhaseResult
+    #: Seconds the API process's threads waited for a CPU, per second of the window.
+    api_cpu_wait: float
+    #: What the ``during`` hook returned.
+    hooked: T | None
+
+
 async def api_phase(
     target: Target,
     seeded: Seeded,
@@ -708,7 +753,7 @@ async def api_phase(
     label: str,
     shape: LoadShape,
     during: Callable[[], Coroutine[Any, Any, T]] | None = None,
-) -> tuple[PhaseResult, T | None]:
+) -> PhaseOutcome[T]:
     """``bench.api_load``'s mix (its users, think time, recorder), plus ``during`` at window start.
 
     This is ``api_load.run_phase`` without the socket-event publisher and with the hook: that
@@ -753,9 +798,11 @@ async def api_phase(
             self_cpu_seconds(),
             system_cpu(),
         )
+        wait_target = cpu_wait_seconds(_pids(target))
         hook = asyncio.create_task(during()) if during is not None else None
         await asyncio.sleep(max(0.0, recorder.window_end - loop.time()))
         cpu_target = target.cpu_seconds() - cpu_target
+        wait_target = cpu_wait_seconds(_pids(target)) - wait_target
         cpu_self = self_cpu_seconds() - cpu_self
         busy1, total1 = system_cpu()
         load_after = os.getloadavg()
@@ -797,7 +844,7 @@ async def api_phase(
             loadavg_before=load_before,
             loadavg_after=load_after,
         )
-        return result, hooked
+        return PhaseOutcome(result, wait_target / shape.duration, hooked)
     finally:
         recorder.closing = True
         await disconnect_sockets(users_, concurrency=200)
@@ -817,19 +864,22 @@ async def measured_phase(
 ) -> T | None:
     """One API phase on ``api`` (stopped afterwards), recorded in ``results`` under ``key``."""
     try:
-        result, hooked = await api_phase(
+        outcome = await api_phase(
             api, seeded, label=f"{PHASES[phase]} #{repetition}", shape=shape, during=during
         )
     finally:
         stop_target(api)
+    result = outcome.result
     result.server_errors = server_errors(api)
     results.phases[phase_key(phase, repetition)] = result
+    results.api_cpu_wait[phase_key(phase, repetition)] = outcome.api_cpu_wait
     print(
         f"{result.target}: {result.rps:.0f} req/s, p95 {_num(result.latency.p95_ms)} ms, "
-        f"p99 {_num(result.latency.p99_ms)} ms, {result.error_count} errors",
+        f"p99 {_num(result.latency.p99_ms)} ms, {result.error_count} errors, "
+        f"API waited for a CPU {outcome.api_cpu_wait:.2f} s/s",
         flush=True,
     )
-    return hooked
+    return outcome.hooked
 
 
 @dataclass
@@ -976,14 +1026,15 @@ def runs_summary_table(runs: Sequence[RunResult]) -> str:
 
 def cpu_table(runs: Sequence[RunResult]) -> str:
     parts = ("workers", "postgres", "pgbouncer", "redis", "smtp", "api", "bench", "machine")
+    waits = ("workers_wait", "api_wait")
     lines = [
         "| run | "
         + " | ".join(f"{p} (of {os.cpu_count()})" if p == "machine" else p for p in parts)
-        + " | load avg (1m) before → after |",
-        "|---|" + "---:|" * len(parts) + "---|",
+        + " | workers waited for a CPU (s/s) | API waited (s/s) | load avg (1m) before → after |",
+        "|---|" + "---:|" * (len(parts) + len(waits)) + "---|",
     ]
     for r in runs:
-        cells = " | ".join(f"{r.cpu_cores.get(p, 0.0):.2f}" for p in parts)
+        cells = " | ".join(f"{r.cpu_cores.get(p, 0.0):.2f}" for p in (*parts, *waits))
         lines.append(
             f"| {r.label} | {cells} | {r.loadavg_before[0]:.2f} → {r.loadavg_after[0]:.2f} |"
         )
@@ -1001,41 +1052,45 @@ def tasks_table(runs: Sequence[RunResult]) -> str:
     return "\n".join(lines)
 
 
-def api_table(phases: dict[str, PhaseResult], notes: dict[str, str]) -> str:
+def api_table(
+    phases: dict[str, PhaseResult], notes: dict[str, str], cpu_wait: dict[str, float]
+) -> str:
     lines = [
         "| phase | req/s | p50 ms | p95 ms | p99 ms | max ms | requests | errors "
-        "| API CPU (cores) | machine busy (cores) | during the window |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| API CPU (cores) | API waited for a CPU (s/s) | machine busy (cores) "
+        "| during the window |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for key, p in phases.items():
         lines.append(
             f"| {p.target} | {p.rps:.0f} | {_num(p.latency.p50_ms)} | {_num(p.latency.p95_ms)} "
             f"| {_num(p.latency.p99_ms)} | {_num(p.latency.max_ms)} | {p.requests} "
-            f"| {p.error_count} | {p.target_cpu_pct / 100:.2f} "
+            f"| {p.error_count} | {p.target_cpu_pct / 100:.2f} | {_num(cpu_wait.get(key), 2)} "
             f"| {p.system_cpu_pct * (os.cpu_count() or 1) / 100:.2f} | {notes.get(key, '')} |"
         )
     return "\n".join(lines)
 
 
-def api_summary_table(phases: dict[str, PhaseResult], repetitions: int) -> str:
+def api_summary_table(
+    phases: dict[str, PhaseResult], cpu_wait: dict[str, float], repetitions: int
+) -> str:
     """Per phase, the median of each repetition's percentiles (and each value in brackets)."""
     lines = [
-        "| phase | repetitions | p50 ms | p95 ms | p99 ms | errors (all repetitions) |",
-        "|---|---:|---|---|---|---:|",
+        "| phase | repetitions | p50 ms | p95 ms | p99 ms | errors (all repetitions) "
+        "| API waited for a CPU (s/s) |",
+        "|---|---:|---|---|---|---:|---|",
     ]
     for phase, name in PHASES.items():
-        found = [
-            phases[phase_key(phase, r)]
-            for r in range(1, repetitions + 1)
-            if phase_key(phase, r) in phases
-        ]
+        keys = [phase_key(phase, r) for r in range(1, repetitions + 1)]
+        found = [phases[k] for k in keys if k in phases]
         if not found:
             continue
         lines.append(
             f"| {name} | {len(found)} | {_spread([p.latency.p50_ms for p in found])} "
             f"| {_spread([p.latency.p95_ms for p in found])} "
             f"| {_spread([p.latency.p99_ms for p in found])} "
-            f"| {sum(p.error_count for p in found)} |"
+            f"| {sum(p.error_count for p in found)} "
+            f"| {_spread([cpu_wait.get(k) for k in keys if k in phases], 2)} |"
         )
     return "\n".join(lines)
 
@@ -1057,13 +1112,15 @@ def ratio_lines(results: Results, repetitions: int) -> list[str]:
             f"reports/s per process {rate / 2:.2f}x"
         )
     inline = [o for o in results.inline if o.reports]
-    if inline and two:
+    loaded = [r for r in results.runs if r.under_api_load]
+    if inline:
         inline_rate = median_of([o.reports_per_s for o in inline])
-        worker_rate = median_of([r.reports_per_s for r in two])
-        lines.append(
-            f"- reports/s, 2 workers over the inline path (medians): {worker_rate:.1f} / "
-            f"{inline_rate:.1f} = {worker_rate / inline_rate:.1f}x"
-        )
+        parts = [f"inline path (phase c) {inline_rate:.1f}"]
+        for name, group in (("2 workers alone", two), ("2 workers during phase b", loaded)):
+            if group:
+                rate = median_of([r.reports_per_s for r in group])
+                parts.append(f"{name} {rate:.1f} ({rate / inline_rate:.1f}x)")
+        lines.append(f"- reports/s (medians): {', '.join(parts)}")
     return lines
 
 
@@ -1121,6 +1178,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--think", type=float, default=1.0, help="mean think time of an API user (default 1 s)"
     )
     parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="start the workers with this nice value (0-19), so the API (nice 0) gets the CPU "
+        "first on a shared machine, as CPU requests would give it in a cluster (default 0)",
+    )
+    parser.add_argument(
         "--inline-per-query-connections",
         action="store_true",
         help="phase c on bench/baseline_app.py's per-query connections instead of the real pool",
@@ -1151,6 +1215,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--users must be positive, --trades not negative, --optin within [0, 1]")
     if args.load_users < 1 or args.phase_seconds <= 0 or args.think <= 0 or args.repeat < 1:
         parser.error("--load-users, --phase-seconds, --think and --repeat must be positive")
+    if not 0 <= args.worker_nice <= 19:
+        parser.error("--worker-nice must be within 0-19")
     if args.load_users > args.users:
         parser.error("--load-users cannot exceed --users (the API users are seeded traders)")
     return args
@@ -1166,6 +1232,8 @@ class Results:
     #: The inline runs as the database and the SMTP server saw them.
     inline_db: list[dict[str, int]] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
+    #: By phase key: seconds the API process waited for a CPU per second of the window.
+    api_cpu_wait: dict[str, float] = field(default_factory=dict)
 
 
 async def flush_redis(url: str) -> None:
@@ -1207,7 +1275,11 @@ class Bench:
         label = f"{count} worker{'s' if count > 1 else ''} #{repetition}"
         print(f"{label}: starting {count} x {self.args.concurrency} threads …", flush=True)
         workers = start_workers(
-            count, env=self.worker_env, root=self.root, label=f"run{count}-{repetition}"
+            count,
+            env=self.worker_env,
+            root=self.root,
+            label=f"run{count}-{repetition}",
+            nice=self.args.worker_nice,
         )
         try:
             run = await daily_run(
@@ -1238,7 +1310,13 @@ class Bench:
         await reset_runs(self.db)
         await flush_redis(redis_url)
         print(f"API phases #{repetition}: starting 2 workers …", flush=True)
-        workers = start_workers(2, env=self.worker_env, root=self.root, label=f"api-{repetition}")
+        workers = start_workers(
+            2,
+            env=self.worker_env,
+            root=self.root,
+            label=f"api-{repetition}",
+            nice=self.args.worker_nice,
+        )
         run: RunResult | None = None
         try:
             print(f"{PHASES['a']} #{repetition}: starting algoedge api …", flush=True)
@@ -1458,11 +1536,11 @@ def report(results: Results, header: list[str], repetitions: int) -> str:
             "",
             "API phases (one API process, realistic mix), medians (each repetition in brackets):",
             "",
-            api_summary_table(results.phases, repetitions),
+            api_summary_table(results.phases, results.api_cpu_wait, repetitions),
             "",
             "Each phase:",
             "",
-            api_table(results.phases, results.notes),
+            api_table(results.phases, results.notes, results.api_cpu_wait),
             "",
             results_table(phases),
             "",
@@ -1505,7 +1583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"AlgoEdge jobs benchmark, {started:%Y-%m-%d %H:%M} UTC: {args.users} traders x "
             f"{args.trades} closed trades yesterday, {args.optin:.0%} opted in to e-mails; "
             f"daily runs on {', '.join(map(str, args.worker_counts))} worker process(es) x "
-            f"{args.concurrency} threads, {args.repeat} time(s) each; API phases "
+            f"{args.concurrency} threads (nice {args.worker_nice}), {args.repeat} time(s) each; "
+            "API phases "
             f"{args.load_users} users, {args.phase_seconds:.0f} s measured after "
             f"{args.warmup:.0f} s warm-up, think {args.think} s.",
             f"Machine: {facts['nproc']} CPUs shared by the benchmark, workers, API, PostgreSQL, "
@@ -1541,6 +1620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "inline": [asdict(o) for o in results.inline],
                         "inline_db": results.inline_db,
                         "notes": results.notes,
+                        "api_cpu_wait": results.api_cpu_wait,
                     },
                     indent=2,
                     default=str,

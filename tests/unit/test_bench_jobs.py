@@ -18,6 +18,7 @@ from bench.jobs_load import (
     parse_proc_stat,
     phase_key,
     phase_ratios,
+    runqueue_wait_ns,
     task_stats,
     vm_hwm_kib,
 )
@@ -54,6 +55,9 @@ class TestProc:
         fields = ["S", "41", *["0"] * 9, "100", "20", "3", "4", *["0"] * 30]
         stat = parse_proc_stat(f"4242 (postgres: algoedge (idle)) {' '.join(fields)}")
         assert (stat.pid, stat.ppid, stat.ticks) == (4242, 41, 127)
+
+    def test_should_read_the_run_queue_wait_from_schedstat(self) -> None:
+        assert runqueue_wait_ns("326579785 482483611 1070\n") == 482483611
 
     def test_should_turn_cpu_seconds_into_cores_over_the_elapsed_time(self) -> None:
         before = CpuSnapshot(at=10.0, seconds={"workers": 1.0}, busy=100.0, total=400.0)

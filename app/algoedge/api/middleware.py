@@ -16,7 +16,6 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -35,27 +34,6 @@ log = logging.getLogger("algoedge.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-# TRANSITIONAL, for bench/inline_reports_app.py alone, whose route predates the route tables:
-# delete these two decorators and their fallback in _auth_of/_rate_class_of once it declares its
-# route with algoedge.api.routes.add_routes. Nothing in algoedge may use them.
-_HandlerT = TypeVar("_HandlerT", bound=Callable[..., Any])
-
-
-def public(handler: _HandlerT) -> _HandlerT:
-    """Deprecated: declare the route with ``Route(auth="public")`` instead."""
-    handler.algoedge_public = True  # type: ignore[attr-defined]
-    return handler
-
-
-def rate_class(name: RateClass | None) -> Callable[[_HandlerT], _HandlerT]:
-    """Deprecated: declare the route with ``Route(rate=...)`` instead."""
-
-    def mark(handler: _HandlerT) -> _HandlerT:
-        handler.algoedge_rate_class = name  # type: ignore[attr-defined]
-        return handler
-
-    return mark
 
 
 _RESPONSE_HEADERS: web.RequestKey[CIMultiDict[str]] = web.RequestKey(
@@ -126,21 +104,14 @@ def bearer_token(header: str | None) -> str | None:
 
 
 def _auth_of(request: web.Request) -> Auth:
+    # A route added without a declaration needs a user's token: safe by default.
     route = declared_route(request)
-    if route is None:
-        public_ = getattr(request.match_info.handler, "algoedge_public", False)  # transitional
-        return "public" if public_ else "user"
-    return route.auth
+    return "user" if route is None else route.auth
 
 
 def _rate_class_of(request: web.Request) -> RateClass | None:
     route = declared_route(request)
-    if route is None:
-        rate: RateClass | None = getattr(  # transitional
-            request.match_info.handler, "algoedge_rate_class", "default"
-        )
-        return rate
-    return route.rate
+    return "default" if route is None else route.rate
 
 
 @web.middleware
