@@ -43,7 +43,7 @@ lock: $(UV) ## re-resolve uv.lock after changing pyproject.toml
 
 .PHONY: charts
 charts: controlplane ## lint the Helm charts (algoedge-crds, algoedge-operator) and render them
-	@helm="$$(tests/controlplane/build.sh | tail -1)/helm"; \
+	@helm="$$(devtools/controlplane/build.sh | tail -1)/helm"; \
 	  "$$helm" lint --strict charts/algoedge-crds charts/algoedge-operator; \
 	  "$$helm" template algoedge-crds charts/algoedge-crds >/dev/null; \
 	  "$$helm" template algoedge-operator charts/algoedge-operator >/dev/null
@@ -52,7 +52,7 @@ charts: controlplane ## lint the Helm charts (algoedge-crds, algoedge-operator) 
 lint: venv charts ## ruff lint and format check, import-linter contracts (.importlinter), helm lint
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/lint-imports --no-cache
+	PYTHONPATH=. .venv/bin/lint-imports --no-cache
 
 .PHONY: fmt
 fmt: venv ## apply ruff's formatting and safe fixes
@@ -60,20 +60,20 @@ fmt: venv ## apply ruff's formatting and safe fixes
 	.venv/bin/ruff format .
 
 .PHONY: typecheck
-typecheck: venv ## mypy --strict over app/, operator/, tests/ and bench/
-	.venv/bin/mypy app/algoedge operator/algoedge_operator tests bench
+typecheck: venv ## mypy --strict over app/, operator/, devtools/, tests/ and bench/
+	.venv/bin/mypy app/algoedge operator/algoedge_operator devtools tests bench
 
 .PHONY: controlplane
 controlplane: ## build etcd, kube-apiserver/-controller-manager/-scheduler, kubectl, helm, kwok from pinned Go modules (cached)
-	@tests/controlplane/build.sh >/dev/null
+	@devtools/controlplane/build.sh >/dev/null
 
 .PHONY: cluster-up
 cluster-up: venv controlplane ## start the local control plane in .run/cluster (prints KUBECONFIG and .run/bin links)
-	$(PY) -m tests.controlplane.cluster up --dir .run/cluster
+	$(PY) -m devtools.controlplane.cluster up --dir .run/cluster
 
 .PHONY: cluster-down
 cluster-down: venv ## stop the local control plane in .run/cluster
-	$(PY) -m tests.controlplane.cluster down --dir .run/cluster
+	$(PY) -m devtools.controlplane.cluster down --dir .run/cluster
 
 .PHONY: operator
 operator: venv ## run the AlgoEdgeTenant operator against $$KUBECONFIG (applies crds/ first)
@@ -87,7 +87,7 @@ test: system-deps venv bridge-venv controlplane lint typecheck ## install what i
 
 .PHONY: dev
 dev: system-deps venv controlplane ## start Postgres, Redis, pgBouncer, the API, the local control plane and the operator in .run/ (Ctrl-C stops all)
-	$(PY) -m tests.dev --dir .run $(DEV_ARGS)
+	$(PY) -m devtools.dev --dir .run $(DEV_ARGS)
 
 .PHONY: clean
 clean: ## remove the environments and .run/ (the cache in CACHE_DIR stays)

@@ -2,7 +2,7 @@
 
 One command does everything, then cleans up:
 
-1. starts throwaway PostgreSQL, pgBouncer (transaction pooling) and Redis (``tests.services``) in
+1. starts throwaway PostgreSQL, pgBouncer (transaction pooling) and Redis (``devtools.services``) in
    a temp folder, migrates, and seeds bots, signal providers with signals, and users with one
    linked account and their trades, through the data layer;
 2. for each target in turn, starts it as real separate processes on loopback, logs every user
@@ -54,8 +54,8 @@ from algoedge.realtime import publish_event
 from argon2 import PasswordHasher
 from redis.asyncio import Redis
 
-from tests.integration.conftest import api_environment, migrated
-from tests.services import LOOPBACK, PgBouncer, PostgresServer, RedisServer, free_port
+from devtools.app import api_environment, migrated
+from devtools.services import LOOPBACK, PgBouncer, PostgresServer, RedisServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

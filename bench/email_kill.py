@@ -30,7 +30,7 @@ from algoedge.jobs.mail import message_id
 from algoedge.jobs.queue import JobQueue
 
 from bench.api_load import start_stack
-from tests.smtp import SmtpSink
+from devtools.smtp import SmtpSink
 
 ALGOEDGE = str(Path(sys.executable).with_name("algoedge"))
 MAIL_FROM = "AlgoEdge <bench@algoedge.test>"

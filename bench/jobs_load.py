@@ -2,8 +2,8 @@
 
 One command does everything, then cleans up:
 
-1. starts throwaway PostgreSQL, pgBouncer and Redis (``tests.services``, as ``bench.api_load``)
-   and a real aiosmtpd server (``tests.smtp.SmtpSink``, in a process of its own so it does not
+1. starts throwaway PostgreSQL, pgBouncer and Redis (``devtools.services``, as ``bench.api_load``)
+   and a real aiosmtpd server (``devtools.smtp.SmtpSink``, in a process of its own so it does not
    share the load generator's interpreter), migrates, and seeds with COPY: N traders with one
    linked account and T closed trades each, spread over yesterday (UTC), a share of them opted
    in to report e-mails;
@@ -98,9 +98,9 @@ from bench.api_load import (
     wait_healthy,
 )
 from bench.inline_reports_app import ROUTE as INLINE_ROUTE
-from tests.integration.conftest import api_environment, migrated
-from tests.services import LOOPBACK, free_port, wait_for_port
-from tests.smtp import SmtpSink
+from devtools.app import api_environment, migrated
+from devtools.services import LOOPBACK, free_port, wait_for_port
+from devtools.smtp import SmtpSink
 
 KIND: ReportKind = "daily"
 MAIL_FROM = "AlgoEdge Reports <reports@bench.example.com>"
@@ -317,7 +317,7 @@ def serve_smtp(port: int, folder: str, stop: ProcessEvent) -> None:
 
 @dataclass
 class MailServer:
-    """``tests.smtp.SmtpSink`` in a spawned process; every accepted message is a file."""
+    """``devtools.smtp.SmtpSink`` in a spawned process; every accepted message is a file."""
 
     folder: Path
     port: int = 0

@@ -2,7 +2,7 @@
 
 One command does everything for each N, then cleans up:
 
-1. starts a fresh local control plane (``tests.controlplane.cluster``) in a temp directory, applies
+1. starts a fresh local control plane (``devtools.controlplane.cluster``) in a temp directory, applies
    the CRD, adds kwok nodes big enough for N tenants' pods, creates one namespace and one
    database Secret per tenant (the control plane's volume-provisioner component binds the
    managed Redis claims to hostPath volumes);
@@ -48,15 +48,14 @@ from algoedge_operator.model import GROUP, PLURAL, VERSION
 from kubernetes import client, config, watch
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.controlplane.cluster import (
+from devtools.controlplane.cluster import (
     FAKE_NODE_NAME,
     KWOK_NODE_ANNOTATION,
     LOOPBACK,
     LocalControlPlane,
     free_port,
 )
-from tests.controlplane.kubeapi import WRITE_VERBS, api_request
-from tests.e2e.operator.support import OPERATOR_RESOURCES
+from devtools.controlplane.kubeapi import OPERATOR_RESOURCES, WRITE_VERBS, api_request
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_FILE = REPO / "crds" / "algoedge.io_algoedgetenants.yaml"

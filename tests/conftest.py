@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import PgBouncer, PostgresServer, RedisServer
+from devtools.services import PgBouncer, PostgresServer, RedisServer
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

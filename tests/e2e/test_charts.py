@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.controlplane.pytest_plugin import KubeCluster, wait_until
+from devtools.controlplane.pytest_plugin import KubeCluster, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS_CHART = REPO / "charts" / "algoedge-crds"

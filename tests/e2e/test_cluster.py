@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.controlplane.cluster import CONTEXT_NAME, CONTROLPLANE_DIR, FAKE_NODE_NAME
-from tests.controlplane.pytest_plugin import KubeCluster, wait_until
+from devtools.controlplane.cluster import CONTEXT_NAME, CONTROLPLANE_DIR, FAKE_NODE_NAME
+from devtools.controlplane.pytest_plugin import KubeCluster, wait_until
 
 pytestmark = pytest.mark.e2e
 

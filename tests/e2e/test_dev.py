@@ -22,17 +22,17 @@ from typing import Any
 import pytest
 import requests
 
-from tests.controlplane.pytest_plugin import wait_until
+from devtools.controlplane.pytest_plugin import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 class DevProcess:
-    """`python -m tests.dev` with its output collected line by line."""
+    """`python -m devtools.dev` with its output collected line by line."""
 
     def __init__(self, directory: Path) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.dev", f"--dir={directory}"],
+            [sys.executable, "-m", "devtools.dev", f"--dir={directory}"],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

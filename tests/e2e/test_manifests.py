@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.controlplane.pytest_plugin import KubeCluster, wait_until
+from devtools.controlplane.pytest_plugin import KubeCluster, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -22,11 +20,10 @@ from aiohttp.test_utils import TestServer
 from algoedge.api.app import create_app
 from algoedge.config import ApiSettings, MigrateSettings, load_settings
 from algoedge.db import Database
-from algoedge.db.migrate import load_migrations, migrate
-from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
-from tests.services import PgBouncer, PostgresServer, RedisServer, free_port
+from devtools.app import ALGOEDGE, api_environment, command_env, migrated
+from devtools.services import PgBouncer, PostgresServer, RedisServer, free_port
 
 
 @pytest.fixture
@@ -49,17 +46,6 @@ def api_settings(
     return load_settings(
         ApiSettings, api_environment(pgbouncer.url_for(database_name), redis_server.url)
     )
-
-
-def api_environment(database_url: str, redis_url: str) -> dict[str, str]:
-    """The variables the operator gives an API pod, with throwaway secrets."""
-    return {
-        "ALGOEDGE_DATABASE_URL": database_url,
-        "ALGOEDGE_REDIS_URL": redis_url,
-        "ALGOEDGE_JWT_SECRET": secrets.token_urlsafe(32),
-        "ALGOEDGE_INTERNAL_TOKEN": secrets.token_urlsafe(16),
-        "ALGOEDGE_CREDENTIALS_KEY": Fernet.generate_key().decode(),
-    }
 
 
 @pytest.fixture
@@ -136,14 +122,6 @@ async def running_api(settings: ApiSettings) -> AsyncIterator[ApiClient]:
         await server.close()
 
 
-async def migrated(settings: MigrateSettings) -> None:
-    database = await Database.connect(settings.model_copy(update={"db_pool_min": 0}))
-    try:
-        await migrate(database, load_migrations())
-    finally:
-        await database.close()
-
-
 @pytest.fixture
 async def relaxed_settings(
     pgbouncer: PgBouncer, redis_server: RedisServer, database_name: str
@@ -162,15 +140,6 @@ async def relaxed_settings(
 async def api(relaxed_settings: ApiSettings) -> AsyncIterator[ApiClient]:
     async with running_api(relaxed_settings) as client:
         yield client
-
-
-ALGOEDGE = str(Path(sys.executable).with_name("algoedge"))
-
-
-def command_env(extra: dict[str, str]) -> dict[str, str]:
-    """The test's environment without any ALGOEDGE_* leaking in, plus ``extra``."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ALGOEDGE_")}
-    return {**clean, **extra}
 
 
 def spawn_api(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:

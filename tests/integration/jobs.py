@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import ALGOEDGE, command_env
-from tests.services import PostgresServer, free_port
+from devtools.app import ALGOEDGE, command_env
+from devtools.services import PostgresServer, free_port
 
 T = TypeVar("T")
 

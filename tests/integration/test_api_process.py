@@ -13,14 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import (
-    ALGOEDGE,
-    api_environment,
-    api_process,
-    command_env,
-    spawn_api,
-)
-from tests.services import PgBouncer, RedisServer, free_port
+from devtools.app import ALGOEDGE, api_environment, command_env
+from devtools.services import PgBouncer, RedisServer, free_port
+from tests.integration.conftest import api_process, spawn_api
 
 
 def get(url: str) -> tuple[int, str, dict[str, object]]:

@@ -8,8 +8,8 @@ import pytest
 from algoedge.config import ApiSettings
 from algoedge.rates import RateLimit
 
+from devtools.services import RedisServer
 from tests.integration.conftest import running_api
-from tests.services import RedisServer
 
 
 def strict(settings: ApiSettings, **changes: object) -> ApiSettings:

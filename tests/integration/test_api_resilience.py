@@ -19,15 +19,9 @@ from algoedge.db import Database, invalidations
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from tests.integration.conftest import (
-    RELAXED_LIMITS,
-    ApiClient,
-    api_environment,
-    migrated,
-    running_api,
-    spawn_api,
-)
-from tests.services import PgBouncer, PostgresServer, RedisServer, free_port
+from devtools.app import api_environment, migrated
+from devtools.services import PgBouncer, PostgresServer, RedisServer, free_port
+from tests.integration.conftest import RELAXED_LIMITS, ApiClient, running_api, spawn_api
 
 
 @pytest.fixture

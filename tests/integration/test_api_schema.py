@@ -17,8 +17,9 @@ from algoedge.config import ApiSettings, load_settings
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.integration.conftest import RELAXED_LIMITS, api_environment, api_process, migrated
-from tests.services import PgBouncer, PostgresServer, RedisServer
+from devtools.app import api_environment, migrated
+from devtools.services import PgBouncer, PostgresServer, RedisServer
+from tests.integration.conftest import RELAXED_LIMITS, api_process
 
 schema = schemathesis.openapi.from_dict(build_document(API_ROUTES))
 

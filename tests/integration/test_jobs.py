@@ -16,11 +16,11 @@ from algoedge.jobs import names
 from algoedge.jobs.queue import JobQueue
 from redis.asyncio import Redis
 
+from devtools.services import PostgresServer
+from devtools.smtp import SmtpSink
 from tests.integration.conftest import ApiClient
 from tests.integration.jobs import JobProcess, Trading, decoded_queue, eventually, running
 from tests.integration.test_realtime import Listener
-from tests.services import PostgresServer
-from tests.smtp import SmtpSink
 
 YESTERDAY = (datetime.now(UTC) - timedelta(days=1)).date()
 

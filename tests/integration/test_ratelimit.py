@@ -15,7 +15,7 @@ from algoedge.rates import RateLimit
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from tests.services import RedisServer
+from devtools.services import RedisServer
 
 LimiterFactory = Callable[..., RateLimiter]
 

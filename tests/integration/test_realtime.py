@@ -15,14 +15,9 @@ from algoedge.config import ApiSettings, load_settings
 from algoedge.realtime import publish_event
 from redis.asyncio import Redis
 
-from tests.integration.conftest import (
-    RELAXED_LIMITS,
-    api_environment,
-    api_process,
-    migrated,
-    spawn_api,
-)
-from tests.services import PgBouncer, RedisServer
+from devtools.app import api_environment, migrated
+from devtools.services import PgBouncer, RedisServer
+from tests.integration.conftest import RELAXED_LIMITS, api_process, spawn_api
 
 
 class Listener:

@@ -8,7 +8,7 @@ from algoedge.cache import connect_redis
 from algoedge.config import ServiceSettings, load_settings
 from algoedge.db import Database
 
-from tests.services import PgBouncer, PostgresServer, RedisServer
+from devtools.services import PgBouncer, PostgresServer, RedisServer
 
 
 def pgbouncer_show(bouncer: PgBouncer, what: str) -> list[dict[str, object]]:

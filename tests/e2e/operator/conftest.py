@@ -1,7 +1,7 @@
 """Fixtures for operator e2e tests: the CRD, a controllable capacity server, the operator in-process.
 
 Pending claims (a tenant's managed Redis) are bound by the control plane's volume-provisioner,
-and kwok renews the fake node's Lease (both in tests/controlplane/cluster.py).
+and kwok renews the fake node's Lease (both in devtools/controlplane/cluster.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import yaml
 from aiohttp import web
 from kopf.testing import KopfRunner
 
-from tests.controlplane.pytest_plugin import KubeCluster
+from devtools.controlplane.pytest_plugin import KubeCluster
 from tests.e2e.operator.support import raw, wait_until
 
 REPO = Path(__file__).resolve().parents[3]

@@ -11,29 +11,17 @@ from typing import Any
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.controlplane.kubeapi import WRITE_VERBS, api_request
-from tests.controlplane.pytest_plugin import KubeCluster
-from tests.controlplane.pytest_plugin import wait_until as wait_until  # re-exported for the tests
+from devtools.controlplane.kubeapi import OPERATOR_RESOURCES, WRITE_VERBS, api_request
+from devtools.controlplane.pytest_plugin import KubeCluster
+from devtools.controlplane.pytest_plugin import (
+    wait_until as wait_until,  # re-exported for the tests
+)
 
 GROUP, VERSION, PLURAL = "algoedge.io", "v1alpha1", "algoedgetenants"
 IMAGE = "registry.example.com/algoedge:1.0.0"
 BRIDGE_IMAGE = "registry.example.com/algoedge-bridge:1.0.0"
 PAUSED = "algoedge.io/paused"
 DATABASE_URL = "postgresql://acme:s3cret@db.example.com:5432/acme?sslmode=require"
-#: Kinds the operator writes, as the API server names them in apiserver_request_total.
-OPERATOR_RESOURCES = frozenset(
-    {
-        "configmaps",
-        "secrets",
-        "services",
-        "deployments",
-        "statefulsets",
-        "horizontalpodautoscalers",
-        "poddisruptionbudgets",
-        "networkpolicies",
-        "algoedgetenants",
-    }
-)
 
 
 def path(namespace: str, api_version: str, plural: str, name: str = "") -> str:

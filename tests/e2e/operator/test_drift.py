@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.controlplane.pytest_plugin import KubeCluster
+from devtools.controlplane.pytest_plugin import KubeCluster
 from tests.e2e.operator.conftest import Operator
 from tests.e2e.operator.support import (
     api_server_writes,

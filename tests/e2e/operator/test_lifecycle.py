@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.controlplane.pytest_plugin import KubeCluster
+from devtools.controlplane.pytest_plugin import KubeCluster
 from tests.e2e.operator.conftest import Operator
 from tests.e2e.operator.support import (
     api_server_writes,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.controlplane.pytest_plugin import KubeCluster
+from devtools.controlplane.pytest_plugin import KubeCluster
 from tests.e2e.operator.conftest import CapacityServer, Operator, free_port
 from tests.e2e.operator.support import (
     condition_is,

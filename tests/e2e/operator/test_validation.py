@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.controlplane.pytest_plugin import KubeCluster
+from devtools.controlplane.pytest_plugin import KubeCluster
 from tests.e2e.operator.support import create_tenant, patch_tenant
 
 

@@ -17,7 +17,9 @@ import pytest
 from algoedge.config import ApiSettings, load_settings
 from redis.asyncio import Redis
 
-from tests.controlplane.pytest_plugin import KubeCluster
+from devtools.app import api_environment, migrated
+from devtools.controlplane.pytest_plugin import KubeCluster
+from devtools.services import PgBouncer, PostgresServer, RedisServer
 from tests.e2e.operator.conftest import Operator
 from tests.e2e.operator.support import (
     condition_is,
@@ -26,8 +28,7 @@ from tests.e2e.operator.support import (
     raw,
     wait_until,
 )
-from tests.integration.conftest import api_environment, api_process, migrated
-from tests.services import PgBouncer, PostgresServer, RedisServer
+from tests.integration.conftest import api_process
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Render the charts with the project's helm binary and parse the result, for the chart tests.
 
-helm comes from the control-plane build (``tests/controlplane/build.sh``, which ``make test``
+helm comes from the control-plane build (``devtools/controlplane/build.sh``, which ``make test``
 runs first through ``make controlplane``) or from ``$ALGOEDGE_CONTROLPLANE_BIN``. These tests
 never start that build themselves: a cold build takes minutes, so a missing helm fails the
 tests at once with the command that provides it.
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.controlplane.cluster import BIN_ENV, BUILD_SCRIPT
+from devtools.controlplane.cluster import BIN_ENV, BUILD_SCRIPT
 
 REPO = Path(__file__).resolve().parents[3]
 CHARTS = REPO / "charts"
@@ -42,7 +42,7 @@ REQUIRED_LABELS = (
 )
 MISSING_HELM = (
     "helm is needed for the chart tests and is not built yet: run `make controlplane` "
-    "(tests/controlplane/build.sh; a cold build takes about 8 minutes), or point "
+    "(devtools/controlplane/build.sh; a cold build takes about 8 minutes), or point "
     f"${BIN_ENV} at a directory holding helm"
 )
 

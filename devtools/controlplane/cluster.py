@@ -6,12 +6,12 @@ hostPath volume, since there is no storage provisioner and kwok mounts nothing.
 
 Usage from the repo root::
 
-    python -m tests.controlplane.cluster up [--dir .run/cluster]
-    python -m tests.controlplane.cluster status [--dir .run/cluster]
-    python -m tests.controlplane.cluster down [--dir .run/cluster]
-    python tests/controlplane/cluster.py provision --dir DIR   # run by `up` as a component
+    python -m devtools.controlplane.cluster up [--dir .run/cluster]
+    python -m devtools.controlplane.cluster status [--dir .run/cluster]
+    python -m devtools.controlplane.cluster down [--dir .run/cluster]
+    python devtools/controlplane/cluster.py provision --dir DIR   # run by `up` as a component
 
-Binaries come from ``$ALGOEDGE_CONTROLPLANE_BIN`` or from ``tests/controlplane/build.sh``
+Binaries come from ``$ALGOEDGE_CONTROLPLANE_BIN`` or from ``devtools/controlplane/build.sh``
 (instant when its cache is warm). Every component listens on a free loopback port only, runs
 in its own process group, logs to ``DIR/logs/<component>.log`` and has its pid in
 ``DIR/pids/<component>.pid``. ``up`` always starts a fresh cluster (new etcd data); the PKI
@@ -854,7 +854,7 @@ def _link_tools(plane: LocalControlPlane) -> dict[str, Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.controlplane.cluster", description=__doc__.split("\n")[0]
+        prog="python -m devtools.controlplane.cluster", description=__doc__.split("\n")[0]
     )
     parser.add_argument("command", choices=("up", "down", "status", "provision"))
     parser.add_argument(

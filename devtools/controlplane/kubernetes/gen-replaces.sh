@@ -7,7 +7,7 @@
 # module must replace each of them with the published tag vMAJOR-1.MINOR.PATCH
 # (v1.37.2 -> v0.37.2). The list is read from the release's own go.mod, never typed.
 #
-# Usage: tests/controlplane/kubernetes/gen-replaces.sh [vX.Y.Z]
+# Usage: devtools/controlplane/kubernetes/gen-replaces.sh [vX.Y.Z]
 #   default version: the k8s.io/kubernetes requirement already in go.mod.
 set -euo pipefail
 

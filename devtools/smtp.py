@@ -22,7 +22,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.services import LOOPBACK, free_port
+from devtools.services import LOOPBACK, free_port
 
 
 @dataclass

@@ -46,3 +46,19 @@ def api_request(
         return json.loads(data)
     except ValueError:
         return data.decode(errors="replace")
+
+
+#: Kinds the operator writes, as the API server names them in apiserver_request_total.
+OPERATOR_RESOURCES = frozenset(
+    {
+        "configmaps",
+        "secrets",
+        "services",
+        "deployments",
+        "statefulsets",
+        "horizontalpodautoscalers",
+        "poddisruptionbudgets",
+        "networkpolicies",
+        "algoedgetenants",
+    }
+)

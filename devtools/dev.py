@@ -7,7 +7,7 @@ same users. The variables the API got are written to ``<dir>/env`` so a shell ca
 ``source .run/env`` and run ``algoedge`` commands against the same services.
 
 The cluster part (skip it with ``--no-cluster``): a fresh local control plane in
-``<dir>/cluster`` (tests/controlplane), the CRD, and the operator as a process
+``<dir>/cluster`` (devtools/controlplane), the CRD, and the operator as a process
 (``kopf run --all-namespaces --standalone -m algoedge_operator``, log in ``<dir>/operator.log``).
 It reconciles tenant ``dev/dev``, whose internal Secret holds this API's tokens, and its
 capacity URL is this API's ``/internal/v1/capacity``: accounts linked through the API scale the
@@ -34,9 +34,9 @@ from types import FrameType
 
 from cryptography.fernet import Fernet
 
-from tests.controlplane.cluster import ClusterError, LocalControlPlane
-from tests.services import LOOPBACK, PgBouncer, PostgresServer, RedisServer, free_port
-from tests.smtp import SmtpSink
+from devtools.controlplane.cluster import ClusterError, LocalControlPlane
+from devtools.services import LOOPBACK, PgBouncer, PostgresServer, RedisServer, free_port
+from devtools.smtp import SmtpSink
 
 REPO = Path(__file__).resolve().parents[1]
 KOPF = Path(sys.executable).with_name("kopf")
@@ -199,7 +199,7 @@ class DevCluster:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.dev", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.dev", description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path(".run"), help="state folder")
     parser.add_argument(
         "--no-cluster",

@@ -7,10 +7,10 @@ Where the cluster comes from, in order:
   never touch a real cluster by accident;
 * ``--kind``: a throw-away kind cluster via pytest-kind, where a Docker engine is running
   (skipped with the reason elsewhere);
-* otherwise: the local control plane of ``tests/controlplane/cluster.py``, started in a
+* otherwise: the local control plane of ``devtools/controlplane/cluster.py``, started in a
   temporary directory for the session, only when a test requests ``k8s``.
 
-kubectl and helm always come from ``tests/controlplane/build.sh`` (or
+kubectl and helm always come from ``devtools/controlplane/build.sh`` (or
 ``$ALGOEDGE_CONTROLPLANE_BIN``); when collected tests need ``k8s`` the build runs after
 collection, outside any per-test timeout. Heavy imports (kubernetes, cryptography) happen
 only inside the fixtures, so environments without them can load this plugin.
@@ -99,7 +99,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     if any("k8s" in getattr(item, "fixturenames", ()) for item in session.items):
-        from tests.controlplane.cluster import find_binaries
+        from devtools.controlplane.cluster import find_binaries
 
         find_binaries()
 
@@ -231,7 +231,7 @@ def _kind_cluster() -> Iterator[tuple[Path, str]]:
 
 @contextlib.contextmanager
 def _local_control_plane(bin_dir: Path, directory: Path) -> Iterator[tuple[Path, str]]:
-    from tests.controlplane.cluster import CONTEXT_NAME, LocalControlPlane
+    from devtools.controlplane.cluster import CONTEXT_NAME, LocalControlPlane
 
     # die_with_parent: a killed pytest takes its control plane with it.
     plane = LocalControlPlane(directory, bin_dir=bin_dir, die_with_parent=True)
@@ -247,7 +247,7 @@ def k8s(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KubeCluster]:
     """A Kubernetes cluster for the whole session (see the module docstring for which)."""
-    from tests.controlplane.cluster import find_binaries
+    from devtools.controlplane.cluster import find_binaries
 
     bin_dir = find_binaries()
     workdir = tmp_path_factory.mktemp("k8s")
