@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import socketio
@@ -634,6 +634,14 @@ class PhaseResult:
     server_errors: list[str] = field(default_factory=list)
 
 
+class WindowHooks(Protocol):
+    """Called at the exact start and end of a phase's measured window (other benchmarks use it)."""
+
+    def window_opened(self) -> None: ...
+
+    def window_closed(self) -> None: ...
+
+
 async def run_phase(
     target: Target,
     seeded: Seeded,
@@ -645,6 +653,8 @@ async def run_phase(
     login_concurrency: int,
     event_rate: float,
     redis_url: str,
+    hooks: WindowHooks | None = None,
+    label: str | None = None,
 ) -> PhaseResult:
     recorder = Recorder()
     failures: Counter[str] = Counter()
@@ -694,7 +704,11 @@ async def run_phase(
             self_cpu_seconds(),
             system_cpu(),
         )
+        if hooks is not None:
+            hooks.window_opened()
         await asyncio.sleep(duration)
+        if hooks is not None:
+            hooks.window_closed()
         cpu_target = target.cpu_seconds() - cpu_target
         cpu_self = self_cpu_seconds() - cpu_self
         busy1, total1 = system_cpu()
@@ -715,7 +729,7 @@ async def run_phase(
         ok = len(everything)
         errors = sum(recorder.errors.values())
         return PhaseResult(
-            target=target.name,
+            target=label or target.name,
             users=users_count,
             api_processes=len(target.processes),
             duration_s=duration,

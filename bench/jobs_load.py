@@ -68,27 +68,18 @@ from bench.api_load import (
     PASSWORD,
     PYTHON,
     REPO,
-    REQUEST_TIMEOUT_SECONDS,
     SYMBOLS,
-    LatencyStats,
     PhaseResult,
-    Recorder,
     Seeded,
     Stack,
     Target,
-    User,
-    connect_sockets,
-    disconnect_sockets,
-    login_all,
     machine_facts,
-    measure_loop_lag,
-    percentile,
     process_cpu_seconds,
     raise_file_limit,
     redis_setting,
     results_table,
     routes_table,
-    run_user,
+    run_phase,
     self_cpu_seconds,
     server_errors,
     start_stack,
@@ -746,110 +737,50 @@ class PhaseOutcome(Generic[T]):
     hooked: T | None
 
 
+class DuringWindow(Generic[T]):
+    """Starts ``during`` when the measured window opens and reads the API's CPU wait over it."""
+
+    def __init__(self, target: Target, during: Callable[[], Coroutine[Any, Any, T]] | None) -> None:
+        self.target = target
+        self.during = during
+        self.task: asyncio.Task[T] | None = None
+        self.wait_seconds = 0.0
+
+    def window_opened(self) -> None:
+        self.wait_seconds = -cpu_wait_seconds(_pids(self.target))
+        if self.during is not None:
+            self.task = asyncio.create_task(self.during())
+
+    def window_closed(self) -> None:
+        self.wait_seconds += cpu_wait_seconds(_pids(self.target))
+
+
 async def api_phase(
     target: Target,
     seeded: Seeded,
     *,
     label: str,
     shape: LoadShape,
+    redis_url: str,
     during: Callable[[], Coroutine[Any, Any, T]] | None = None,
 ) -> PhaseOutcome[T]:
-    """``bench.api_load``'s mix (its users, think time, recorder), plus ``during`` at window start.
-
-    This is ``api_load.run_phase`` without the socket-event publisher and with the hook: that
-    function has no way to start something at the start of its measured window.
-    """
-    recorder = Recorder()
-    failures: Counter[str] = Counter()
-    http = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
-        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+    """``bench.api_load``'s phase (its users, mix and recorder), with ``during`` at window start."""
+    window = DuringWindow(target, during)
+    result = await run_phase(
+        target,
+        seeded,
+        users_count=shape.users,
+        duration=shape.duration,
+        warmup=shape.warmup,
+        think=shape.think,
+        login_concurrency=16,
+        event_rate=0,
+        redis_url=redis_url,
+        hooks=window,
+        label=label,
     )
-    sockets_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-    users_: list[User] = []
-    try:
-        users_, login_failures, login_seconds = await login_all(
-            http, target, seeded, count=shape.users, concurrency=16
-        )
-        failures.update(login_failures)
-        socket_failures, socket_seconds = await connect_sockets(
-            users_, sockets_http, recorder, concurrency=100
-        )
-        failures.update(socket_failures)
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        lag: list[float] = []
-        recorder.window_start = loop.time() + shape.warmup
-        recorder.window_end = recorder.window_start + shape.duration
-        tasks = [
-            asyncio.create_task(
-                run_user(
-                    u, http, recorder, bot_ids=seeded.active_bot_ids, think=shape.think, stop=stop
-                )
-            )
-            for u in users_
-        ]
-        lag_task = asyncio.create_task(measure_loop_lag(lag, stop))
-        await asyncio.sleep(max(0.0, recorder.window_start - loop.time()))
-        lag.clear()
-        load_before = os.getloadavg()
-        cpu_target, cpu_self, (busy0, total0) = (
-            target.cpu_seconds(),
-            self_cpu_seconds(),
-            system_cpu(),
-        )
-        wait_target = cpu_wait_seconds(_pids(target))
-        hook = asyncio.create_task(during()) if during is not None else None
-        await asyncio.sleep(max(0.0, recorder.window_end - loop.time()))
-        cpu_target = target.cpu_seconds() - cpu_target
-        wait_target = cpu_wait_seconds(_pids(target)) - wait_target
-        cpu_self = self_cpu_seconds() - cpu_self
-        busy1, total1 = system_cpu()
-        load_after = os.getloadavg()
-        stop.set()
-        _, pending = await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_SECONDS + 5)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        await lag_task
-        hooked = await hook if hook is not None else None
-        failures.update(recorder.errors)
-        if recorder.socket_disconnects:
-            failures["socket disconnected during the run"] += recorder.socket_disconnects
-        everything = [x for values in recorder.latencies.values() for x in values]
-        ok, errors = len(everything), sum(recorder.errors.values())
-        result = PhaseResult(
-            target=label,
-            users=shape.users,
-            api_processes=len(target.processes),
-            duration_s=shape.duration,
-            think_s=shape.think,
-            requests=ok + errors,
-            rps=(ok + errors) / shape.duration,
-            latency=LatencyStats.of(everything),
-            routes={k: LatencyStats.of(v) for k, v in sorted(recorder.latencies.items())},
-            errors=dict(failures.most_common()),
-            error_count=sum(failures.values()),
-            logins_ok=len(users_),
-            login_seconds=login_seconds,
-            sockets_ok=sum(u.socket is not None for u in users_),
-            socket_connect_seconds=socket_seconds,
-            socket_disconnects=recorder.socket_disconnects,
-            events_sent=0,
-            event_latency=LatencyStats.of(recorder.event_latencies),
-            target_cpu_pct=100 * cpu_target / shape.duration,
-            generator_cpu_pct=100 * cpu_self / shape.duration,
-            system_cpu_pct=100 * (busy1 - busy0) / max(1.0, total1 - total0),
-            generator_lag_p99_ms=percentile(sorted(lag), 0.99) * 1000,
-            loadavg_before=load_before,
-            loadavg_after=load_after,
-        )
-        return PhaseOutcome(result, wait_target / shape.duration, hooked)
-    finally:
-        recorder.closing = True
-        await disconnect_sockets(users_, concurrency=200)
-        await http.close()
-        await sockets_http.close()
+    hooked = await window.task if window.task is not None else None
+    return PhaseOutcome(result, window.wait_seconds / shape.duration, hooked)
 
 
 async def measured_phase(
@@ -860,12 +791,18 @@ async def measured_phase(
     results: Results,
     *,
     shape: LoadShape,
+    redis_url: str,
     during: Callable[[], Coroutine[Any, Any, T]] | None = None,
 ) -> T | None:
     """One API phase on ``api`` (stopped afterwards), recorded in ``results`` under ``key``."""
     try:
         outcome = await api_phase(
-            api, seeded, label=f"{PHASES[phase]} #{repetition}", shape=shape, during=during
+            api,
+            seeded,
+            label=f"{PHASES[phase]} #{repetition}",
+            shape=shape,
+            redis_url=redis_url,
+            during=during,
         )
     finally:
         stop_target(api)
@@ -1324,7 +1261,13 @@ class Bench:
                 "api", count=1, env=self.api_env, root=_folder(self.root, f"a{repetition}")
             )
             await measured_phase(
-                "a", repetition, api, self.seed.seeded, self.results, shape=self.shape
+                "a",
+                repetition,
+                api,
+                self.seed.seeded,
+                self.results,
+                shape=self.shape,
+                redis_url=self.services.stack.redis.url,
             )
             self.results.notes[phase_key("a", repetition)] = "2 workers started, idle"
 
@@ -1354,6 +1297,7 @@ class Bench:
                 self.seed.seeded,
                 self.results,
                 shape=self.shape,
+                redis_url=self.services.stack.redis.url,
                 during=run_on_workers,
             )
         finally:
@@ -1403,6 +1347,7 @@ class Bench:
             self.seed.seeded,
             self.results,
             shape=self.shape,
+            redis_url=self.services.stack.redis.url,
             during=run_inline,
         )
         progress = await run_progress(self.db, self.seed.day)
