@@ -55,7 +55,14 @@ from argon2 import PasswordHasher
 from redis.asyncio import Redis
 
 from devtools.app import api_environment, migrated
-from devtools.services import LOOPBACK, PgBouncer, PostgresServer, RedisServer, free_port
+from devtools.services import (
+    LOOPBACK,
+    PgBouncer,
+    PostgresServer,
+    RedisServer,
+    free_port,
+    wait_healthy,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -321,26 +328,11 @@ def start_target(name: str, *, count: int, env: dict[str, str], root: Path) -> T
             target.ports.append(port)
             target.logs.append(log)
         for process, base, log in zip(target.processes, target.bases, target.logs, strict=True):
-            wait_healthy(f"{base}/healthz", process, log)
+            wait_healthy(f"{base}/healthz", process, log=log)
     except BaseException:
         stop_target(target)
         raise
     return target
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {process.returncode}; see {log}")
-        try:
-            urllib.request.urlopen(url, timeout=1).close()  # noqa: S310 - loopback only
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within 30 s; see {log}")
 
 
 def stop_target(target: Target) -> None:

@@ -86,11 +86,10 @@ from bench.api_load import (
     start_target,
     stop_target,
     system_cpu,
-    wait_healthy,
 )
 from bench.inline_reports_app import ROUTE as INLINE_ROUTE
 from devtools.app import api_environment, migrated
-from devtools.services import LOOPBACK, free_port, wait_for_port
+from devtools.services import LOOPBACK, free_port, wait_for_port, wait_healthy
 from devtools.smtp import SmtpSink
 
 KIND: ReportKind = "daily"
@@ -433,7 +432,7 @@ def start_inline_api(env: dict[str, str], *, root: Path, per_query_connections: 
     )
     target = Target(name="inline", processes=[process], ports=[port], logs=[log])
     try:
-        wait_healthy(f"{target.bases[0]}/healthz", process, log)
+        wait_healthy(f"{target.bases[0]}/healthz", process, log=log)
     except BaseException:
         stop_target(target)
         raise

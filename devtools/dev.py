@@ -25,8 +25,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -35,7 +33,15 @@ from types import FrameType
 from cryptography.fernet import Fernet
 
 from devtools.controlplane.cluster import ClusterError, LocalControlPlane
-from devtools.services import LOOPBACK, PgBouncer, PostgresServer, RedisServer, free_port
+from devtools.services import (
+    LOOPBACK,
+    PgBouncer,
+    PostgresServer,
+    RedisServer,
+    ServiceError,
+    free_port,
+    wait_healthy,
+)
 from devtools.smtp import SmtpSink
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,19 +96,6 @@ def _secrets(folder: Path) -> dict[str, str]:
 
 def _announce_mail(message: EmailMessage, path: Path | None) -> None:
     print(f"mail: to {message['To']}: {message['Subject']}  ({path})", flush=True)
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"dev: the API exited with {process.returncode}; see its output above")
-        try:
-            urllib.request.urlopen(url, timeout=1).close()  # noqa: S310 - loopback only
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"dev: the API did not answer {url} within {timeout:.0f}s")
 
 
 class DevCluster:
@@ -261,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([algoedge, "migrate"], env=child_env, check=True)
         # Its own session: Ctrl-C reaches only us, and we stop the API with SIGTERM like a kubelet.
         api = subprocess.Popen([algoedge, "api"], env=child_env, start_new_session=True)
-        _wait_healthy(f"http://{LOOPBACK}:{api_port}/readyz", api)
+        wait_healthy(f"http://{LOOPBACK}:{api_port}/readyz", api)
         mail.start()
         jobs_env = {
             **child_env,
@@ -317,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"dev: {problem}", file=sys.stderr)
                 return 1
         return 0
-    except (subprocess.CalledProcessError, ClusterError) as exc:
+    except (subprocess.CalledProcessError, ClusterError, ServiceError) as exc:
         print(f"dev: {exc}", file=sys.stderr)
         return 1
     finally:

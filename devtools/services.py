@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,23 @@ def wait_for_port(port: int, *, timeout: float, log: Path | None = None) -> None
             return
         time.sleep(0.05)
     raise ServiceError(f"nothing listens on {LOOPBACK}:{port} after {timeout:.0f}s; see {log}")
+
+
+def wait_healthy(
+    url: str, process: subprocess.Popen[bytes], *, timeout: float = 30.0, log: Path | None = None
+) -> None:
+    """Wait until ``url`` answers 2xx; ServiceError (naming ``log``) when ``process`` exits first or time runs out."""
+    where = f"; see {log}" if log is not None else ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServiceError(f"{url}: the process exited with {process.returncode}{where}")
+        try:
+            urllib.request.urlopen(url, timeout=1).close()  # noqa: S310 - loopback only
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise ServiceError(f"{url} did not answer within {timeout:.0f}s{where}")
 
 
 def _as_root() -> bool:

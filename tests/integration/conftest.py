@@ -6,8 +6,6 @@ import secrets
 import signal
 import subprocess
 import tempfile
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -23,7 +21,14 @@ from algoedge.db import Database
 from redis.asyncio import Redis
 
 from devtools.app import ALGOEDGE, api_environment, command_env, migrated
-from devtools.services import PgBouncer, PostgresServer, RedisServer, free_port
+from devtools.services import (
+    PgBouncer,
+    PostgresServer,
+    RedisServer,
+    ServiceError,
+    free_port,
+    wait_healthy,
+)
 
 
 @pytest.fixture
@@ -153,16 +158,12 @@ def spawn_api(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
             [ALGOEDGE, "api"], env=command_env(full), stdout=log, stderr=subprocess.STDOUT
         )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=1).close()  # noqa: S310 - loopback
-            return process, base
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"algoedge api did not come up (exit {process.poll()}); see {log_path}")
-            time.sleep(0.1)
+    try:
+        wait_healthy(f"{base}/healthz", process, log=log_path)
+    except ServiceError as exc:
+        process.kill()
+        pytest.fail(f"algoedge api did not come up: {exc}")
+    return process, base
 
 
 @contextmanager
