@@ -86,7 +86,7 @@ test: system-deps venv bridge-venv controlplane lint typecheck ## install what i
 	$(BRIDGE_PY) -m pytest tests/bridge $(PYTEST_ARGS)
 
 .PHONY: dev
-dev: system-deps venv controlplane ## start Postgres, Redis, pgBouncer, the API, the local control plane and the operator in .run/ (Ctrl-C stops all)
+dev: system-deps venv bridge-venv controlplane ## start Postgres, Redis, pgBouncer, the API, the local control plane and the operator in .run/ (Ctrl-C stops all)
 	$(PY) -m devtools.dev --dir .run $(DEV_ARGS)
 
 .PHONY: clean

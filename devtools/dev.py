@@ -46,6 +46,8 @@ from devtools.smtp import SmtpSink
 
 REPO = Path(__file__).resolve().parents[1]
 KOPF = Path(sys.executable).with_name("kopf")
+#: The simulator runs in the bridge's environment (python-socketio 4, like the SDK).
+METAAPI_SIM = REPO / ".venv-bridge" / "bin" / "algoedge-metaapi-sim"
 #: The tenant `make dev` runs: small, and a bridge replica per 2 linked accounts so that linking
 #: a few accounts through the API shows the operator scaling.
 DEV_TENANT = """
@@ -70,6 +72,7 @@ PREFERRED_PORTS = {
     "smtp": 2525,
     "worker_metrics": 9091,
     "beat_metrics": 9092,
+    "metaapi_sim": 8091,
 }
 
 
@@ -84,6 +87,9 @@ def _secrets(folder: Path) -> dict[str, str]:
         "jwt": lambda: secrets.token_urlsafe(32),
         "internal": lambda: secrets.token_urlsafe(24),
         "credentials": lambda: Fernet.generate_key().decode(),
+        # JWT-shaped, as the SDK checks: the token the simulator accepts.
+        "metaapi_token": lambda: ".".join(secrets.token_urlsafe(n) for n in (12, 24, 16)),
+        "metaapi_admin_token": lambda: secrets.token_urlsafe(24),
     }
     # Keys added by newer versions of this script are made now; existing ones are kept.
     made = {name: stored.get(name) or make() for name, make in makers.items()}
@@ -277,6 +283,29 @@ def main(argv: list[str] | None = None) -> int:
             )
             log.close()
             jobs_ports[command] = port
+        sim_port = free_port(PREFERRED_PORTS["metaapi_sim"])
+        sim_log = (root / "metaapi-sim.log").open("ab")
+        jobs["metaapi-sim"] = subprocess.Popen(
+            [str(METAAPI_SIM)],
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("ALGOEDGE_")},
+                "ALGOEDGE_SIM_HOST": LOOPBACK,
+                "ALGOEDGE_SIM_PORT": str(sim_port),
+                "ALGOEDGE_SIM_TOKEN": keys["metaapi_token"],
+                "ALGOEDGE_SIM_ADMIN_TOKEN": keys["metaapi_admin_token"],
+                # Accounts trade on their own every ~20 s, so streams carry live traffic.
+                "ALGOEDGE_SIM_STRATEGY_SECONDS": "20",
+            },
+            stdout=sim_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        sim_log.close()
+        wait_healthy(
+            f"http://{LOOPBACK}:{sim_port}/healthz",
+            jobs["metaapi-sim"],
+            log=root / "metaapi-sim.log",
+        )
         if cluster is not None:
             cluster.start(api_port=api_port, api_env=env, database_url=postgres.url)
         print(
@@ -289,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  beat        daily reports 00:15 UTC, weekly Mondays  log {root / 'beat.log'}  "
             f"metrics http://{LOOPBACK}:{jobs_ports['beat']}/metrics\n"
             f"  mail        {mail.url} -> {mail.folder}/ (one .eml per message)\n"
+            f"  MetaAPI     http://{LOOPBACK}:{sim_port}  (simulator; token in {root / 'secrets.json'} "
+            f"as metaapi_token / metaapi_admin_token; faults: docs/metaapi-sim.md)\n"
             f"  variables   source {env_file}\n",
             flush=True,
         )
@@ -331,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         postgres.stop()
         stopped = "operator, control plane, " if cluster is not None else ""
         print(
-            f"dev: stopped {stopped}API, worker, beat, mail, pgBouncer, Redis and PostgreSQL",
+            f"dev: stopped {stopped}API, worker, beat, MetaAPI simulator, mail, pgBouncer, Redis "
+            "and PostgreSQL",
             flush=True,
         )
 

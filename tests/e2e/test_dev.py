@@ -133,10 +133,10 @@ def test_make_dev_runs_everything_and_the_bridge_follows_linked_accounts(run_dir
     time.sleep(0.5)  # the reader thread drains the last lines
     assert code == 0, dev.output
     assert (
-        "dev: stopped operator, control plane, API, worker, beat, mail, pgBouncer, Redis and "
-        "PostgreSQL" in dev.output
+        "dev: stopped operator, control plane, API, worker, beat, MetaAPI simulator, mail, "
+        "pgBouncer, Redis and PostgreSQL" in dev.output
     )
     pids = run_dir / "cluster" / "pids"
     assert not list(pids.glob("*.pid")), "control plane components left running"
-    for log in ("operator.log", "worker.log", "beat.log"):
+    for log in ("operator.log", "worker.log", "beat.log", "metaapi-sim.log"):
         assert "Traceback" not in (run_dir / log).read_text(), log
