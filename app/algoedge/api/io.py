@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from aiohttp import web
 from pydantic import (
@@ -196,6 +196,21 @@ def decode_id_cursor(cursor: str | None) -> int | None:
     if len(key) != 1 or not isinstance(key[0], int) or key[0] < 0:
         raise _bad_cursor()
     return int(key[0])
+
+
+class TimeKeyed(Protocol):
+    """A row of a newest-first page, keyed by (created_at, id)."""
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def id(self) -> int: ...
+
+
+def time_cursor(row: TimeKeyed) -> str:
+    """The cursor after ``row`` in a newest-first page; :func:`decode_time_cursor` reads it."""
+    return encode_cursor(row.created_at, row.id)
 
 
 def decode_time_cursor(cursor: str | None) -> tuple[datetime, int] | None:

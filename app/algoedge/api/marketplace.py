@@ -19,6 +19,7 @@ from algoedge.api.io import (
     read_json,
     read_query,
     render,
+    time_cursor,
 )
 from algoedge.api.routes import Route
 from algoedge.api.state import DATABASE, LISTINGS, USER
@@ -105,9 +106,7 @@ async def list_signals(request: web.Request) -> web.Response:
         before=decode_time_cursor(query.cursor),
         limit=query.limit + 1,
     )
-    return render(
-        page(rows, limit=query.limit, cursor_of=lambda s: encode_cursor(s.created_at, s.id))
-    )
+    return render(page(rows, limit=query.limit, cursor_of=time_cursor))
 
 
 # The catalogue (bots, providers) is public, so visitors can browse it before registering.

@@ -8,11 +8,11 @@ from algoedge.api.io import (
     PageQuery,
     QueryBool,
     decode_time_cursor,
-    encode_cursor,
     page,
     path_id,
     read_query,
     render,
+    time_cursor,
 )
 from algoedge.api.routes import Route
 from algoedge.api.state import DATABASE, USER
@@ -33,9 +33,7 @@ async def list_(request: web.Request) -> web.Response:
         before=decode_time_cursor(query.cursor),
         limit=query.limit + 1,
     )
-    return render(
-        page(rows, limit=query.limit, cursor_of=lambda n: encode_cursor(n.created_at, n.id))
-    )
+    return render(page(rows, limit=query.limit, cursor_of=time_cursor))
 
 
 async def mark_read(request: web.Request) -> web.Response:

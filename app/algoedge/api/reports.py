@@ -17,12 +17,12 @@ from algoedge.api.io import (
     PageQuery,
     StrictModel,
     decode_time_cursor,
-    encode_cursor,
     page,
     path_id,
     read_json,
     read_query,
     render,
+    time_cursor,
 )
 from algoedge.api.routes import Route
 from algoedge.api.state import DATABASE, JOBS, USER
@@ -87,9 +87,7 @@ async def list_(request: web.Request) -> web.Response:
         before=decode_time_cursor(query.cursor),
         limit=query.limit + 1,
     )
-    return render(
-        page(rows, limit=query.limit, cursor_of=lambda r: encode_cursor(r.created_at, r.id))
-    )
+    return render(page(rows, limit=query.limit, cursor_of=time_cursor))
 
 
 async def get(request: web.Request) -> web.Response:

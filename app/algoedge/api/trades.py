@@ -9,10 +9,10 @@ from algoedge.api.io import (
     PageQuery,
     Timestamp,
     decode_time_cursor,
-    encode_cursor,
     page,
     read_query,
     render,
+    time_cursor,
 )
 from algoedge.api.routes import Route
 from algoedge.api.state import DATABASE, USER
@@ -48,9 +48,7 @@ async def list_(request: web.Request) -> web.Response:
         before=decode_time_cursor(query.cursor),
         limit=query.limit + 1,
     )
-    return render(
-        page(rows, limit=query.limit, cursor_of=lambda t: encode_cursor(t.created_at, t.id))
-    )
+    return render(page(rows, limit=query.limit, cursor_of=time_cursor))
 
 
 ROUTES = (
