@@ -15,16 +15,11 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from algoedge.config import ServiceSettings
+from algoedge.keys import PREFIX
 from algoedge.metrics import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
-PREFIX = "algoedge"
-EVENTS_CHANNEL = f"{PREFIX}:events"
-SOCKETIO_CHANNEL = f"{PREFIX}:socketio"
-BRIDGE_CONNECTED_KEY = f"{PREFIX}:bridge:connected"
-# A bridge replica re-reports each connected account at least this often; older entries are stale.
-BRIDGE_HEARTBEAT_SECONDS = 90
 
 
 def session_key(jti: str) -> str:
@@ -160,8 +155,6 @@ class PendingDeletes:
 
 
 __all__ = [
-    "BRIDGE_CONNECTED_KEY",
-    "EVENTS_CHANNEL",
     "CachedUser",
     "PendingDeletes",
     "RedisFallback",

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from algoedge.cache import BRIDGE_CONNECTED_KEY, BRIDGE_HEARTBEAT_SECONDS
 from algoedge.db import Database, accounts
+from algoedge.keys import BRIDGE_CONNECTED_KEY, BRIDGE_HEARTBEAT_SECONDS
 
 #: kombu's Redis transport keeps priority levels 3, 6 and 9 of a queue in lists named
 #: ``<queue>\x06\x16<n>`` (level 0 is the bare name), and every message a worker reserved but

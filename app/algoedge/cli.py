@@ -13,6 +13,7 @@ from algoedge import __version__
 from algoedge.config import (
     ApiSettings,
     BeatSettings,
+    BridgeSettings,
     ConfigError,
     JobsSettings,
     MigrateSettings,
@@ -24,7 +25,6 @@ log = logging.getLogger("algoedge")
 
 # Exit codes a supervisor can tell apart: bad configuration is not worth restarting quickly.
 EXIT_CONFIG = 2
-EXIT_NOT_IMPLEMENTED = 3
 EXIT_FAILED = 1
 
 
@@ -94,6 +94,14 @@ def run_beat(environ: Mapping[str, str]) -> int:
     return run(settings)
 
 
+def run_bridge(environ: Mapping[str, str]) -> int:
+    settings = load_settings(BridgeSettings, environ)
+    _configure_logging(settings.log_level)
+    from algoedge.bridge.main import run  # the SDK is only in the bridge image
+
+    return run(settings)
+
+
 def run_probe(environ: Mapping[str, str], max_age: float) -> int:
     """Exit 0 while the worker's or beat's heartbeat file is fresh; cheap (no Celery, no broker)."""
     from algoedge.jobs import heartbeat
@@ -111,20 +119,15 @@ def run_probe(environ: Mapping[str, str], max_age: float) -> int:
     return 0
 
 
-def _not_yet(name: str) -> Callable[[Mapping[str, str]], int]:
-    def stub(environ: Mapping[str, str]) -> int:
-        print(f"algoedge {name}: not yet implemented", file=sys.stderr)
-        return EXIT_NOT_IMPLEMENTED
-
-    return stub
-
-
 COMMANDS: dict[str, tuple[str, Callable[[Mapping[str, str]], int]]] = {
     "api": ("serve the HTTP API, /metrics and socket.io on ALGOEDGE_HTTP_PORT", run_api),
     "worker": ("run a Celery worker (reports, e-mail, notifications)", run_worker),
     "beat": ("run Celery beat: report runs and the sweeper (one per tenant)", run_beat),
     "migrate": ("apply database migrations (safe to run from several pods)", run_migrate),
-    "bridge": ("run the MetaAPI bridge (not yet implemented)", _not_yet("bridge")),
+    "bridge": (
+        "run the MetaAPI bridge: keep the linked accounts this replica owns connected",
+        run_bridge,
+    ),
 }
 
 

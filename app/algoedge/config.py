@@ -98,6 +98,23 @@ def _credentials_key(value: SecretStr) -> SecretStr:
 
 
 PostgresUrl = Annotated[str, AfterValidator(_postgres_url)]
+CredentialsKey = Annotated[
+    SecretStr,
+    AfterValidator(_credentials_key),
+    Field(
+        description="Encrypts MT5 trading passwords at rest (api); the bridge decrypts with the same key.",
+        json_schema_extra={"form": credentials.FORM},
+    ),
+]
+MetricsPort = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=65535,
+        description="Port of this process's Prometheus /metrics and probes (0: none).",
+        json_schema_extra={"form": "a port number from 0 (off) to 65535"},
+    ),
+]
 RedisUrl = Annotated[str, AfterValidator(check_redis_url)]
 Rate = Annotated[RateLimit, BeforeValidator(_rate)]
 RATE_FORM = "REQUESTS/SECONDS, requests 1-1000000, seconds 1-86400"
@@ -184,10 +201,7 @@ class ApiSettings(ServiceSettings):
         description="Port of the HTTP API, /metrics and /socket.io/.",
         json_schema_extra={"form": "a port number from 1 to 65535"},
     )
-    credentials_key: Annotated[SecretStr, AfterValidator(_credentials_key)] = Field(
-        description="Encrypts MT5 trading passwords at rest; the bridge decrypts with the same key.",
-        json_schema_extra={"form": credentials.FORM},
-    )
+    credentials_key: CredentialsKey
     rate_limit_per_user: Rate = Field(
         default=RateLimit(100, 900),
         description="Requests one signed-in user may make per window, across all pods.",
@@ -306,13 +320,7 @@ def _clock_time(value: object) -> object:
 class JobsSettings(ServiceSettings):
     """What both Celery processes (worker and beat) need beside the database and Redis."""
 
-    metrics_port: int = Field(
-        default=9090,
-        ge=0,
-        le=65535,
-        description="Port of this process's Prometheus /metrics (0: none).",
-        json_schema_extra={"form": "a port number from 0 (off) to 65535"},
-    )
+    metrics_port: MetricsPort = 9090
     heartbeat_file: str = Field(
         default="/tmp/algoedge-heartbeat",  # noqa: S108 - the pod's own emptyDir /tmp
         min_length=1,
@@ -397,6 +405,91 @@ class BeatSettings(JobsSettings):
     )
 
 
+def _metaapi_token(value: SecretStr) -> SecretStr:
+    parts = value.get_secret_value().split(".")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError("must have three dot-separated parts (a MetaAPI API token is a JWT)")
+    return value
+
+
+METAAPI_URL_FORM = "http(s)://HOST[:PORT] with no path (a MetaAPI-compatible server)"
+
+
+def _metaapi_url(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    parts = split_url(value, schemes=("http", "https"))
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"must be {METAAPI_URL_FORM}")
+    return value.rstrip("/")
+
+
+class BridgeSettings(ServiceSettings):
+    """`algoedge bridge`: keeps every linked account it owns connected to MetaAPI."""
+
+    metaapi_token: Annotated[SecretStr, AfterValidator(_metaapi_token)] = Field(
+        description="MetaAPI API access token of the platform's MetaAPI account.",
+        json_schema_extra={"form": "a MetaAPI token (three dot-separated parts)"},
+    )
+    metaapi_domain: str = Field(
+        default="agiliumtrade.agiliumtrade.ai",
+        pattern=rf"^{_LABEL}(\.{_LABEL})+$",
+        description="MetaAPI's domain (the SDK's `domain` option).",
+        json_schema_extra={"form": "a DNS domain like agiliumtrade.agiliumtrade.ai"},
+    )
+    metaapi_region: str | None = Field(
+        default=None,
+        pattern=rf"^{_LABEL}$",
+        description="MetaAPI region new accounts are created in (unset: MetaAPI's default).",
+        json_schema_extra={"form": "a region name like vint-hill, new-york, london, singapore"},
+    )
+    metaapi_url: Annotated[str | None, BeforeValidator(_metaapi_url)] = Field(
+        default=None,
+        description=(
+            "Send every MetaAPI REST call and socket to this base URL instead of the domain's "
+            "hosts: the local simulator in tests and `make dev`. Unset in production."
+        ),
+        json_schema_extra={"form": METAAPI_URL_FORM},
+    )
+    credentials_key: CredentialsKey
+    bridge_pod_name: str = Field(
+        pattern=rf"^{_LABEL}$",
+        description=(
+            "This replica's member name for sharding accounts (the StatefulSet pod's name); "
+            "two live processes must never share one."
+        ),
+        json_schema_extra={"form": "a DNS label like acme-bridge-0"},
+    )
+    bridge_max_concurrent_syncs: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description=(
+            "Account connects and synchronizations this replica runs at once (its connection "
+            "queue, and the SDK's synchronization throttler)."
+        ),
+        json_schema_extra={"form": "an integer from 1 to 100"},
+    )
+    bridge_lease_ttl: float = Field(
+        default=30.0,
+        ge=3,
+        le=600,
+        description=(
+            "Seconds an account lease and a member registration live unless renewed (renewed "
+            "every third of it); bounds how long a dead replica's accounts stay unconnected."
+        ),
+        json_schema_extra={"form": "seconds from 3 to 600"},
+    )
+    bridge_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds between reads of the linked accounts (the API also wakes bridges at once).",
+        json_schema_extra={"form": "seconds, above 0 and at most 300"},
+    )
+    metrics_port: MetricsPort = 9090
+
+
 SettingsT = TypeVar("SettingsT", bound=_Settings)
 
 ALL_SETTINGS: tuple[type[_Settings], ...] = (
@@ -406,6 +499,7 @@ ALL_SETTINGS: tuple[type[_Settings], ...] = (
     JobsSettings,
     WorkerSettings,
     BeatSettings,
+    BridgeSettings,
 )
 
 

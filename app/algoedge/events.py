@@ -11,7 +11,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from algoedge.cache import EVENTS_CHANNEL
+from algoedge.keys import EVENTS_CHANNEL
 
 
 async def publish_event(redis: Redis, user_id: int, event: str, data: Any) -> None:

@@ -23,8 +23,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from algoedge.auth import AuthError
-from algoedge.cache import EVENTS_CHANNEL, SOCKETIO_CHANNEL, CachedUser
+from algoedge.cache import CachedUser
 from algoedge.events import publish_event
+from algoedge.keys import EVENTS_CHANNEL, SOCKETIO_CHANNEL
 from algoedge.metrics import EVENTS_RELAYED, SOCKETS_CONNECTED
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from algoedge.bridge.sdk import point_sdk_at
 from algoedge.metaapi_sim.app import create_app
 from algoedge.metaapi_sim.rest import SIMULATOR, Simulator
-from algoedge.metaapi_sim.sdk import point_sdk_at
 from algoedge.metaapi_sim.settings import SimSettings, load_sim_settings
 
 TOKEN = "simulated.metaapi-token.for-tests"

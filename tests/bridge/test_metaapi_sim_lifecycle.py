@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from algoedge.metaapi_sim.sdk import point_sdk_at
+from algoedge.bridge.sdk import point_sdk_at
 from algoedge.metaapi_sim.settings import load_sim_settings
 
 from tests.bridge.conftest import (

@@ -10,11 +10,11 @@ from decimal import Decimal
 
 from algoedge.api.app import API_ROUTES, create_app
 from algoedge.api.openapi import build_document
-from algoedge.cache import BRIDGE_CONNECTED_KEY
 from algoedge.config import ApiSettings
 from algoedge.db import Database, marketplace
 from algoedge.db.marketplace import signals_page_query
 from algoedge.db.trades import closed_trades_page_query, trades_page_query
+from algoedge.keys import BRIDGE_CONNECTED_KEY
 from redis.asyncio import Redis
 
 from tests.integration.conftest import ApiClient

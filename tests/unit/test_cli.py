@@ -110,8 +110,9 @@ def test_should_fail_the_probe_while_no_heartbeat_exists(tmp_path: Path) -> None
     )
 
 
-@pytest.mark.parametrize("command", ["bridge"])
-def test_should_say_an_unfinished_command_is_not_implemented(command: str) -> None:
-    result = run(command)
-    assert result.returncode == 3
-    assert "not yet implemented" in result.stderr
+def test_should_refuse_to_start_the_bridge_without_its_settings() -> None:
+    result = run("bridge", env={"ALGOEDGE_METAAPI_TOKEN": "not-a-token"})
+    assert result.returncode == 2
+    assert "ALGOEDGE_METAAPI_TOKEN must have three dot-separated parts" in result.stderr
+    assert "not-a-token" not in result.stderr
+    assert "ALGOEDGE_CREDENTIALS_KEY is not set" in result.stderr
