@@ -32,6 +32,7 @@ from types import FrameType
 
 from cryptography.fernet import Fernet
 
+from devtools.bridge import bridge_environment
 from devtools.controlplane.cluster import ClusterError, LocalControlPlane
 from devtools.services import (
     LOOPBACK,
@@ -48,6 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 KOPF = Path(sys.executable).with_name("kopf")
 #: The simulator runs in the bridge's environment (python-socketio 4, like the SDK).
 METAAPI_SIM = REPO / ".venv-bridge" / "bin" / "algoedge-metaapi-sim"
+#: `algoedge bridge` runs in the same environment (the SDK).
+BRIDGE_ALGOEDGE = REPO / ".venv-bridge" / "bin" / "algoedge"
 #: The tenant `make dev` runs: small, and a bridge replica per 2 linked accounts so that linking
 #: a few accounts through the API shows the operator scaling.
 DEV_TENANT = """
@@ -60,7 +63,12 @@ spec:
   expectedUsers: 100
   database: {secretRef: {name: dev-db}}
   api: {minReplicas: 1, maxReplicas: 2}
-  bridge: {accountsPerReplica: 2, minReplicas: 1, maxReplicas: 5, scaleDownStabilizationSeconds: 30}
+  bridge:
+    accountsPerReplica: 2
+    minReplicas: 1
+    maxReplicas: 5
+    scaleDownStabilizationSeconds: 30
+    metaapi: {tokenSecretRef: {name: dev-metaapi}}
 """
 
 # Stable ports when they are free, so bookmarks and `psql` history keep working between runs.
@@ -73,6 +81,7 @@ PREFERRED_PORTS = {
     "worker_metrics": 9091,
     "beat_metrics": 9092,
     "metaapi_sim": 8091,
+    "bridge_metrics": 9093,
 }
 
 
@@ -121,7 +130,9 @@ class DevCluster:
             stdout=subprocess.DEVNULL,
         )
 
-    def start(self, *, api_port: int, api_env: dict[str, str], database_url: str) -> None:
+    def start(
+        self, *, api_port: int, api_env: dict[str, str], database_url: str, metaapi_token: str
+    ) -> None:
         self.plane.start()
         self.kubectl("apply", "--server-side", f"--filename={REPO / 'crds'}")
         self.kubectl(
@@ -150,6 +161,15 @@ class DevCluster:
             )
         ]
         self.kubectl("--namespace=dev", "create", "secret", "generic", "dev-internal", *internal)
+        # The simulator's token: the bridge runs no pods until the tenant references one.
+        self.kubectl(
+            "--namespace=dev",
+            "create",
+            "secret",
+            "generic",
+            "dev-metaapi",
+            f"--from-literal=token={metaapi_token}",
+        )
         self.kubectl("apply", "--filename=-", stdin=DEV_TENANT)
         self.metrics_port = free_port()
         env = {
@@ -306,8 +326,41 @@ def main(argv: list[str] | None = None) -> int:
             jobs["metaapi-sim"],
             log=root / "metaapi-sim.log",
         )
+        # One bridge replica (in the bridge's environment) connects linked accounts to the simulator.
+        bridge_port = free_port(PREFERRED_PORTS["bridge_metrics"])
+        bridge_dir = root / "bridge"
+        bridge_dir.mkdir(exist_ok=True)  # the SDK writes ./.metaapi here
+        bridge_log = (root / "bridge.log").open("ab")
+        jobs["bridge"] = subprocess.Popen(
+            [str(BRIDGE_ALGOEDGE), "bridge"],
+            env={
+                **child_env,
+                **bridge_environment(
+                    database_url=bouncer.url,
+                    redis_url=redis.url,
+                    credentials_key=keys["credentials"],
+                    metaapi_url=f"http://{LOOPBACK}:{sim_port}",
+                    metaapi_token=keys["metaapi_token"],
+                    pod_name="dev-bridge-0",
+                    metrics_port=bridge_port,
+                ),
+            },
+            cwd=bridge_dir,
+            stdout=bridge_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        bridge_log.close()
+        wait_healthy(
+            f"http://{LOOPBACK}:{bridge_port}/readyz", jobs["bridge"], log=root / "bridge.log"
+        )
         if cluster is not None:
-            cluster.start(api_port=api_port, api_env=env, database_url=postgres.url)
+            cluster.start(
+                api_port=api_port,
+                api_env=env,
+                database_url=postgres.url,
+                metaapi_token=keys["metaapi_token"],
+            )
         print(
             "\nAlgoEdge dev stack is up (Ctrl-C stops everything):\n"
             f"  API         http://{LOOPBACK}:{api_port}  (/api/v1/openapi.json, /metrics)\n"
@@ -320,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  mail        {mail.url} -> {mail.folder}/ (one .eml per message)\n"
             f"  MetaAPI     http://{LOOPBACK}:{sim_port}  (simulator; token in {root / 'secrets.json'} "
             f"as metaapi_token / metaapi_admin_token; faults: docs/metaapi-sim.md)\n"
+            f"  bridge      http://{LOOPBACK}:{bridge_port}/metrics  (dev-bridge-0, log {root / 'bridge.log'};"
+            f" a linked account turns connected within seconds)\n"
             f"  variables   source {env_file}\n",
             flush=True,
         )
@@ -362,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         postgres.stop()
         stopped = "operator, control plane, " if cluster is not None else ""
         print(
-            f"dev: stopped {stopped}API, worker, beat, MetaAPI simulator, mail, pgBouncer, Redis "
+            f"dev: stopped {stopped}API, worker, beat, bridge, MetaAPI simulator, mail, pgBouncer, Redis "
             "and PostgreSQL",
             flush=True,
         )

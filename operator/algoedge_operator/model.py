@@ -47,6 +47,15 @@ BRIDGE_RESOURCES = Resources("100m", "256Mi", "1", "768Mi")
 DAILY_AT_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 #: spec.redis.maxMemory, as the CRD's pattern allows it.
 MEMORY_PATTERN = r"^[1-9][0-9]*(Mi|Gi)$"
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+#: spec.bridge.metaapi.region: a DNS label, the CRD's pattern and the app's rule for
+#: ALGOEDGE_METAAPI_REGION (unit and contract tests keep the three equal).
+METAAPI_REGION_PATTERN = rf"^{_DNS_LABEL}$"
+#: spec.bridge.metaapi.domain: a DNS domain of two labels or more (ALGOEDGE_METAAPI_DOMAIN).
+METAAPI_DOMAIN_PATTERN = rf"^{_DNS_LABEL}(\.{_DNS_LABEL})+$"
+#: The MetaAPI tokens the operator passes on: the app's rule for ALGOEDGE_METAAPI_TOKEN (three
+#: parts), and no whitespace, which MetaAPI would refuse only once the bridge runs.
+METAAPI_TOKEN_FORM = "three dot-separated parts and no whitespace (a JWT)"  # noqa: S105
 
 Text = Annotated[StrictStr, Field(min_length=1)]
 
@@ -153,11 +162,27 @@ class MailFields(_Fields):
     smtp_secret_ref: SecretRefFields | None = None
 
 
+class TokenSecretRefFields(_Fields):
+    name: Text
+    key: Text = "token"
+
+
+class MetaApiFields(_Fields):
+    #: Unset: the bridge runs no pods (every one would exit without a token).
+    token_secret_ref: TokenSecretRefFields | None = None
+    region: Annotated[StrictStr, Field(pattern=METAAPI_REGION_PATTERN)] | None = None
+    domain: Annotated[StrictStr, Field(pattern=METAAPI_DOMAIN_PATTERN)] = (
+        "agiliumtrade.agiliumtrade.ai"
+    )
+
+
 class BridgeFields(_Fields):
     accounts_per_replica: StrictInt = 100
     min_replicas: StrictInt = 1
     max_replicas: StrictInt = 50
     scale_down_stabilization_seconds: StrictInt = 300
+    max_concurrent_syncs: StrictInt = 10
+    metaapi: MetaApiFields = MetaApiFields()
     resources: ResourceFields = ResourceFields()
 
 
@@ -309,10 +334,25 @@ class MailSpec:
 
 
 @dataclass(frozen=True)
+class MetaApiSpec:
+    #: Secret key holding the MetaAPI token; only bridge pods read it. None: no bridge pods.
+    token_secret: SecretKeyRef | None
+    #: ``ALGOEDGE_METAAPI_REGION`` (None: MetaAPI's default region).
+    region: str | None
+    #: ``ALGOEDGE_METAAPI_DOMAIN``.
+    domain: str
+
+
+@dataclass(frozen=True)
 class BridgeSpec:
     accounts_per_replica: int
+    #: What the scaler chooses from: the spec's bounds, or 0..0 while no MetaAPI token is
+    #: referenced.
     replicas: ReplicaRange
     scale_down_stabilization_seconds: int
+    #: ``ALGOEDGE_BRIDGE_MAX_CONCURRENT_SYNCS``.
+    max_concurrent_syncs: int
+    metaapi: MetaApiSpec
     resources: Resources
 
 
@@ -393,7 +433,7 @@ def _replicas(
     return ReplicaRange(low, high)
 
 
-def _secret(ref: SecretRefFields | None) -> SecretKeyRef | None:
+def _secret(ref: SecretRefFields | TokenSecretRefFields | None) -> SecretKeyRef | None:
     return None if ref is None else SecretKeyRef(ref.name, ref.key)
 
 
@@ -411,6 +451,11 @@ def parse_spec(raw: Mapping[str, Any]) -> TenantSpec:
         fields.workers,
         fields.bridge,
     )
+    bridge_replicas = _replicas("bridge", bridge, (bridge.min_replicas, bridge.max_replicas))
+    if bridge.metaapi.token_secret_ref is None:
+        # Without ALGOEDGE_METAAPI_TOKEN every bridge process exits at start: run none rather
+        # than crash-looping pods (the status says why).
+        bridge_replicas = ReplicaRange(0, 0)
     return TenantSpec(
         image=fields.image,
         bridge_image=fields.bridge_image,
@@ -464,8 +509,14 @@ def parse_spec(raw: Mapping[str, Any]) -> TenantSpec:
         ),
         bridge=BridgeSpec(
             accounts_per_replica=bridge.accounts_per_replica,
-            replicas=_replicas("bridge", bridge, (bridge.min_replicas, bridge.max_replicas)),
+            replicas=bridge_replicas,
             scale_down_stabilization_seconds=bridge.scale_down_stabilization_seconds,
+            max_concurrent_syncs=bridge.max_concurrent_syncs,
+            metaapi=MetaApiSpec(
+                token_secret=_secret(bridge.metaapi.token_secret_ref),
+                region=bridge.metaapi.region,
+                domain=bridge.metaapi.domain,
+            ),
             resources=bridge.resources.over(BRIDGE_RESOURCES),
         ),
         rate_limits=RateLimits(
@@ -507,3 +558,11 @@ def parse_database_url(url: str) -> DatabaseTarget:
         password=target.password,
         sslmode=target.sslmode,
     )
+
+
+def check_metaapi_token(token: str) -> None:
+    """Refuse a MetaAPI token the bridge would refuse at start-up (or send broken: whitespace
+    from ``kubectl create secret --from-file``). ValueError says what is wrong (never the value)."""
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts) or any(c.isspace() for c in token):
+        raise ValueError(f"must have {METAAPI_TOKEN_FORM}")

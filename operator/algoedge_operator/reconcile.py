@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from algoedge.urls import POSTGRES_FORM, REDIS_FORM, check_redis_url
+from algoedge.urls import POSTGRES_FORM, REDIS_FORM, REDIS_SCHEMES, check_redis_url, split_url
 
 from algoedge_operator import metrics
 from algoedge_operator.builders import (
@@ -47,6 +47,7 @@ from algoedge_operator.model import (
     SecretKeyRef,
     Tenant,
     TenantSpec,
+    check_metaapi_token,
     parse_database_url,
 )
 from algoedge_operator.settings import OperatorSettings
@@ -63,6 +64,12 @@ log = logging.getLogger(__name__)
 
 #: Ready/Degraded reason while some child could not be written.
 APPLY_FAILED = "ApplyFailed"
+#: Degraded while no MetaAPI token is referenced: everything else runs, the bridge does not.
+METAAPI_TOKEN_NOT_SET = Problem(
+    "MetaApiTokenNotSet",
+    "spec.bridge.metaapi.tokenSecretRef is not set: the bridge runs no pods and linked accounts "
+    "are not connected to MetaAPI",
+)
 #: A StatefulSet retention policy under which its controller puts no owner reference on the
 #: volume claims, so deleting the StatefulSet cannot take them along.
 RELEASED_CLAIMS = {"whenDeleted": "Retain", "whenScaled": "Retain"}
@@ -231,6 +238,7 @@ class TenantReconciler:
             )
         redis_password: str | None = None
         external_digest = ""
+        external_port: int | None = None
         external = tenant.spec.redis.external_secret
         if external is not None:
             redis_url = self._referenced_value(tenant, external, "spec.redis.external.secretRef")
@@ -245,6 +253,8 @@ class TenantReconciler:
                     f"the Redis URL {error} (expected {REDIS_FORM})",
                 )
             external_digest = secret_digest(redis_url)
+            # Redis' own default port when the URL names none, as the app's client assumes.
+            external_port = split_url(redis_url, schemes=REDIS_SCHEMES).port or 6379
         else:
             redis_password = self._owned_values(tenant, "redis", ("password",))["password"]
         smtp_digest = ""
@@ -263,12 +273,32 @@ class TenantReconciler:
                     "must start with smtp:// or smtps://",
                 )
             smtp_digest = secret_digest(smtp_url)
+        token_digest = ""
+        token_ref = tenant.spec.bridge.metaapi.token_secret
+        if token_ref is not None:
+            # Read like the SMTP URL: a missing Secret is SecretMissing in the status (not bridge
+            # pods stuck in CreateContainerConfigError), a token the bridge would refuse is
+            # SecretInvalid (not pods crash-looping), and a rotated one rolls the bridge.
+            token = self._referenced_value(tenant, token_ref, "spec.bridge.metaapi.tokenSecretRef")
+            if isinstance(token, Problem):
+                return token
+            try:
+                check_metaapi_token(token)
+            except ValueError as error:
+                return Problem(
+                    "SecretInvalid",
+                    f"Secret {tenant.namespace}/{token_ref.name} key {token_ref.key!r}: "
+                    f"the MetaAPI token {error}",
+                )
+            token_digest = secret_digest(token)
         return TenantSecrets(
             internal=self._owned_values(tenant, "internal", INTERNAL_KEYS),
             redis_password=redis_password,
             database=database,
             external_redis_digest=external_digest,
             smtp_url_digest=smtp_digest,
+            metaapi_token_digest=token_digest,
+            external_redis_port=external_port,
         )
 
     def internal_token(self, tenant: Tenant) -> str | None:
@@ -314,11 +344,13 @@ class TenantReconciler:
             scaling = dataclasses.replace(
                 scaling, bridge_replicas=live_targets.bridge, worker_replicas=live_targets.workers
             )
+        notice = METAAPI_TOKEN_NOT_SET if tenant.spec.bridge.metaapi.token_secret is None else None
         status = build_status(
             generation=tenant.generation,
             profile=tenant.spec.profile.name,
             components=components,
             problem=problem,
+            notice=notice,
             paused=tenant.paused,
             scaling=scaling,
             previous=previous_status,
@@ -327,7 +359,7 @@ class TenantReconciler:
         patch = status_patch(previous_status, status)
         if patch is not None:
             self._api.patch_tenant_status(tenant.namespace, tenant.name, patch)
-        self._report(tenant, problem, seen.failures, previous_status)
+        self._report(tenant, problem or notice, seen.failures, previous_status, status)
         outcome = (
             "paused"
             if tenant.paused
@@ -350,9 +382,11 @@ class TenantReconciler:
         problem: Problem | None,
         failures: list[ChildFailure],
         previous_status: Mapping[str, Any],
+        status: Mapping[str, Any],
     ) -> None:
         """A Warning Event for each problem the previous status did not already show (one per
-        failing child), so a problem that persists across retries is announced once."""
+        failing child), so a problem that persists across retries is announced once. A notice
+        (no MetaAPI token) is announced when it becomes the Degraded reason."""
         if problem is None:
             return
         before = _condition(previous_status, "Degraded")
@@ -362,7 +396,9 @@ class TenantReconciler:
                     before.get("message", "")
                 ):
                     self.post_event(tenant, reason=APPLY_FAILED, message=failure.line, warning=True)
-        elif before.get("reason") != problem.reason:
+            return
+        shown = _condition(status, "Degraded").get("reason")
+        if shown == problem.reason and before.get("reason") != shown:
             self.post_event(tenant, reason=problem.reason, message=problem.message, warning=True)
 
     def _converge(self, tenant: Tenant, child: Child, build: BuildInputs, seen: _Pass) -> None:

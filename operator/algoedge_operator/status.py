@@ -16,14 +16,17 @@ class ComponentState:
 
     @property
     def ready(self) -> bool:
-        return self.up_to_date and self.ready_replicas >= self.replicas > 0
+        """Every wanted pod is ready; a workload scaled to zero on purpose (no demand for
+        workers, no MetaAPI token for the bridge) is as ready as it is meant to be."""
+        return self.up_to_date and self.ready_replicas >= self.replicas
 
 
 @dataclass(frozen=True)
 class Problem:
     """Why the tenant is not as its spec asks: a Secret it references is missing or invalid
     (nothing was written), or some children could not be written (``ApplyFailed``; every other
-    child was)."""
+    child was). As a *notice*, what the spec itself leaves off (no MetaAPI token): only
+    ``Degraded`` says it."""
 
     reason: str
     message: str
@@ -80,6 +83,7 @@ def conditions_for(
     problem: Problem | None,
     paused: bool,
     capacity_error: str | None,
+    notice: Problem | None = None,
 ) -> list[dict[str, Any]]:
     waiting = [
         f"{name} {state.ready_replicas}/{state.replicas}"
@@ -124,6 +128,8 @@ def conditions_for(
             f"capacity endpoint unreadable ({capacity_error}); keeping the current replicas",
             generation,
         )
+    elif notice is not None:
+        degraded = _condition("Degraded", True, notice.reason, notice.message, generation)
     else:
         degraded = _condition("Degraded", False, "AsExpected", "nothing is failing", generation)
     return [ready, progressing, degraded]
@@ -152,14 +158,17 @@ def build_status(
     scaling: ScalingState,
     previous: Mapping[str, Any],
     now: str,
+    notice: Problem | None = None,
 ) -> dict[str, Any]:
-    """The whole status; equal to ``previous`` when nothing a reader cares about changed."""
+    """The whole status; equal to ``previous`` when nothing a reader cares about changed.
+    ``Degraded`` names the first of: ``problem``, an unreadable capacity endpoint, ``notice``."""
     conditions = conditions_for(
         generation=generation,
         components=components,
         problem=problem,
         paused=paused,
         capacity_error=scaling.capacity_error,
+        notice=notice,
     )
     status: dict[str, Any] = {
         "observedGeneration": generation,

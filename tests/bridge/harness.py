@@ -116,6 +116,22 @@ class Deployment:
         stats = (await self.sim.admin("GET", "/admin/stats")).json()
         return [a for a in stats["accounts"] if any(n > 1 for n in a["perInstanceIndex"].values())]
 
+    async def assert_never_twice(self) -> None:
+        """No account was ever subscribed twice on one instance index at once (with evidence)."""
+        doubled = await self.double_connections()
+        if doubled:
+            log = self.sim.sim.subscriptions
+            records = [
+                r.to_json() for d in doubled for r in log.records if r.account_id == d["accountId"]
+            ]
+            logs = "\n".join(
+                line
+                for b in self.bridges.values()
+                for line in b.log().splitlines()
+                if "WARNING" in line or "ERROR" in line
+            )
+            pytest.fail(f"connected twice: {doubled}\n{records}\n{logs[-4000:]}")
+
     def stop_all(self) -> None:
         for bridge in self.bridges.values():
             bridge.stop()
@@ -155,3 +171,31 @@ async def make_deployment(
     await migrated(settings)
     db = await Database.connect(settings.model_copy(update={"db_pool_min": 0}))
     return Deployment(postgres, pgbouncer, redis, sim, database, workdir, db)
+
+
+async def metaapi_ids(deployment: Deployment) -> dict[int, str]:
+    rows = await deployment.sql(
+        "SELECT id, metaapi_account_id FROM mt_accounts WHERE metaapi_account_id IS NOT NULL"
+    )
+    return {a: m for a, m in rows}
+
+
+def synchronized_now(deployment: Deployment, metaapi: dict[int, str]) -> set[int]:
+    """Accounts with an open, synchronized subscription in the simulator right now."""
+    log = deployment.sim.sim.subscriptions
+    return {
+        a
+        for a, m in metaapi.items()
+        if any(s.synchronizations >= 1 for s in log.open_for_account(m))
+    }
+
+
+def leases_held(bridges: list[BridgeProcess]) -> dict[str, int]:
+    """Leases each bridge holds (-1 while its metrics port is not up yet)."""
+    held = {}
+    for b in bridges:
+        try:
+            held[b.name] = int(scrape(b.url).get("algoedge_bridge_leases_held", -1))
+        except OSError:
+            held[b.name] = -1
+    return held

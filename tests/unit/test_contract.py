@@ -15,6 +15,7 @@ from algoedge.config import (
     ORIGIN_PATTERN,
     ApiSettings,
     BeatSettings,
+    BridgeSettings,
     ConfigError,
     JobsSettings,
     ServiceSettings,
@@ -22,15 +23,23 @@ from algoedge.config import (
     load_settings,
 )
 from algoedge.rates import RateLimit
+from algoedge_operator.builders.bridge import bridge_stateful_set
 from algoedge_operator.builders.common import tmp_volume
 from algoedge_operator.builders.config import INTERNAL_KEYS, config_data
 from algoedge_operator.builders.pgbouncer import CLIENT_URL_KEY, client_database_url
 from algoedge_operator.builders.redis import redis_url
 from algoedge_operator.builders.workers import beat_deployment, worker_deployment
-from algoedge_operator.model import Tenant
+from algoedge_operator.model import Tenant, check_metaapi_token
 from algoedge_operator.reconcile import generate_secret_value
 
-from tests.unit.operator.support import DATABASE, TARGETS, container, tenant, tenant_secrets
+from tests.unit.operator.support import (
+    DATABASE,
+    METAAPI_TOKEN,
+    TARGETS,
+    container,
+    tenant,
+    tenant_secrets,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "algoedge.io_algoedgetenants.yaml"
@@ -95,13 +104,18 @@ def container_environment(
         ("acme-pgbouncer", CLIENT_URL_KEY): client_database_url(aet, DATABASE),
         ("acme-redis", "url"): redis_url(aet, generate_secret_value("redis-password")),
         ("acme-smtp", "url"): SMTP_URL,
+        ("acme-metaapi", "token"): METAAPI_TOKEN,
         **{("acme-internal", key): generate_secret_value(key) for key in INTERNAL_KEYS},
     }
+    #: The pod's own fields (the downward API), for the bridge's first replica.
+    pod_fields = {"metadata.name": "acme-bridge-0"}
     assert container_spec["envFrom"] == [{"configMapRef": {"name": "acme-config"}}]
     environment = dict(config)
     for entry in container_spec["env"]:
         if "value" in entry:
             environment[entry["name"]] = entry["value"]
+        elif "fieldRef" in entry["valueFrom"]:
+            environment[entry["name"]] = pod_fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]
         else:
             ref = entry["valueFrom"]["secretKeyRef"]
             environment[entry["name"]] = secrets[(ref["name"], ref["key"])]
@@ -120,11 +134,18 @@ def beat_environment(**spec: Any) -> dict[str, str]:
     return container_environment(beat, config=config_data(aet))
 
 
-def test_should_only_give_worker_and_beat_variables_the_app_knows() -> None:
+def bridge_environment(**spec: Any) -> dict[str, str]:
+    aet = tenant(**spec)
+    bridge = container(bridge_stateful_set(aet, tenant_secrets(), TARGETS), "bridge")
+    return container_environment(bridge, config=config_data(aet))
+
+
+def test_should_only_give_worker_beat_and_bridge_variables_the_app_knows() -> None:
     from algoedge.config import known_variables
 
     assert set(worker_environment(mail=MAIL)) <= known_variables()
     assert set(beat_environment(mail=MAIL)) <= known_variables()
+    assert set(bridge_environment(bridge={"metaapi": {"region": "london"}})) <= known_variables()
 
 
 def test_should_start_the_worker_with_what_the_operator_sets() -> None:
@@ -148,6 +169,32 @@ def test_should_start_beat_with_what_the_operator_sets() -> None:
     assert settings.metrics_port == 9090
 
 
+def test_should_start_the_bridge_with_what_the_operator_sets() -> None:
+    settings = load_settings(
+        BridgeSettings,
+        bridge_environment(bridge={"maxConcurrentSyncs": 7, "metaapi": {"region": "london"}}),
+    )
+    assert settings.metaapi_token.get_secret_value() == METAAPI_TOKEN
+    assert (settings.metaapi_region, settings.metaapi_domain) == (
+        "london",
+        "agiliumtrade.agiliumtrade.ai",
+    )
+    assert settings.metaapi_url is None, "the real MetaAPI, never the simulator"
+    assert settings.bridge_pod_name == "acme-bridge-0"
+    assert settings.bridge_max_concurrent_syncs == 7
+    assert settings.metrics_port == 9090
+    assert settings.database_url.startswith("postgresql://acme:p%40ss@acme-pgbouncer.trading.svc:")
+
+
+def test_should_probe_the_bridge_on_the_port_it_serves() -> None:
+    bridge = container(bridge_stateful_set(tenant(), tenant_secrets(), TARGETS), "bridge")
+    (port,) = bridge["ports"]
+    settings = load_settings(BridgeSettings, bridge_environment())
+    assert port["containerPort"] == settings.metrics_port
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert bridge[probe]["httpGet"]["port"] == port["name"]
+
+
 def test_should_probe_the_port_and_file_the_app_uses() -> None:
     """The probes check the app's default heartbeat file: it must be on the pod's writable /tmp."""
     _, tmp_mount = tmp_volume()
@@ -166,6 +213,13 @@ SHARED_DEFAULTS: list[tuple[str, str, type[ServiceSettings], str]] = [
     ("workers.queues", "ALGOEDGE_WORKER_QUEUES", ServiceSettings, "worker_queues"),
     ("workers.concurrency", "ALGOEDGE_WORKER_CONCURRENCY", WorkerSettings, "worker_concurrency"),
     ("reports.dailyAt", "ALGOEDGE_REPORT_DAILY_AT", BeatSettings, "report_daily_at"),
+    (
+        "bridge.maxConcurrentSyncs",
+        "ALGOEDGE_BRIDGE_MAX_CONCURRENT_SYNCS",
+        BridgeSettings,
+        "bridge_max_concurrent_syncs",
+    ),
+    ("bridge.metaapi.domain", "ALGOEDGE_METAAPI_DOMAIN", BridgeSettings, "metaapi_domain"),
 ]
 
 
@@ -188,9 +242,12 @@ def with_value(path: str, value: Any) -> dict[str, Any]:
 
 
 def operator_environment(aet: Tenant) -> dict[str, str]:
-    """Every literal variable an app pod of ``aet`` gets: the ConfigMap, then the worker's env."""
+    """Every literal variable an app pod of ``aet`` gets: the ConfigMap, then the worker's and the
+    bridge's env."""
     worker = container(worker_deployment(aet, tenant_secrets(), TARGETS), "worker")
-    return {**config_data(aet), **{e["name"]: e["value"] for e in worker["env"] if "value" in e}}
+    bridge = container(bridge_stateful_set(aet, tenant_secrets(), TARGETS), "bridge")
+    literal = [e for e in worker["env"] + bridge["env"] if "value" in e]
+    return {**config_data(aet), **{e["name"]: e["value"] for e in literal}}
 
 
 @pytest.mark.parametrize(
@@ -202,15 +259,21 @@ def test_should_default_shared_settings_as_the_app_does(
     """Explicitly the CRD's value (not the operator model's copy of it), through the operator's
     rendering, read by the app's own parser."""
     rendered = operator_environment(tenant(**with_value(path, crd_default(path))))[variable]
-    env = {**pod_environment(), **worker_environment(), variable: rendered}
+    env = {**pod_environment(), **worker_environment(), **bridge_environment(), variable: rendered}
     parsed = getattr(load_settings(settings, env), field)
     assert parsed == settings.model_fields[field].default, f"{path}: CRD {rendered!r}"
 
 
 def test_should_compare_every_default_the_operator_renders_from_the_spec() -> None:
-    """A spec field the ConfigMap carries by default but SHARED_DEFAULTS forgot would escape."""
-    fixed_by_the_operator = {"ALGOEDGE_HTTP_PORT"}
-    rendered = set(config_data(tenant())) - fixed_by_the_operator
+    """A spec field the ConfigMap or a container carries by default but SHARED_DEFAULTS forgot
+    would escape."""
+    fixed_by_the_operator = {
+        "ALGOEDGE_HTTP_PORT",
+        "ALGOEDGE_METRICS_PORT",
+        "ALGOEDGE_WORKER_PREFETCH_MULTIPLIER",
+        "ALGOEDGE_WORKER_SOFT_SHUTDOWN_TIMEOUT",
+    }
+    rendered = set(operator_environment(tenant())) - fixed_by_the_operator
     assert rendered <= {variable for _, variable, _, _ in SHARED_DEFAULTS}
 
 
@@ -228,7 +291,7 @@ def test_should_import_nothing_of_the_app_that_the_operator_image_lacks() -> Non
 
 
 def _app_accepts(
-    settings: type[JobsSettings], environment: Mapping[str, str], variable: str, value: str
+    settings: type[ServiceSettings], environment: Mapping[str, str], variable: str, value: str
 ) -> bool:
     """Whether the process starts with ``variable`` set to ``value`` (a refusal must name it)."""
     try:
@@ -284,3 +347,72 @@ def test_should_refuse_in_the_crd_only_senders_the_worker_refuses(
     assert accepted is crd_accepts
     app_accepts = _app_accepts(WorkerSettings, worker_environment(), "ALGOEDGE_MAIL_FROM", value)
     assert app_accepts or not accepted, "the CRD lets through a sender the worker refuses"
+
+
+def _crd_accepts(field: Mapping[str, Any], value: str) -> bool:
+    # The API server matches OpenAPI patterns anywhere in the string (Go's MatchString).
+    return len(value) <= field["maxLength"] and re.search(field["pattern"], value) is not None
+
+
+def metaapi_schema(name: str) -> dict[str, Any]:
+    bridge = spec_schema()["properties"]["bridge"]["properties"]
+    return dict(bridge["metaapi"]["properties"][name])
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("london", True),
+        ("new-york", True),
+        ("vint-hill", True),
+        ("a" * 63, True),
+        ("a" * 64, False),
+        ("London", False),
+        ("new_york", False),
+        ("-london", False),
+        ("london.eu", False),
+        ("", False),
+    ],
+)
+def test_should_accept_the_metaapi_regions_the_bridge_accepts(value: str, valid: bool) -> None:
+    assert _crd_accepts(metaapi_schema("region"), value) is valid
+    environment = bridge_environment()
+    assert _app_accepts(BridgeSettings, environment, "ALGOEDGE_METAAPI_REGION", value) is valid
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("agiliumtrade.agiliumtrade.ai", True),
+        ("metaapi.example.com", True),
+        ("x" * 63 + ".ai", True),
+        ("localhost", False),
+        ("https://metaapi.cloud", False),
+        ("metaapi.cloud/", False),
+        ("MetaApi.cloud", False),
+        ("metaapi..cloud", False),
+    ],
+)
+def test_should_accept_the_metaapi_domains_the_bridge_accepts(value: str, valid: bool) -> None:
+    assert _crd_accepts(metaapi_schema("domain"), value) is valid
+    environment = bridge_environment()
+    assert _app_accepts(BridgeSettings, environment, "ALGOEDGE_METAAPI_DOMAIN", value) is valid
+
+
+@pytest.mark.parametrize(
+    "token",
+    [METAAPI_TOKEN, "a.b.c", "a.b", "a..c", "a.b.c.d", "", METAAPI_TOKEN + "\n", "a b.c.d"],
+)
+def test_should_pass_on_only_metaapi_tokens_the_bridge_accepts(token: str) -> None:
+    """The operator reads the token to stop the reconcile on one the bridge would refuse
+    (SecretInvalid, not crash-looping pods); it may refuse more (whitespace), never less."""
+    try:
+        check_metaapi_token(token)
+    except ValueError:
+        operator_accepts = False
+    else:
+        operator_accepts = True
+    environment = bridge_environment()
+    app_accepts = _app_accepts(BridgeSettings, environment, "ALGOEDGE_METAAPI_TOKEN", token)
+    assert app_accepts or not operator_accepts
+    assert operator_accepts is (token in (METAAPI_TOKEN, "a.b.c"))

@@ -114,6 +114,8 @@ class AccountRunner:
         self.connected = False
         self._trouble = asyncio.Event()
         self.refused = False
+        #: The last close did not confirm: the lease must expire rather than be released.
+        self.close_failed = False
 
     # --- called by the SDK listener -------------------------------------------------------
     def packet(self, kind: str) -> None:
@@ -251,14 +253,25 @@ class AccountRunner:
         self._shared.syncs.finish(self.account.id, instance)
 
     async def _close(self) -> None:
+        """Close the SDK connection (it unsubscribes); finished even when cancelled meanwhile.
+
+        The lease is released only after this returns, so an interrupted unsubscribe would let
+        the next owner subscribe while this one still is: hence the shield.
+        """
         connection, self.connection = self.connection, None
         self.connected = False
         self._shared.syncs.finish(self.account.id)
         if connection is None:
             return
+        closing = asyncio.ensure_future(asyncio.wait_for(connection.close(), timeout=10))
         try:
-            await asyncio.wait_for(connection.close(), timeout=10)
-        except Exception as exc:  # noqa: BLE001 - closing is best effort; the lease still goes
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await closing
+            raise
+        except Exception as exc:  # noqa: BLE001 - counted; the lease is then left to expire
+            self.close_failed = True
             metrics.ERRORS.labels("sdk").inc()
             log.warning("account %s: closing the connection failed: %s", self.account.id, exc)
 

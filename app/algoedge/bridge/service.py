@@ -38,7 +38,7 @@ from algoedge.bridge.connection import (
 )
 from algoedge.bridge.deals import Closed, Opened, read_deal
 from algoedge.bridge.leases import Leases, Taken
-from algoedge.bridge.ownership import owner_of
+from algoedge.bridge.ownership import assign, owner_of
 from algoedge.config import BridgeSettings
 from algoedge.db import Database
 from algoedge.db import bridge as store
@@ -104,6 +104,8 @@ class Bridge:
         )
         self._changed: dict[int, tuple[store.LinkedAccount, Any]] = {}
         self.syncs = SyncTracker()
+        self._owners_key: tuple[tuple[int, ...], tuple[str, ...]] = ((), ())
+        self._owners_cache: dict[int, str] = {}
         self.shared = Shared(
             api=api,
             queue=ConnectQueue(settings.bridge_max_concurrent_syncs),
@@ -149,9 +151,9 @@ class Bridge:
         with contextlib.suppress(RedisError, OSError):
             await self.leases.heartbeat(present=False)
         held = list(self.runners)
-        await self._stop_runners(held)
+        closed = await self._stop_runners(held)
         try:
-            await self.leases.release(held)
+            await self.leases.release(closed)
             await self.leases.report_connected((), held)
         except (RedisError, OSError) as exc:
             log.warning(
@@ -224,13 +226,13 @@ class Bridge:
             self._accounts_read = now
         fresh = now - self.last_renewed < self.timing.fence_after
         member = self.member in self.members and fresh and not self.stopping
+        # Only what every replica reads alike (the table), so all compute the same owners.
+        candidates = [a.id for a in self.accounts.values() if a.state != "failed"]
+        owners = self._owners(candidates) if member else {}
         wanted = {
-            a.id
-            for a in self.accounts.values()
-            if member
-            and self.refused.get(a.id) != a.credentials_version
-            and not (a.state == "failed" and a.id not in self.runners)
-            and owner_of(a.id, self.members) == self.member
+            a
+            for a, owner in owners.items()
+            if owner == self.member and self.refused.get(a) != self.accounts[a].credentials_version
         }
         # Runners of an older credentials version restart with the new one (lease kept).
         stale = [
@@ -242,15 +244,23 @@ class Bridge:
         finished = [a for a, (_, t) in self.runners.items() if t.done()]
         release = sorted((set(self.runners) - wanted) | set(finished))
         if release or stale:
-            await self._stop_runners(sorted(set(release) | set(stale)))
-            if release:
-                await self.leases.release(release)
+            closed = await self._stop_runners(sorted(set(release) | set(stale)))
+            releasable = sorted(set(release) & set(closed))
+            if releasable:
+                await self.leases.release(releasable)
         missing = sorted(wanted - set(self.runners))
         if missing:
             taken = await self.leases.acquire(missing)
             for account_id, how in taken.items():
                 self._start(self.accounts[account_id], cold=how is Taken.COLD)
         metrics.LEASES_HELD.set(len(self.runners))
+
+    def _owners(self, candidates: list[int]) -> dict[int, str]:
+        """Bounded-load rendezvous owners, recomputed only when accounts or members change."""
+        key = (tuple(sorted(candidates)), tuple(sorted(self.members)))
+        if key != self._owners_key:
+            self._owners_key, self._owners_cache = key, assign(key[0], key[1])
+        return self._owners_cache
 
     def _start(self, account: store.LinkedAccount, *, cold: bool) -> None:
         runner = AccountRunner(account, self.shared)
@@ -268,16 +278,24 @@ class Bridge:
             log.error("account %s: runner failed", account.id, exc_info=task.exception())
         self._wake.set()
 
-    async def _stop_runners(self, account_ids: list[int]) -> None:
-        tasks = []
+    async def _stop_runners(self, account_ids: list[int]) -> list[int]:
+        """Stop (and close) these accounts' runners; returns those whose lease may be released."""
+        stopped = []
         for account_id in account_ids:
             entry = self.runners.pop(account_id, None)
             if entry is not None:
                 entry[1].cancel()
-                tasks.append(entry[1])
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+                stopped.append(entry)
+        if stopped:
+            await asyncio.gather(*(task for _, task in stopped), return_exceptions=True)
         self._count_states()
+        unconfirmed = {r.account.id for r, _ in stopped if r.close_failed}
+        if unconfirmed:
+            log.warning(
+                "%d connections did not confirm their close: leaving their leases to expire",
+                len(unconfirmed),
+            )
+        return [a for a in account_ids if a not in unconfirmed]
 
     # --- state, provisioning, removal -----------------------------------------------------
     async def set_state(self, account: store.LinkedAccount, state: str, error: str | None) -> None:

@@ -17,7 +17,11 @@ from algoedge_operator.builders.api import (
     api_disruption_budget,
     api_service,
 )
-from algoedge_operator.builders.bridge import bridge_service, bridge_stateful_set
+from algoedge_operator.builders.bridge import (
+    bridge_disruption_budget,
+    bridge_service,
+    bridge_stateful_set,
+)
 from algoedge_operator.builders.common import (
     PGBOUNCER_PORT,
     REDIS_PORT,
@@ -28,7 +32,7 @@ from algoedge_operator.builders.common import (
     child_name,
 )
 from algoedge_operator.builders.config import config_map, internal_secret
-from algoedge_operator.builders.network import ingress_only_from_tenant
+from algoedge_operator.builders.network import bridge_network_policy, ingress_only_from_tenant
 from algoedge_operator.builders.pgbouncer import (
     pgbouncer_config_map,
     pgbouncer_deployment,
@@ -181,6 +185,12 @@ CHILDREN: tuple[Child, ...] = (
     ),
     Child("v1", "Service", "bridge", lambda t, _: bridge_service(t)),
     Child(
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        "bridge",
+        lambda t, i: bridge_network_policy(t, i.secrets),
+    ),
+    Child(
         "apps/v1",
         "StatefulSet",
         "bridge",
@@ -188,6 +198,7 @@ CHILDREN: tuple[Child, ...] = (
         workload=True,
         scaled_by="bridge",
     ),
+    Child("policy/v1", "PodDisruptionBudget", "bridge", lambda t, _: bridge_disruption_budget(t)),
 )
 
 

@@ -11,6 +11,7 @@ from algoedge_operator.builders.common import (
     Manifest,
     TenantSecrets,
     child_name,
+    disruption_budget,
     metadata,
     pod_template,
     selector_labels,
@@ -130,14 +131,4 @@ def api_autoscaler(tenant: Tenant) -> Manifest:
 
 
 def api_disruption_budget(tenant: Tenant) -> Manifest:
-    # maxUnavailable (not minAvailable): a single-replica API must not block node drains.
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": metadata(tenant, COMPONENT),
-        "spec": {
-            "maxUnavailable": 1,
-            "selector": {"matchLabels": selector_labels(tenant, COMPONENT)},
-            "unhealthyPodEvictionPolicy": "AlwaysAllow",
-        },
-    }
+    return disruption_budget(tenant, COMPONENT)

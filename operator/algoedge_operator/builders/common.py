@@ -31,8 +31,8 @@ REDIS_UID = 999
 PGBOUNCER_UID = 70
 
 HTTP_PORT = 8080
-#: Prometheus /metrics of the Celery worker and beat (``ALGOEDGE_METRICS_PORT``); the API serves
-#: its metrics on HTTP_PORT.
+#: Prometheus /metrics of the Celery worker, beat and the bridge (``ALGOEDGE_METRICS_PORT``; the
+#: bridge also answers its probes there); the API serves its metrics on HTTP_PORT.
 METRICS_PORT = 9090
 REDIS_PORT = 6379
 PGBOUNCER_PORT = 6432
@@ -61,6 +61,12 @@ class TenantSecrets:
     #: :func:`secret_digest` of the SMTP Secret's value (``spec.mail.smtpSecretRef``), so a
     #: rotated URL rolls the workers, the only pods that read it; "" when none is referenced.
     smtp_url_digest: str = ""
+    #: :func:`secret_digest` of the MetaAPI token (``spec.bridge.metaapi.tokenSecretRef``), so a
+    #: rotated token rolls the bridge, the only pods that read it; "" when none is referenced.
+    metaapi_token_digest: str = ""
+    #: The port of the external Redis URL (external mode): the bridge's NetworkPolicy lets its
+    #: pods reach it.
+    external_redis_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -238,6 +244,23 @@ def b64(value: str) -> str:
     return base64.b64encode(value.encode()).decode()
 
 
+def disruption_budget(tenant: Tenant, component: str) -> Manifest:
+    """A PodDisruptionBudget letting voluntary disruptions (drains) take one pod of
+    ``component`` at a time; maxUnavailable (not minAvailable), so a single replica never blocks
+    a node drain."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(tenant, component),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(tenant, component)},
+            # A pod that is not ready serves nobody: evicting it costs nothing.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
 def secret_manifest(
     tenant: Tenant, component: str, values: Mapping[str, str], *, name: str | None = None
 ) -> Manifest:
@@ -259,7 +282,8 @@ def service_manifest(
     }
     if headless:
         spec["clusterIP"] = "None"
-        # Bridge pods register with the Service before they are ready (peer discovery).
+        # Every pod gets its DNS name and is scraped from its start, ready or not (a bridge pod
+        # is not ready until it is registered in Redis: its metrics say why).
         spec["publishNotReadyAddresses"] = True
     else:
         spec["type"] = "ClusterIP"

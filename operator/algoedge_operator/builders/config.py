@@ -92,6 +92,13 @@ def smtp_url_env(tenant: Tenant) -> list[dict[str, Any]]:
     return [] if smtp is None else [_secret_env("ALGOEDGE_SMTP_URL", smtp.name, smtp.key)]
 
 
+def metaapi_token_env(tenant: Tenant) -> list[dict[str, Any]]:
+    """``ALGOEDGE_METAAPI_TOKEN`` from ``spec.bridge.metaapi.tokenSecretRef``, for the bridge only;
+    none without a reference (then the bridge runs no pods). Not optional, like the SMTP URL."""
+    token = tenant.spec.bridge.metaapi.token_secret
+    return [] if token is None else [_secret_env("ALGOEDGE_METAAPI_TOKEN", token.name, token.key)]
+
+
 def app_env_from(tenant: Tenant) -> list[dict[str, Any]]:
     return [{"configMapRef": {"name": child_name(tenant, CONFIG_COMPONENT)}}]
 
@@ -122,10 +129,25 @@ def app_checksum(tenant: Tenant, secrets: TenantSecrets) -> str:
     )
 
 
-def worker_checksum(tenant: Tenant, secrets: TenantSecrets) -> str:
-    """:func:`app_checksum` plus the SMTP URL, which only the workers read (so rotating it rolls
-    them alone); equal to :func:`app_checksum` when no SMTP Secret is referenced."""
+def _checksum_with(tenant: Tenant, secrets: TenantSecrets, *, name: str, digest: str | None) -> str:
+    """:func:`app_checksum` plus the ``digest`` of a referenced secret only one component reads,
+    so rotating it rolls that component alone; :func:`app_checksum` itself when ``digest`` is
+    None (nothing referenced)."""
     shared = app_checksum(tenant, secrets)
-    if tenant.spec.mail.smtp_secret is None:
-        return shared
-    return checksum([{"app": shared, "smtp": secrets.smtp_url_digest}])
+    return shared if digest is None else checksum([{"app": shared, name: digest}])
+
+
+def worker_checksum(tenant: Tenant, secrets: TenantSecrets) -> str:
+    """The workers' pods: the app's values and the SMTP URL."""
+    referenced = tenant.spec.mail.smtp_secret is not None
+    return _checksum_with(
+        tenant, secrets, name="smtp", digest=secrets.smtp_url_digest if referenced else None
+    )
+
+
+def bridge_checksum(tenant: Tenant, secrets: TenantSecrets) -> str:
+    """The bridge's pods: the app's values and the MetaAPI token (the SDK reads it at start)."""
+    referenced = tenant.spec.bridge.metaapi.token_secret is not None
+    return _checksum_with(
+        tenant, secrets, name="metaapi", digest=secrets.metaapi_token_digest if referenced else None
+    )

@@ -1,14 +1,26 @@
-"""NetworkPolicies: Redis and pgBouncer accept connections only from this tenant's pods."""
+"""NetworkPolicies: Redis and pgBouncer accept connections only from this tenant's pods; the
+bridge reaches only what it needs."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from algoedge_operator.builders.common import (
+    METRICS_PORT,
+    PGBOUNCER_PORT,
+    REDIS_PORT,
     Manifest,
+    TenantSecrets,
     metadata,
     selector_labels,
     tenant_pod_labels,
 )
 from algoedge_operator.model import Tenant
+
+#: MetaAPI's REST and streaming hosts (per region, behind a CDN) have no fixed addresses: the
+#: bridge's policy can pin only the port.
+HTTPS_PORT = 443
+DNS_PORT = 53
 
 
 def ingress_only_from_tenant(tenant: Tenant, component: str, *, port: int) -> Manifest:
@@ -23,8 +35,50 @@ def ingress_only_from_tenant(tenant: Tenant, component: str, *, port: int) -> Ma
                 {
                     # A podSelector without namespaceSelector means "in this namespace" only.
                     "from": [{"podSelector": {"matchLabels": tenant_pod_labels(tenant)}}],
-                    "ports": [{"protocol": "TCP", "port": port}],
+                    "ports": [_tcp(port)],
                 }
+            ],
+        },
+    }
+
+
+def _tcp(port: int) -> dict[str, Any]:
+    return {"protocol": "TCP", "port": port}
+
+
+def bridge_network_policy(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
+    """The bridge holds the MetaAPI token and decrypts trading passwords: it may reach MetaAPI
+    (HTTPS), DNS, pgBouncer and Redis, nothing else; and only its metrics port is reachable, from
+    wherever the other app pods' ports are (nothing restricts those)."""
+    redis: dict[str, Any]
+    if tenant.spec.redis.mode == "managed":
+        redis = {
+            "to": [{"podSelector": {"matchLabels": selector_labels(tenant, "redis")}}],
+            "ports": [_tcp(REDIS_PORT)],
+        }
+    else:
+        # An external Redis can be anywhere (another namespace, a cloud service): its port only.
+        redis = {"ports": [_tcp(secrets.external_redis_port or REDIS_PORT)]}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(tenant, "bridge"),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(tenant, "bridge")},
+            "policyTypes": ["Ingress", "Egress"],
+            # No "from": any source (Prometheus, wherever it runs); kubelet probes are not
+            # subject to NetworkPolicies.
+            "ingress": [{"ports": [_tcp(METRICS_PORT)]}],
+            "egress": [
+                # No "to": kube-dns, or a node-local DNS cache on a link-local address.
+                {"ports": [{"protocol": "UDP", "port": DNS_PORT}, _tcp(DNS_PORT)]},
+                {"ports": [_tcp(HTTPS_PORT)]},
+                {
+                    # A podSelector without namespaceSelector means "in this namespace" only.
+                    "to": [{"podSelector": {"matchLabels": selector_labels(tenant, "pgbouncer")}}],
+                    "ports": [_tcp(PGBOUNCER_PORT)],
+                },
+                redis,
             ],
         },
     }

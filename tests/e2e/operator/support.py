@@ -22,6 +22,8 @@ IMAGE = "registry.example.com/algoedge:1.0.0"
 BRIDGE_IMAGE = "registry.example.com/algoedge-bridge:1.0.0"
 PAUSED = "algoedge.io/paused"
 DATABASE_URL = "postgresql://acme:s3cret@db.example.com:5432/acme?sslmode=require"
+#: JWT-shaped, as the bridge requires of a MetaAPI token.
+METAAPI_TOKEN = "eyJhbGciOiJSUzUxMiJ9.eyJfaWQiOiJlMmUifQ.c2lnbmF0dXJl"
 
 
 def path(namespace: str, api_version: str, plural: str, name: str = "") -> str:
@@ -46,7 +48,12 @@ def get(k8s: KubeCluster, namespace: str, api_version: str, plural: str, name: s
     return raw(k8s, "GET", path(namespace, api_version, plural, name))
 
 
-def tenant_body(name: str, **spec: Any) -> dict[str, Any]:
+def tenant_body(name: str, *, metaapi: bool = True, **spec: Any) -> dict[str, Any]:
+    """A tenant referencing Secrets ``<name>-db`` and (unless ``metaapi`` is false, or
+    ``spec['bridge']`` names its own) ``<name>-metaapi`` for the bridge's MetaAPI token."""
+    bridge = dict(spec.pop("bridge", {}))
+    if metaapi:
+        bridge.setdefault("metaapi", {"tokenSecretRef": {"name": f"{name}-metaapi"}})
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "AlgoEdgeTenant",
@@ -56,19 +63,25 @@ def tenant_body(name: str, **spec: Any) -> dict[str, Any]:
             "bridgeImage": BRIDGE_IMAGE,
             "expectedUsers": 100,
             "database": {"secretRef": {"name": f"{name}-db"}},
+            **({"bridge": bridge} if bridge else {}),
             **spec,
         },
     }
 
 
-def create_db_secret(k8s: KubeCluster, namespace: str, name: str, url: str = DATABASE_URL) -> None:
-    body = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "stringData": {"url": url},
-    }
+def create_secret(k8s: KubeCluster, namespace: str, name: str, **values: str) -> None:
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": values}
     raw(k8s, "POST", f"/api/v1/namespaces/{namespace}/secrets", body)
+
+
+def create_db_secret(k8s: KubeCluster, namespace: str, name: str, url: str = DATABASE_URL) -> None:
+    create_secret(k8s, namespace, name, url=url)
+
+
+def create_tenant_secrets(k8s: KubeCluster, namespace: str, name: str = "acme") -> None:
+    """The Secrets :func:`tenant_body` references: the database URL and the MetaAPI token."""
+    create_db_secret(k8s, namespace, f"{name}-db")
+    create_secret(k8s, namespace, f"{name}-metaapi", token=METAAPI_TOKEN)
 
 
 def tenants_path(namespace: str, name: str = "") -> str:
@@ -97,7 +110,7 @@ def patch_tenant(k8s: KubeCluster, namespace: str, name: str, patch: dict[str, A
 def ready_tenant(
     k8s: KubeCluster, namespace: str, name: str = "acme", **spec: Any
 ) -> dict[str, Any]:
-    create_db_secret(k8s, namespace, f"{name}-db")
+    create_tenant_secrets(k8s, namespace, name)
     create_tenant(k8s, namespace, name, **spec)
     return wait_ready(k8s, namespace, name)
 

@@ -7,13 +7,18 @@ import time
 import pytest
 
 from devtools.controlplane.pytest_plugin import KubeCluster
-from tests.e2e.operator.conftest import Operator
+from tests.e2e.operator.conftest import CapacityServer, Operator
 from tests.e2e.operator.support import (
+    METAAPI_TOKEN,
     api_server_writes,
     checksum,
+    condition,
     condition_is,
     create_db_secret,
+    create_secret,
     create_tenant,
+    create_tenant_secrets,
+    events,
     exists,
     get,
     operator_counters,
@@ -37,8 +42,8 @@ CHILDREN = {
     ("apps/v1", "deployments"): ["acme-api", "acme-worker", "acme-beat", "acme-pgbouncer"],
     ("apps/v1", "statefulsets"): ["acme-redis", "acme-bridge"],
     ("autoscaling/v2", "horizontalpodautoscalers"): ["acme-api"],
-    ("policy/v1", "poddisruptionbudgets"): ["acme-api"],
-    ("networking.k8s.io/v1", "networkpolicies"): ["acme-redis", "acme-pgbouncer"],
+    ("policy/v1", "poddisruptionbudgets"): ["acme-api", "acme-bridge"],
+    ("networking.k8s.io/v1", "networkpolicies"): ["acme-redis", "acme-pgbouncer", "acme-bridge"],
 }
 
 
@@ -203,7 +208,60 @@ def test_missing_secret_blocks_everything_until_it_appears(
     assert f"{namespace}/acme-db" in found["message"]
     assert not any_child_exists(k8s, namespace)
     create_db_secret(k8s, namespace, "acme-db")
+    wait_until(
+        "SecretMissing to name the MetaAPI token's Secret next",
+        lambda: (
+            f"{namespace}/acme-metaapi"
+            in str((condition(read_tenant(k8s, namespace, "acme"), "Ready") or {}).get("message"))
+        ),
+        timeout=60,
+    )
+    assert not any_child_exists(k8s, namespace)
+    create_secret(k8s, namespace, "acme-metaapi", token=METAAPI_TOKEN)
     wait_ready(k8s, namespace)  # recovered by itself
+
+
+def test_bridge_runs_no_pods_until_a_metaapi_token_is_referenced(
+    k8s: KubeCluster, namespace: str, operator: Operator, capacity_server: CapacityServer
+) -> None:
+    # An answering capacity endpoint, so that Degraded is free to name the missing token.
+    capacity_server.answer(namespace, "acme", linked=150)
+    create_tenant_secrets(k8s, namespace)
+    create_tenant(k8s, namespace, "acme", metaapi=False)
+    found = wait_until(
+        "Degraded=True MetaApiTokenNotSet",
+        condition_is(k8s, namespace, "acme", "Degraded", "True", "MetaApiTokenNotSet"),
+        timeout=180,
+    )
+    assert "spec.bridge.metaapi.tokenSecretRef is not set" in found["message"]
+    wait_ready(k8s, namespace)  # everything else runs
+    assert bridge_replicas(k8s, namespace) == 0
+    assert [e["type"] for e in events(k8s, namespace, "MetaApiTokenNotSet")] == ["Warning"]
+
+    patch_tenant(
+        k8s,
+        namespace,
+        "acme",
+        {"spec": {"bridge": {"metaapi": {"tokenSecretRef": {"name": "acme-metaapi"}}}}},
+    )
+    wait_until(
+        "2 bridge replicas for 150 accounts",
+        lambda: bridge_replicas(k8s, namespace) == 2,
+        timeout=60,
+    )
+    wait_until(
+        "Degraded=False",
+        condition_is(k8s, namespace, "acme", "Degraded", "False"),
+        timeout=60,
+    )
+    pod = get(k8s, namespace, "apps/v1", "statefulsets", "acme-bridge")["spec"]["template"]["spec"]
+    (bridge,) = pod["containers"]
+    token = next(e for e in bridge["env"] if e["name"] == "ALGOEDGE_METAAPI_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "acme-metaapi", "key": "token"}
+
+
+def bridge_replicas(k8s: KubeCluster, namespace: str) -> int:
+    return int(get(k8s, namespace, "apps/v1", "statefulsets", "acme-bridge")["spec"]["replicas"])
 
 
 def test_deleting_the_tenant_collects_every_child(
@@ -260,9 +318,10 @@ def test_steady_state_reads_children_from_memory(
     reconciles = delta("algoedge_operator_reconciles_total")
     assert reconciles >= 3
     assert delta("algoedge_operator_cache_reads_total") >= 20 * reconciles
-    # The only GETs left: the tenant's database Secret, once per reconcile.
+    # The only GETs left: the Secrets the tenant references (its database URL and its MetaAPI
+    # token), once each per reconcile.
     assert delta("algoedge_operator_api_reads_total", verb="get") == delta(
         "algoedge_operator_api_reads_total", verb="get", kind="Secret"
     )
-    assert delta("algoedge_operator_api_reads_total", verb="get") <= reconciles
+    assert delta("algoedge_operator_api_reads_total", verb="get") <= 2 * reconciles
     assert delta("algoedge_operator_api_reads_total", verb="list") == 0

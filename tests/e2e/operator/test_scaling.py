@@ -11,8 +11,8 @@ from devtools.controlplane.pytest_plugin import KubeCluster
 from tests.e2e.operator.conftest import CapacityServer, Operator, free_port
 from tests.e2e.operator.support import (
     condition_is,
-    create_db_secret,
     create_tenant,
+    create_tenant_secrets,
     events,
     raw,
     read_tenant,
@@ -28,7 +28,7 @@ def replicas(k8s: KubeCluster, namespace: str, kind: str, name: str) -> int:
 
 def start_tenant(k8s: KubeCluster, namespace: str, capacity: CapacityServer, **spec: Any) -> None:
     capacity.answer(namespace, "acme", linked=0)
-    create_db_secret(k8s, namespace, "acme-db")
+    create_tenant_secrets(k8s, namespace)
     create_tenant(k8s, namespace, "acme", **spec)
     wait_until(
         "the tenant to become Ready",
@@ -115,7 +115,7 @@ def test_unreachable_capacity_keeps_replicas_and_says_so(
     operator: Operator,
     capacity_server: CapacityServer,
 ) -> None:
-    create_db_secret(k8s, namespace, "acme-db")
+    create_tenant_secrets(k8s, namespace)
     create_tenant(k8s, namespace, "acme", bridge={"minReplicas": 2})
     found = wait_until(
         "Degraded=True CapacityUnavailable",

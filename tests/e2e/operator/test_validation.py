@@ -85,3 +85,14 @@ def test_schema_bounds_and_enums_are_enforced(k8s: KubeCluster, namespace: str, 
     message = rejected(k8s, namespace, expectedUsers=0, redis={"mode": "sentinel"})
     assert "spec.expectedUsers" in message
     assert "spec.redis.mode" in message
+
+
+def test_bridge_settings_are_checked(k8s: KubeCluster, namespace: str, crd: None) -> None:
+    message = rejected(
+        k8s,
+        namespace,
+        bridge={"maxConcurrentSyncs": 0, "metaapi": {"region": "London", "domain": "localhost"}},
+    )
+    assert "spec.bridge.maxConcurrentSyncs" in message
+    assert "spec.bridge.metaapi.region" in message
+    assert "spec.bridge.metaapi.domain" in message

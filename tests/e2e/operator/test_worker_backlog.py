@@ -23,8 +23,8 @@ from devtools.services import PgBouncer, PostgresServer, RedisServer
 from tests.e2e.operator.conftest import Operator
 from tests.e2e.operator.support import (
     condition_is,
-    create_db_secret,
     create_tenant,
+    create_tenant_secrets,
     raw,
     wait_until,
 )
@@ -89,7 +89,7 @@ async def test_workers_follow_waiting_and_reserved_tasks_through_the_real_capaci
             "stringData": internal,
         },
     )
-    create_db_secret(k8s, namespace, "acme-db")
+    create_tenant_secrets(k8s, namespace)
     create_tenant(
         k8s,
         namespace,

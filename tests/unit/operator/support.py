@@ -14,7 +14,11 @@ BASE_SPEC: dict[str, Any] = {
     "bridgeImage": "registry.example.com/algoedge-bridge:1.0.0",
     "expectedUsers": 500,
     "database": {"secretRef": {"name": "acme-db"}},
+    "bridge": {"metaapi": {"tokenSecretRef": {"name": "acme-metaapi"}}},
 }
+#: A MetaAPI token of the form the bridge accepts (three dot-separated parts, like a JWT), as
+#: Secret ``acme-metaapi`` key ``token`` holds it.
+METAAPI_TOKEN = "eyJhbGciOiJSUzUxMiJ9.eyJfaWQiOiJhY21lIn0.c2lnbmF0dXJl"
 IMAGES = Images(redis="redis:7.4.2-alpine", pgbouncer="pgbouncer:1.24.1")
 TARGETS = ScaleTargets(workers=3, bridge=2)
 DATABASE = DatabaseTarget(
@@ -32,14 +36,21 @@ def merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return result
 
 
-def tenant(paused: bool = False, **spec: Any) -> Tenant:
+def without_metaapi_token() -> dict[str, Any]:
+    """BASE_SPEC without ``spec.bridge.metaapi.tokenSecretRef`` (:func:`merged` only adds)."""
+    spec = copy.deepcopy(BASE_SPEC)
+    del spec["bridge"]["metaapi"]["tokenSecretRef"]
+    return spec
+
+
+def tenant(paused: bool = False, *, base: Mapping[str, Any] = BASE_SPEC, **spec: Any) -> Tenant:
     return Tenant(
         name="acme",
         namespace="trading",
         uid="0000-uid",
         generation=3,
         paused=paused,
-        spec=parse_spec(merged(BASE_SPEC, spec)),
+        spec=parse_spec(merged(base, spec)),
     )
 
 

@@ -22,10 +22,15 @@ from algoedge_operator.builders.api import (
     api_disruption_budget,
     api_service,
 )
-from algoedge_operator.builders.bridge import bridge_service, bridge_stateful_set
+from algoedge_operator.builders.bridge import (
+    BRIDGE_GRACE_SECONDS,
+    bridge_disruption_budget,
+    bridge_service,
+    bridge_stateful_set,
+)
 from algoedge_operator.builders.common import CHECKSUM_ANNOTATION, Manifest
 from algoedge_operator.builders.config import config_map, internal_secret
-from algoedge_operator.builders.network import ingress_only_from_tenant
+from algoedge_operator.builders.network import bridge_network_policy, ingress_only_from_tenant
 from algoedge_operator.builders.pgbouncer import (
     pgbouncer_config_map,
     pgbouncer_deployment,
@@ -46,6 +51,7 @@ from tests.unit.operator.support import (
     env_names,
     tenant,
     tenant_secrets,
+    without_metaapi_token,
 )
 
 APP_CONTRACT = {"ALGOEDGE_DATABASE_URL", "ALGOEDGE_REDIS_URL"}
@@ -319,6 +325,7 @@ class TestApiDisruptionBudget:
         spec = api_disruption_budget(tenant())["spec"]
         assert spec["maxUnavailable"] == 1
         assert "minAvailable" not in spec
+        assert spec["selector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
 
 
 class TestWorkerDeployment:
@@ -500,15 +507,122 @@ class TestPgBouncer:
         }
 
 
-class TestBridge:
+def bridge_container(**spec: Any) -> dict[str, Any]:
+    return container(bridge_stateful_set(tenant(**spec), tenant_secrets(), TARGETS), "bridge")
+
+
+class TestBridgeStatefulSet:
     def test_should_run_the_bridge_image_with_scaled_replicas(self) -> None:
         sts = bridge_stateful_set(tenant(), tenant_secrets(), TARGETS)
         assert sts["spec"]["replicas"] == 2
         assert container(sts, "bridge")["image"] == "registry.example.com/algoedge-bridge:1.0.0"
+        assert container(sts, "bridge")["args"] == ["bridge"]
         assert sts["spec"]["serviceName"] == "acme-bridge"
+        assert sts["spec"]["podManagementPolicy"] == "Parallel"
 
-    def test_should_have_a_headless_service(self) -> None:
-        assert bridge_service(tenant())["spec"]["clusterIP"] == "None"
+    def test_should_read_the_metaapi_token_from_the_referenced_secret(self) -> None:
+        bridge = bridge_container(
+            bridge={"metaapi": {"tokenSecretRef": {"name": "mt", "key": "api-token"}}}
+        )
+        token = next(e for e in bridge["env"] if e["name"] == "ALGOEDGE_METAAPI_TOKEN")
+        # Not optional: the reconciler deploys nothing until the Secret exists (SecretMissing).
+        assert token["valueFrom"] == {"secretKeyRef": {"name": "mt", "key": "api-token"}}
+        default_key = next(
+            e for e in bridge_container()["env"] if e["name"] == "ALGOEDGE_METAAPI_TOKEN"
+        )
+        assert default_key["valueFrom"] == {
+            "secretKeyRef": {"name": "acme-metaapi", "key": "token"}
+        }
+
+    def test_should_give_the_metaapi_token_to_the_bridge_alone(self) -> None:
+        children = desired_children(
+            tenant(), secrets=tenant_secrets(), targets=TARGETS, images=IMAGES
+        )
+        readers = {
+            item["name"]
+            for template in pod_templates(children)
+            for item in template["spec"]["containers"] + template["spec"].get("initContainers", [])
+            if "ALGOEDGE_METAAPI_TOKEN" in env_names(item)
+        }
+        assert readers == {"bridge"}
+
+    def test_should_pass_the_metaapi_and_sync_settings_it_is_given(self) -> None:
+        env = literal_env(
+            bridge_container(bridge={"maxConcurrentSyncs": 25, "metaapi": {"region": "london"}})
+        )
+        assert env["ALGOEDGE_BRIDGE_MAX_CONCURRENT_SYNCS"] == "25"
+        assert env["ALGOEDGE_METAAPI_REGION"] == "london"
+        assert env["ALGOEDGE_METAAPI_DOMAIN"] == "agiliumtrade.agiliumtrade.ai"
+
+    def test_should_leave_the_region_to_metaapi_and_the_rest_to_the_app_when_unset(self) -> None:
+        names = env_names(bridge_container())
+        assert "ALGOEDGE_METAAPI_REGION" not in names
+        # The app's defaults hold; the simulator's URL is for tests and `make dev` only.
+        assert not names & {
+            "ALGOEDGE_METAAPI_URL",
+            "ALGOEDGE_BRIDGE_LEASE_TTL",
+            "ALGOEDGE_BRIDGE_POLL_SECONDS",
+            "ALGOEDGE_BRIDGE_ACCOUNTS_PER_REPLICA",
+        }
+
+    def test_should_name_each_replica_after_its_pod(self) -> None:
+        pod_name = next(
+            e for e in bridge_container()["env"] if e["name"] == "ALGOEDGE_BRIDGE_POD_NAME"
+        )
+        assert pod_name["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+    def test_should_give_it_only_the_credentials_key_of_the_internal_secrets(self) -> None:
+        names = env_names(bridge_container())
+        assert names >= APP_CONTRACT | {"ALGOEDGE_CREDENTIALS_KEY"}
+        assert not names & {"ALGOEDGE_INTERNAL_TOKEN", "ALGOEDGE_JWT_SECRET", "ALGOEDGE_SMTP_URL"}
+
+    def test_should_serve_metrics_and_probes_on_the_metrics_port(self) -> None:
+        bridge = bridge_container()
+        assert bridge["ports"] == METRICS_PORTS
+        assert literal_env(bridge)["ALGOEDGE_METRICS_PORT"] == "9090"
+        probes = {
+            kind: (bridge[kind]["httpGet"]["path"], bridge[kind]["httpGet"]["port"])
+            for kind in ("startupProbe", "livenessProbe", "readinessProbe")
+        }
+        assert probes == {
+            "startupProbe": ("/livez", "metrics"),
+            "livenessProbe": ("/livez", "metrics"),
+            "readinessProbe": ("/readyz", "metrics"),
+        }
+
+    def test_should_restart_only_a_bridge_stuck_for_a_minute(self) -> None:
+        liveness = bridge_container()["livenessProbe"]
+        assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 60
+
+    def test_should_leave_time_for_a_clean_shutdown(self) -> None:
+        pod = bridge_stateful_set(tenant(), tenant_secrets(), TARGETS)["spec"]["template"]["spec"]
+        # The bridge deregisters, closes its connections and releases its leases in ~45 s.
+        assert pod["terminationGracePeriodSeconds"] == BRIDGE_GRACE_SECONDS == 60
+
+    def test_should_give_the_sdk_a_writable_working_directory(self) -> None:
+        sts = bridge_stateful_set(tenant(), tenant_secrets(), TARGETS)
+        bridge = container(sts, "bridge")
+        volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+        assert bridge["workingDir"] == "/var/lib/algoedge-bridge"
+        assert {"name": "workdir", "mountPath": bridge["workingDir"]} in bridge["volumeMounts"]
+        assert "emptyDir" in volumes["workdir"]
+
+    def test_should_need_no_token_to_render_a_bridge_without_one(self) -> None:
+        t = tenant(base=without_metaapi_token())
+        bridge = container(bridge_stateful_set(t, tenant_secrets(), TARGETS), "bridge")
+        assert "ALGOEDGE_METAAPI_TOKEN" not in env_names(bridge)
+
+    def test_should_roll_only_the_bridge_when_the_metaapi_token_changes(self) -> None:
+        t = tenant()
+        before = tenant_secrets(metaapi_token_digest="a")
+        after = tenant_secrets(metaapi_token_digest="b")
+        assert pod_checksum(bridge_stateful_set(t, before, TARGETS)) != pod_checksum(
+            bridge_stateful_set(t, after, TARGETS)
+        )
+        assert pod_checksum(api_deployment(t, before)) == pod_checksum(api_deployment(t, after))
+        assert pod_checksum(worker_deployment(t, before, TARGETS)) == pod_checksum(
+            worker_deployment(t, after, TARGETS)
+        )
 
     def test_should_read_an_external_redis_url_from_the_referenced_secret(self) -> None:
         t = tenant(
@@ -519,6 +633,65 @@ class TestBridge:
         )
         redis = next(e for e in bridge["env"] if e["name"] == "ALGOEDGE_REDIS_URL")
         assert redis["valueFrom"]["secretKeyRef"] == {"name": "ext", "key": "u"}
+
+
+class TestBridgeService:
+    def test_should_publish_every_pods_metrics_port_headless(self) -> None:
+        spec = bridge_service(tenant())["spec"]
+        assert spec["clusterIP"] == "None"
+        assert spec["ports"] == [
+            {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+        ]
+        assert spec["selector"]["app.kubernetes.io/component"] == "bridge"
+
+
+class TestBridgeDisruptionBudget:
+    def test_should_let_a_drain_take_one_bridge_pod_at_a_time(self) -> None:
+        budget = bridge_disruption_budget(tenant())
+        assert budget["metadata"]["name"] == "acme-bridge"
+        assert budget["spec"]["maxUnavailable"] == 1
+        assert "minAvailable" not in budget["spec"]
+        sts = bridge_stateful_set(tenant(), tenant_secrets(), TARGETS)
+        assert budget["spec"]["selector"] == sts["spec"]["selector"]
+
+
+class TestBridgeNetworkPolicy:
+    def egress(self, **spec: Any) -> list[dict[str, Any]]:
+        secrets = tenant_secrets(redis_password=None, external_redis_port=6380)
+        policy = bridge_network_policy(tenant(**spec), secrets)
+        assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
+            "bridge"
+        )
+        assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+        return list(policy["spec"]["egress"])
+
+    @staticmethod
+    def component(rule: dict[str, Any]) -> str | None:
+        peers = rule.get("to")
+        return (
+            peers[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] if peers else None
+        )
+
+    def test_should_admit_only_the_metrics_port(self) -> None:
+        policy = bridge_network_policy(tenant(), tenant_secrets())
+        assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 9090}]}]
+
+    def test_should_reach_only_dns_metaapi_pgbouncer_and_redis(self) -> None:
+        rules = {
+            (self.component(rule), tuple((p["protocol"], p["port"]) for p in rule["ports"]))
+            for rule in self.egress()
+        }
+        assert rules == {
+            (None, (("UDP", 53), ("TCP", 53))),
+            (None, (("TCP", 443),)),
+            ("pgbouncer", (("TCP", 6432),)),
+            ("redis", (("TCP", 6379),)),
+        }
+
+    def test_should_reach_an_external_redis_on_its_port(self) -> None:
+        external = {"mode": "external", "external": {"secretRef": {"name": "ext"}}}
+        redis = self.egress(redis=external)[-1]
+        assert redis == {"ports": [{"protocol": "TCP", "port": 6380}]}
 
 
 class TestNetworkPolicy:

@@ -12,6 +12,8 @@ import pytest
 import yaml
 from algoedge_operator.model import (
     DAILY_AT_PATTERN,
+    METAAPI_DOMAIN_PATTERN,
+    METAAPI_REGION_PATTERN,
     SpecError,
     SpecFields,
     parse_database_url,
@@ -22,7 +24,7 @@ from algoedge_operator.profile import PROFILES, profile_for
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from tests.unit.operator.support import BASE_SPEC, merged
+from tests.unit.operator.support import BASE_SPEC, merged, without_metaapi_token
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD = ROOT / "crds" / "algoedge.io_algoedgetenants.yaml"
@@ -99,12 +101,18 @@ class TestCrdConsistency:
         assert required == {"image", "bridgeImage", "database.secretRef.name"} | {
             "redis.external.secretRef.name",
             "mail.smtpSecretRef.name",
+            "bridge.metaapi.tokenSecretRef.name",
         }
 
     def test_should_check_the_daily_report_time_with_the_crds_pattern(self) -> None:
         assert spec_schema()["properties"]["reports"]["properties"]["dailyAt"]["pattern"] == (
             DAILY_AT_PATTERN
         )
+
+    def test_should_check_the_metaapi_region_and_domain_with_the_crds_patterns(self) -> None:
+        metaapi = spec_schema()["properties"]["bridge"]["properties"]["metaapi"]["properties"]
+        assert metaapi["region"]["pattern"] == METAAPI_REGION_PATTERN
+        assert metaapi["domain"]["pattern"] == METAAPI_DOMAIN_PATTERN
 
     def test_should_parse_every_sample_tenant(self) -> None:
         assert SAMPLES
@@ -201,6 +209,64 @@ class TestParseTenant:
         spec = parse_spec(BASE_SPEC)
         assert (spec.mail.from_address, spec.mail.smtp_secret) == (None, None)
         assert spec.reports.daily_at == "00:15"
+
+    def test_should_read_the_metaapi_settings(self) -> None:
+        spec = parse_spec(
+            merged(
+                BASE_SPEC,
+                {
+                    "bridge": {
+                        "maxConcurrentSyncs": 25,
+                        "metaapi": {
+                            "tokenSecretRef": {"name": "mt", "key": "api"},
+                            "region": "london",
+                            "domain": "metaapi.example.com",
+                        },
+                    }
+                },
+            )
+        )
+        metaapi = spec.bridge.metaapi
+        assert metaapi.token_secret is not None
+        assert (metaapi.token_secret.name, metaapi.token_secret.key) == ("mt", "api")
+        assert (metaapi.region, metaapi.domain) == ("london", "metaapi.example.com")
+        assert spec.bridge.max_concurrent_syncs == 25
+
+    def test_should_default_the_metaapi_settings_as_the_crd_does(self) -> None:
+        spec = parse_spec(BASE_SPEC)
+        metaapi = spec.bridge.metaapi
+        assert metaapi.token_secret is not None
+        assert metaapi.token_secret.key == "token"
+        assert (metaapi.region, metaapi.domain) == (None, "agiliumtrade.agiliumtrade.ai")
+        assert spec.bridge.max_concurrent_syncs == 10
+        assert (spec.bridge.replicas.minimum, spec.bridge.replicas.maximum) == (1, 50)
+
+    def test_should_run_no_bridge_without_a_metaapi_token(self) -> None:
+        spec = parse_spec(
+            merged(without_metaapi_token(), {"bridge": {"minReplicas": 3, "maxReplicas": 9}})
+        )
+        assert spec.bridge.metaapi.token_secret is None
+        assert (spec.bridge.replicas.minimum, spec.bridge.replicas.maximum) == (0, 0)
+        # The spec's own bounds are still checked.
+        with pytest.raises(SpecError, match=r"^spec\.bridge\.minReplicas must not exceed"):
+            parse_spec(merged(without_metaapi_token(), {"bridge": {"minReplicas": 60}}))
+
+    @pytest.mark.parametrize(
+        ("metaapi", "field"),
+        [
+            ({"region": "London"}, "spec.bridge.metaapi.region"),
+            ({"region": "new_york"}, "spec.bridge.metaapi.region"),
+            ({"domain": "localhost"}, "spec.bridge.metaapi.domain"),
+            ({"domain": "https://metaapi.cloud"}, "spec.bridge.metaapi.domain"),
+            ({"tokenSecretRef": {"key": "token"}}, "spec.bridge.metaapi.tokenSecretRef.name"),
+        ],
+    )
+    def test_should_refuse_metaapi_settings_the_bridge_would_refuse(
+        self, metaapi: dict[str, Any], field: str
+    ) -> None:
+        with pytest.raises(SpecError) as raised:
+            parse_spec(merged(without_metaapi_token(), {"bridge": {"metaapi": metaapi}}))
+        assert str(raised.value).startswith(f"{field}: ")
 
     @pytest.mark.parametrize("daily_at", ["24:00", "7:30", "12:60", ""])
     def test_should_refuse_a_daily_time_that_is_not_hh_mm(self, daily_at: str) -> None:

@@ -12,7 +12,7 @@ from algoedge_operator.builders.api import api_deployment, api_service
 from algoedge_operator.capacity import CapacityError, parse_capacity
 from algoedge_operator.diff import contains, needs_apply, quantity, stamp, take_back
 from algoedge_operator.kube import KubeError, plural
-from algoedge_operator.reconcile import TenantReconciler
+from algoedge_operator.reconcile import METAAPI_TOKEN_NOT_SET, TenantReconciler
 from algoedge_operator.settings import OperatorSettings
 from algoedge_operator.status import (
     ComponentState,
@@ -24,7 +24,13 @@ from algoedge_operator.status import (
 )
 
 from tests.unit.operator.fake_api import FakeApiServer
-from tests.unit.operator.support import tenant, tenant_secrets
+from tests.unit.operator.support import (
+    BASE_SPEC,
+    METAAPI_TOKEN,
+    tenant,
+    tenant_secrets,
+    without_metaapi_token,
+)
 
 READY = ComponentState(replicas=2, ready_replicas=2, up_to_date=True)
 DB_URL = "postgresql://acme:pw@db.example.com:5432/acme"
@@ -32,13 +38,16 @@ SMTP_URL = "smtp://mailer:pw@mail.example.com:587?starttls=true"
 MAIL = {"smtpSecretRef": {"name": "acme-smtp"}}
 
 
-def read_secrets(secrets: Mapping[str, Mapping[str, str]], **spec: Any) -> TenantSecrets | Problem:
-    """What one reconcile reads, with only the tenant's own Secrets ``secrets`` in the cluster."""
+def read_secrets(
+    secrets: Mapping[str, Mapping[str, str]], *, base: Mapping[str, Any] = BASE_SPEC, **spec: Any
+) -> TenantSecrets | Problem:
+    """What one reconcile reads, with the tenant's own Secrets ``secrets`` (and, unless they say
+    otherwise, a valid MetaAPI token in ``acme-metaapi``) in the cluster."""
     server = FakeApiServer()
-    for name, values in secrets.items():
+    for name, values in {"acme-metaapi": {"token": METAAPI_TOKEN}, **secrets}.items():
         server.secret("trading", name, **values)
     reconciler = TenantReconciler(server, OperatorSettings(), new_secret_value=lambda key: "x" * 48)
-    return reconciler.read_secrets(tenant(**spec))
+    return reconciler.read_secrets(tenant(base=base, **spec))
 
 
 def live_copy(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +203,51 @@ class TestReadSecrets:
         assert before.smtp_url_digest != after.smtp_url_digest
         assert "pw" not in before.smtp_url_digest
 
+    def test_should_stop_before_any_write_while_the_metaapi_token_secret_is_missing(self) -> None:
+        problem = read_secrets({"acme-db": {"url": DB_URL}, "acme-metaapi": {}})
+        assert problem == Problem(
+            "SecretMissing",
+            "Secret trading/acme-metaapi (spec.bridge.metaapi.tokenSecretRef) has no key 'token'",
+        )
+        other_key = {"metaapi": {"tokenSecretRef": {"name": "mt", "key": "api-token"}}}
+        problem = read_secrets({"acme-db": {"url": DB_URL}}, bridge=other_key)
+        assert problem == Problem(
+            "SecretMissing",
+            "Secret trading/mt (spec.bridge.metaapi.tokenSecretRef) does not exist",
+        )
+
+    @pytest.mark.parametrize(
+        "token",
+        ["not-a-jwt", "a..c", "a.b.c.d", METAAPI_TOKEN + "\n", " " + METAAPI_TOKEN],
+        ids=["one part", "empty part", "four parts", "trailing newline", "leading space"],
+    )
+    def test_should_refuse_a_metaapi_token_the_bridge_could_not_use(self, token: str) -> None:
+        problem = read_secrets({"acme-db": {"url": DB_URL}, "acme-metaapi": {"token": token}})
+        assert isinstance(problem, Problem)
+        assert problem.reason == "SecretInvalid"
+        assert problem.message == (
+            "Secret trading/acme-metaapi key 'token': the MetaAPI token must have three "
+            "dot-separated parts and no whitespace (a JWT)"
+        )
+
+    def test_should_not_read_a_metaapi_token_nobody_references(self) -> None:
+        secrets = read_secrets(
+            {"acme-db": {"url": DB_URL}, "acme-metaapi": {}}, base=without_metaapi_token()
+        )
+        assert isinstance(secrets, TenantSecrets)
+        assert secrets.metaapi_token_digest == ""
+
+    def test_should_notice_a_rotated_metaapi_token(self) -> None:
+        rotated = METAAPI_TOKEN.replace("c2ln", "C2ln")
+        before, after = (
+            read_secrets({"acme-db": {"url": DB_URL}, "acme-metaapi": {"token": token}})
+            for token in (METAAPI_TOKEN, rotated)
+        )
+        assert isinstance(before, TenantSecrets)
+        assert isinstance(after, TenantSecrets)
+        assert before.metaapi_token_digest != after.metaapi_token_digest
+        assert METAAPI_TOKEN not in before.metaapi_token_digest
+
     def test_should_notice_a_rotated_external_redis_password(self) -> None:
         redis = {"mode": "external", "external": {"secretRef": {"name": "ext"}}}
         digests = []
@@ -247,6 +301,38 @@ class TestStatus:
     def test_should_report_an_unreadable_capacity_endpoint(self) -> None:
         status = self.build(scaling=ScalingState(capacity_error="HTTP 503"))
         assert self.conditions(status)["Degraded"] == ("True", "CapacityUnavailable")
+
+    def test_should_say_that_linked_accounts_stay_unconnected_without_a_token(self) -> None:
+        stopped = ComponentState(replicas=0, ready_replicas=0, up_to_date=True)
+        status = self.build(
+            components={"api": READY, "bridge": stopped}, notice=METAAPI_TOKEN_NOT_SET
+        )
+        assert self.conditions(status) == {
+            "Ready": ("True", "AllComponentsReady"),
+            "Progressing": ("False", "Stable"),
+            "Degraded": ("True", "MetaApiTokenNotSet"),
+        }
+        (degraded,) = [c for c in status["conditions"] if c["type"] == "Degraded"]
+        assert degraded["message"] == (
+            "spec.bridge.metaapi.tokenSecretRef is not set: the bridge runs no pods and linked "
+            "accounts are not connected to MetaAPI"
+        )
+        assert status["components"]["bridge"] == {"replicas": 0, "readyReplicas": 0}
+
+    def test_should_name_a_failure_before_the_missing_token(self) -> None:
+        failing = self.build(
+            components={}, problem=Problem("SecretMissing", "x"), notice=METAAPI_TOKEN_NOT_SET
+        )
+        assert self.conditions(failing)["Degraded"] == ("True", "SecretMissing")
+        unreadable = self.build(
+            scaling=ScalingState(capacity_error="HTTP 503"), notice=METAAPI_TOKEN_NOT_SET
+        )
+        assert self.conditions(unreadable)["Degraded"] == ("True", "CapacityUnavailable")
+
+    def test_should_count_a_workload_scaled_to_zero_as_ready_only_once_it_is(self) -> None:
+        assert ComponentState(replicas=0, ready_replicas=0, up_to_date=True).ready
+        assert not ComponentState(replicas=0, ready_replicas=0, up_to_date=False).ready
+        assert not ComponentState(replicas=2, ready_replicas=1, up_to_date=True).ready
 
     def test_should_keep_transition_times_and_need_no_write_when_unchanged(self) -> None:
         first = self.build()

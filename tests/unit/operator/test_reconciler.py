@@ -17,7 +17,7 @@ from algoedge_operator.status import ScalingState
 from prometheus_client import REGISTRY
 
 from tests.unit.operator.fake_api import FakeApiServer
-from tests.unit.operator.support import tenant
+from tests.unit.operator.support import METAAPI_TOKEN, tenant, without_metaapi_token
 
 NAMESPACE = "trading"
 DB_URL = "postgresql://acme:pw@db.example.com:5432/acme"
@@ -29,6 +29,7 @@ TARGETS = ScaleTargets(workers=2, bridge=1)
 def server() -> FakeApiServer:
     api = FakeApiServer()
     api.secret(NAMESPACE, "acme-db", url=DB_URL)
+    api.secret(NAMESPACE, "acme-metaapi", token=METAAPI_TOKEN)
     return api
 
 
@@ -370,3 +371,67 @@ class TestSecrets:
         assert (status, reason) == ("False", "SecretInvalid")
         assert "the Redis URL has a database that is not a number" in message
         assert ":pw@" not in message
+
+
+class TestMetaApiToken:
+    def test_should_run_no_bridge_pods_without_a_token_and_say_why_once(
+        self, server: FakeApiServer
+    ) -> None:
+        aet = tenant(base=without_metaapi_token())
+        first = run(server, aet, targets=ScaleTargets(workers=2, bridge=3))
+        bridge = server.find("StatefulSet", "acme-bridge")
+        assert bridge is not None
+        assert bridge["spec"]["replicas"] == 0
+        assert first.live_targets == ScaleTargets(workers=2, bridge=0)
+        assert condition(first, "Ready")[:2] == ("True", "AllComponentsReady")
+        status, reason, message = condition(first, "Degraded")
+        assert (status, reason) == ("True", "MetaApiTokenNotSet")
+        assert message.startswith("spec.bridge.metaapi.tokenSecretRef is not set")
+        assert first.status["components"]["bridge"] == {"replicas": 0, "readyReplicas": 0}
+        assert [(e["type"], e["reason"]) for e in server.events] == [
+            ("Warning", "MetaApiTokenNotSet")
+        ]
+        assert first.outcome == "ready"
+        run(server, aet, previous=first, targets=None)
+        assert len(server.events) == 1, "announced once, not at every resync"
+
+    def test_should_start_the_bridge_once_a_token_is_referenced(
+        self, server: FakeApiServer
+    ) -> None:
+        first = run(server, tenant(base=without_metaapi_token()), targets=None)
+        second = run(server, tenant(), previous=first, targets=None)
+        bridge = server.find("StatefulSet", "acme-bridge")
+        assert bridge is not None
+        assert bridge["spec"]["replicas"] == 1, "bridge.minReplicas"
+        assert condition(second, "Degraded")[:2] == ("False", "AsExpected")
+
+    def test_should_write_nothing_while_the_token_secret_is_missing(
+        self, server: FakeApiServer
+    ) -> None:
+        del server.objects[ObjectRef("v1", "Secret", NAMESPACE, "acme-metaapi")]
+        result = run(server, tenant())
+        status, reason, message = condition(result, "Ready")
+        assert (status, reason) == ("False", "SecretMissing")
+        assert "trading/acme-metaapi (spec.bridge.metaapi.tokenSecretRef)" in message
+        assert [w for w in server.writes if w[1] != "AlgoEdgeTenant/status"] == []
+
+    def test_should_roll_only_the_bridge_when_the_token_rotates(
+        self, server: FakeApiServer
+    ) -> None:
+        first = run(server, tenant())
+
+        def template_checksums() -> dict[str, str]:
+            sts = server.find("StatefulSet", "acme-bridge")
+            assert sts is not None
+            return {
+                "bridge": sts["spec"]["template"]["metadata"]["annotations"][CHECKSUM_ANNOTATION],
+                "api": checksum(server, "acme-api"),
+                "worker": checksum(server, "acme-worker"),
+            }
+
+        before = template_checksums()
+        server.secret(NAMESPACE, "acme-metaapi", token=METAAPI_TOKEN.replace("c2ln", "C2ln"))
+        run(server, tenant(), previous=first)
+        after = template_checksums()
+        assert after["bridge"] != before["bridge"]
+        assert (after["api"], after["worker"]) == (before["api"], before["worker"])
