@@ -21,7 +21,6 @@ from algoedge.metrics import REDIS_ERRORS
 log = logging.getLogger(__name__)
 
 
-
 def session_key(jti: str) -> str:
     return f"{PREFIX}:session:{jti}"
 
