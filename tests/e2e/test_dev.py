@@ -133,7 +133,7 @@ def test_make_dev_runs_everything_and_the_bridge_follows_linked_accounts(run_dir
     time.sleep(0.5)  # the reader thread drains the last lines
     assert code == 0, dev.output
     assert (
-        "dev: stopped operator, control plane, API, worker, beat, MetaAPI simulator, mail, "
+        "dev: stopped operator, control plane, API, worker, beat, bridge, MetaAPI simulator, mail, "
         "pgBouncer, Redis and PostgreSQL" in dev.output
     )
     pids = run_dir / "cluster" / "pids"
