@@ -32,9 +32,16 @@ from devtools.services import (
 
 
 @pytest.fixture
-def database_name(postgres: PostgresServer) -> str:
-    """A fresh, empty database, so no test sees another's tables."""
-    return postgres.create_database(f"t_{secrets.token_hex(6)}")
+def database_name(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database, so no test sees another's tables.
+
+    Dropped afterwards (FORCE ends the server connections pgBouncer still holds to it): the
+    suite shares one Postgres, and idle pools of finished tests would otherwise hold its
+    connection slots for pgBouncer's idle timeout (10 minutes) and run it out of them.
+    """
+    name = postgres.create_database(f"t_{secrets.token_hex(6)}")
+    yield name
+    postgres.psql(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture

@@ -234,3 +234,24 @@ async def test_should_record_jobs_redis_cannot_take_and_queue_again_once_it_is_b
         admin = Redis.from_url(private_redis.url)
         assert await admin.llen("emails") == 1
         await admin.aclose()
+
+
+async def test_should_link_edit_and_unlink_while_redis_is_down(
+    pgbouncer: PgBouncer, private_redis: RedisServer, database_name: str
+) -> None:
+    """The bridge's wake-up is best effort (it polls Postgres as well): without Redis the account
+    changes still succeed, and each lost wake-up is counted."""
+    settings = settings_for(pgbouncer.url_for(database_name), private_redis.url)
+    await migrated(settings)
+    async with running_api(settings) as api:
+        _, token = await api.signed_up()
+        before = redis_fallbacks("bridge_wake")
+        private_redis.kill()
+        account = {"login": "40001234", "server": "Broker-Demo", "password": "pw"}
+        status, body, _ = await api.call("POST", "/api/v1/accounts", token=token, json=account)
+        assert status == 201, body
+        path = f"/api/v1/accounts/{body['id']}"
+        status, body, _ = await api.call("PATCH", path, token=token, json={"password": "new"})
+        assert (status, body["connection"]["state"]) == (200, "pending")
+        assert (await api.call("DELETE", path, token=token))[0] == 204
+        assert redis_fallbacks("bridge_wake") == before + 3

@@ -50,7 +50,7 @@ class TestAccounts:
         assert status == 201
         assert response.headers["Location"] == f"/api/v1/accounts/{body['id']}"
         assert body["user_id"] == user_id
-        assert body["state"] == "pending"
+        assert body["connection"]["state"] == "pending"
         assert "password" not in str(body)
         stored = await accounts.read_encrypted_password(app_db, int(body["id"]))
         assert b"mt5-secret-pw" not in stored

@@ -36,6 +36,35 @@ async def test_should_apply_the_packaged_migrations_once(db: Database) -> None:
     assert {"users", "algoedge_schema_migrations"} <= await tables(db)
 
 
+async def test_should_carry_linked_accounts_over_to_the_bridge_states(db: Database) -> None:
+    """0007: an account a pre-bridge build left 'deploying' is 'provisioning' afterwards, with
+    its first credentials and no error."""
+    packaged = load_migrations()
+    bridge = next(m.version for m in packaged if m.name == "bridge")
+    await migrate(db, [m for m in packaged if m.version < bridge])
+    async with db.cursor() as cur:
+        await cur.execute(
+            "INSERT INTO users (email, name, password_hash) VALUES ('m@example.com', 'M', 'x') "
+            "RETURNING id"
+        )
+        (user_id,) = await cur.fetchone()
+        await cur.execute(
+            "INSERT INTO mt_accounts (user_id, login, server, platform, state, encrypted_password) "
+            "VALUES (%s, '1', 'S', 'mt5', 'deploying', 'x'), (%s, '2', 'S', 'mt5', 'connected', 'x')",
+            (user_id, user_id),
+        )
+    await migrate(db, packaged)
+    async with db.cursor() as cur:
+        await cur.execute(
+            "SELECT login, state, last_error, credentials_version, state_since IS NOT NULL "
+            "FROM mt_accounts ORDER BY login"
+        )
+        assert await cur.fetchall() == [
+            ("1", "provisioning", None, 1, True),
+            ("2", "connected", None, 1, True),
+        ]
+
+
 async def test_should_apply_each_migration_once_when_two_migrators_race(
     migrate_settings: MigrateSettings,
 ) -> None:

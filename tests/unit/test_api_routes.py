@@ -180,6 +180,17 @@ class TestDocumentDescribesTheTable:
             path.startswith("/socket.io") for path in build_document(API_ROUTES)["paths"]
         )
 
+    def test_should_describe_a_nested_record_as_a_schema_of_its_own(self) -> None:
+        document = build_document(API_ROUTES)
+        schemas = document["components"]["schemas"]
+        account = schemas["MtAccount"]
+        assert account["properties"]["connection"] == {
+            "$ref": "#/components/schemas/AccountConnection"
+        }
+        assert "state" not in account["properties"]
+        assert schemas["AccountConnection"]["additionalProperties"] is False
+        assert "$defs" not in str(document)  # every reference resolves in components
+
     def test_should_refuse_a_response_schema_it_does_not_define(self) -> None:
         route = Route("GET", "/x", _reached, summary="x", responses={200: ("OK", "Nowhere")})
         with pytest.raises(ValueError, match="Nowhere"):

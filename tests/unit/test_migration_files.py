@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import get_args
 
 import pytest
+from algoedge.db.accounts import ConnectionState
 from algoedge.db.migrate import Migration, MigrationError, load_migrations
 
 
@@ -63,3 +66,14 @@ class TestMigration:
 
     def test_should_change_checksum_when_the_sql_changes(self) -> None:
         assert Migration(1, "a", "SELECT 1;").checksum != Migration(1, "a", "SELECT 2;").checksum
+
+
+def test_should_allow_exactly_the_connection_states_the_api_documents() -> None:
+    """The newest CHECK on mt_accounts.state (which the bridge writes; no other table has a
+    ``state``) against ConnectionState (the OpenAPI document's enum of ``connection.state``)."""
+    checks = [
+        check
+        for migration in load_migrations()
+        for check in re.findall(r"CHECK \(state IN \(([^)]*)\)\)", migration.sql)
+    ]
+    assert re.findall(r"'([a-z_]+)'", checks[-1]) == list(get_args(ConnectionState))

@@ -1,18 +1,31 @@
-"""Routes: the user's linked MetaTrader accounts (the bridge's demand)."""
+"""Routes: the user's linked MetaTrader accounts (the bridge's demand).
+
+Linking, editing and unlinking each wake the bridge (it also polls); an edit is also how a user
+has a ``failed`` account tried again, since the bridge never retries one by itself.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    WithJsonSchema,
+    model_validator,
+)
 
 from algoedge.api.io import (
     NO_NUL,
+    NOT_NULL,
     PageQuery,
     StrictModel,
     decode_id_cursor,
     encode_cursor,
+    omitted,
     page,
     path_id,
     read_json,
@@ -20,8 +33,9 @@ from algoedge.api.io import (
     render,
 )
 from algoedge.api.routes import Route
-from algoedge.api.state import CIPHER, DATABASE, SOCKETS, USER
+from algoedge.api.state import BRIDGE_WAKE, CIPHER, DATABASE, SOCKETS, USER
 from algoedge.db import accounts
+from algoedge.db.accounts import ACCOUNT_STATUS_EVENT, account_status
 from algoedge.realtime import emit_to_user
 
 
@@ -29,6 +43,13 @@ def _login_text(value: object) -> object:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return str(value)
     return value
+
+
+# The broker's server name as MetaTrader shows it: no NUL, no whitespace at either end.
+Server = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[^\s\x00]([^\x00]*[^\s\x00])?$")
+]
+Password = Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)]
 
 
 class AccountIn(StrictModel):
@@ -46,9 +67,28 @@ class AccountIn(StrictModel):
             }
         ),
     ] = Field(pattern=r"^[0-9]{1,20}$")
-    server: str = Field(min_length=1, max_length=128, pattern=r"^[^\s\x00]([^\x00]*[^\s\x00])?$")
-    password: str = Field(min_length=1, max_length=128, pattern=NO_NUL)
+    server: Server
+    password: Password
     platform: Literal["mt4", "mt5"] = "mt5"
+
+
+class AccountPatch(StrictModel):
+    """New credentials: a field left out stays as it is; one at least is given."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    password: Annotated[
+        Password | None, NOT_NULL, WithJsonSchema(TypeAdapter(Password).json_schema())
+    ] = omitted()
+    server: Annotated[
+        Server | None, NOT_NULL, WithJsonSchema(TypeAdapter(Server).json_schema())
+    ] = omitted()
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> AccountPatch:
+        if self.password is None and self.server is None:
+            raise ValueError("give at least one of password, server")
+        return self
 
 
 async def link(request: web.Request) -> web.Response:
@@ -63,6 +103,7 @@ async def link(request: web.Request) -> web.Response:
         encrypted_password=request.app[CIPHER].encrypt(body.password),
     )
     await emit_to_user(request.app[SOCKETS], user.id, "account.linked", {"id": account.id})
+    await request.app[BRIDGE_WAKE].account_changed(account.id)
     return render(account, status=201, headers={"Location": f"/api/v1/accounts/{account.id}"})
 
 
@@ -87,11 +128,33 @@ async def get(request: web.Request) -> web.Response:
     )
 
 
-async def unlink(request: web.Request) -> web.Response:
+async def edit(request: web.Request) -> web.Response:
+    body = await read_json(request, AccountPatch)
     user = request[USER]
-    await accounts.unlink_account(
-        request.app[DATABASE], user_id=user.id, account_id=path_id(request, "account_id")
+    password = None if body.password is None else request.app[CIPHER].encrypt(body.password)
+    account = await accounts.edit_credentials(
+        request.app[DATABASE],
+        user_id=user.id,
+        account_id=path_id(request, "account_id"),
+        server=body.server,
+        encrypted_password=password,
     )
+    await emit_to_user(
+        request.app[SOCKETS],
+        user.id,
+        ACCOUNT_STATUS_EVENT,
+        account_status(account.id, account.connection),
+    )
+    await request.app[BRIDGE_WAKE].account_changed(account.id)
+    return render(account)
+
+
+async def unlink(request: web.Request) -> web.Response:
+    account_id = path_id(request, "account_id")
+    await accounts.unlink_account(
+        request.app[DATABASE], user_id=request[USER].id, account_id=account_id
+    )
+    await request.app[BRIDGE_WAKE].account_changed(account_id)
     return web.Response(status=204)
 
 
@@ -120,10 +183,21 @@ ROUTES = (
         responses={200: ("OK", "MtAccount")},
     ),
     Route(
+        "PATCH",
+        "/api/v1/accounts/{account_id}",
+        edit,
+        summary="Change an account's password or server; its connection starts over",
+        responses={
+            200: ("Edited; the connection is pending again", "MtAccount"),
+            409: ("Already linked on that server", "Problem"),
+        },
+        body=AccountPatch,
+    ),
+    Route(
         "DELETE",
         "/api/v1/accounts/{account_id}",
         unlink,
-        summary="Unlink one of my accounts",
+        summary="Unlink one of my accounts (its trades go too)",
         responses={204: ("Unlinked", None)},
     ),
 )

@@ -23,9 +23,11 @@ from algoedge.api import (
     reports,
     trades,
 )
+from algoedge.api.bridge_wake import BridgeWake
 from algoedge.api.middleware import MIDDLEWARES, add_response_headers
 from algoedge.api.routes import Route, add_routes
 from algoedge.api.state import (
+    BRIDGE_WAKE,
     CIPHER,
     DATABASE,
     JOBS,
@@ -102,6 +104,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = redis
     app[LIMITER] = RateLimiter(redis)
     app[LISTINGS] = Listings(redis)
+    app[BRIDGE_WAKE] = BridgeWake(redis)
     app[SESSIONS] = Sessions(
         db=app[DATABASE],
         redis=redis,

@@ -63,6 +63,11 @@ def _components(bodies: Iterable[type[BaseModel]]) -> dict[str, Any]:
         Notification,
     ):
         schema = TypeAdapter(record).json_schema(mode="serialization", ref_template=_REF)
+        # Records nested in a record (an account's connection) become schemas of their own.
+        for name, nested in schema.pop("$defs", {}).items():
+            if nested.get("type") == "object":
+                nested["additionalProperties"] = False
+            schemas[name] = nested
         schema["additionalProperties"] = False
         schemas[record.__name__] = schema
     for model in bodies:

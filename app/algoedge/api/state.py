@@ -6,6 +6,7 @@ import socketio
 from aiohttp import web
 from redis.asyncio import Redis
 
+from algoedge.api.bridge_wake import BridgeWake
 from algoedge.auth import Claims, Sessions
 from algoedge.cache import CachedUser
 from algoedge.config import ApiSettings
@@ -24,6 +25,7 @@ CIPHER = web.AppKey("cipher", CredentialsCipher)
 SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 LISTINGS = web.AppKey("listings", Listings)
 JOBS = web.AppKey("jobs", JobQueue)
+BRIDGE_WAKE = web.AppKey("bridge_wake", BridgeWake)
 
 # Per-request values set by the middlewares.
 USER: web.RequestKey[CachedUser] = web.RequestKey("user", CachedUser)
