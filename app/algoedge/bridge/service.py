@@ -42,7 +42,7 @@ from algoedge.bridge.ownership import assign, owner_of
 from algoedge.config import BridgeSettings
 from algoedge.db import Database
 from algoedge.db import bridge as store
-from algoedge.db.accounts import read_encrypted_password
+from algoedge.db.accounts import ACCOUNT_STATUS_EVENT, account_status, read_encrypted_password
 from algoedge.events import publish_event
 from algoedge.jsonable import to_jsonable
 from algoedge.keys import BRIDGE_WAKE_CHANNEL
@@ -317,7 +317,9 @@ class Bridge:
             return
         if state == "failed":
             log.warning("account %s: failed: %s", account.id, error)
-        await self._publish(change.user_id, "account.status", status_event(change))
+        await self._publish(
+            change.user_id, ACCOUNT_STATUS_EVENT, account_status(change.account_id, change)
+        )
 
     def _count_states(self) -> None:
         counts = Counter(self.states[a] for a in self.runners if a in self.states)
@@ -526,16 +528,6 @@ class Bridge:
                 last = line
 
 
-def status_event(change: store.StateChange) -> dict[str, Any]:
-    """``account.status``: the same shape as an account's ``connection`` in the API."""
-    return {
-        "id": change.account_id,
-        "state": change.state,
-        "since": change.since.isoformat(),
-        "last_error": change.last_error,
-    }
-
-
 def update_event(account_id: int, connection: Any) -> dict[str, Any]:
     """``account.update``: equity and open positions from the SDK's terminal state."""
     terminal = connection.terminal_state
@@ -550,4 +542,4 @@ def update_event(account_id: int, connection: Any) -> dict[str, Any]:
     }
 
 
-__all__ = ["REFUSALS", "Bridge", "Timing", "status_event", "update_event"]
+__all__ = ["REFUSALS", "Bridge", "Timing", "update_event"]
