@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  MetaAPI     http://{LOOPBACK}:{sim_port}  (simulator; token in {root / 'secrets.json'} "
             f"as metaapi_token / metaapi_admin_token; faults: docs/metaapi-sim.md)\n"
             f"  bridge      http://{LOOPBACK}:{bridge_port}/metrics  (dev-bridge-0, log {root / 'bridge.log'};"
-            f" a linked account turns connected within seconds)\n"
+            f" a newly linked account connects in about 15 s)\n"
             f"  variables   source {env_file}\n",
             flush=True,
         )

@@ -32,9 +32,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+#: Libraries that log a line per packet or per HTTP request at INFO (the MetaAPI SDK's socket.io
+#: and Engine.IO clients: every price, status and update packet, with account ids and balances;
+#: httpx: every provisioning call and status poll). Their warnings and errors still show; at DEBUG
+#: everything does.
+PER_PACKET_LOGGERS = ("engineio.client", "socketio.client", "httpx")
+
+
 def configure(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in PER_PACKET_LOGGERS:
+        logging.getLogger(name).setLevel(level if level == "DEBUG" else "WARNING")

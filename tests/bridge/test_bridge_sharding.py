@@ -131,15 +131,12 @@ async def test_should_hand_accounts_over_when_scaling_down(deployment: Deploymen
     ]
     await wait_all_synchronized(d, ids, within=240, what="5 bridges, first connect")
     await wait_even(bridges, ACCOUNTS, within=60)
-    for gone in bridges[2:]:
-        assert gone.stop() == 0, gone.log()[-2000:]
+    # SIGTERM to three pods at once, waited for off the event loop: the simulator runs on this
+    # loop, and a blocking wait would freeze MetaAPI's side of every hand-over.
+    codes = await asyncio.gather(*(asyncio.to_thread(gone.stop) for gone in bridges[2:]))
+    assert codes == [0, 0, 0], [gone.log()[-2000:] for gone in bridges[2:]]
     bridges = bridges[:2]
     shares = await wait_even(bridges, ACCOUNTS, within=120)
     took = await wait_all_synchronized(d, ids, within=120, what="after scaling to 2")
     print(f"\nscaled 5 -> 2: {shares}, all synchronized after {took:.1f} s")
-    doubled = await d.double_connections()
-    if doubled:
-        # Known and open (docs/bridge.md, "Known problems"): during a graceful scale-down an
-        # account can be subscribed by its new owner while the old owner's unsubscribe has not
-        # reached the simulator. Evenness and recovery above are still asserted.
-        pytest.xfail(f"known hand-over overlap on scale-down: {len(doubled)} accounts")
+    await d.assert_never_twice()

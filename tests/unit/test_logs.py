@@ -55,3 +55,21 @@ def test_should_include_the_exception() -> None:
         )
     entry = render(record)
     assert "ValueError: boom" in str(entry["exception"])
+
+
+def test_should_quiet_per_packet_library_logs_except_at_debug() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure("INFO")
+        packets = logging.getLogger("engineio.client")
+        assert not packets.isEnabledFor(logging.INFO)
+        assert packets.isEnabledFor(logging.WARNING)
+        assert logging.getLogger("algoedge.bridge").isEnabledFor(logging.INFO)
+        logs.configure("DEBUG")
+        assert packets.isEnabledFor(logging.DEBUG)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        for name in logs.PER_PACKET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
