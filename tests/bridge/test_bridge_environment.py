@@ -48,3 +48,31 @@ def test_should_run_the_cli_without_the_api_dependencies() -> None:
     assert bridge.returncode == 2
     assert "ALGOEDGE_METAAPI_TOKEN is not set" in bridge.stderr
     assert "ALGOEDGE_BRIDGE_POD_NAME is not set" in bridge.stderr
+
+
+async def test_should_draw_each_processes_socket_reconnect_base_apart() -> None:
+    from algoedge.bridge.sdk import RECONNECT_BASE_SECONDS, make_metaapi
+    from algoedge.config import BridgeSettings, load_settings
+    from cryptography.fernet import Fernet
+
+    settings = load_settings(
+        BridgeSettings,
+        {
+            "ALGOEDGE_DATABASE_URL": "postgresql://u:p@127.0.0.1:1/db",
+            "ALGOEDGE_REDIS_URL": "redis://127.0.0.1:1/0",
+            "ALGOEDGE_CREDENTIALS_KEY": Fernet.generate_key().decode(),
+            "ALGOEDGE_METAAPI_TOKEN": "simulated.metaapi-token.for-tests",
+            "ALGOEDGE_METAAPI_URL": "http://127.0.0.1:1",
+            "ALGOEDGE_BRIDGE_POD_NAME": "t-bridge-0",
+        },
+    )
+    apis = [make_metaapi(settings) for _ in range(5)]
+    try:
+        bases = [api._metaapi_websocket_client._socket_minimum_reconnect_timeout for api in apis]
+    finally:
+        for api in apis:
+            api.close()
+    low, high = RECONNECT_BASE_SECONDS
+    assert all(low <= b <= high for b in bases), bases
+    # The SDK's own base is 0.5 s in every process: the draw must move it, and apart.
+    assert len(set(bases)) == len(bases), bases

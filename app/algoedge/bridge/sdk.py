@@ -8,12 +8,19 @@ pyproject.toml. It serves the bridge (``ALGOEDGE_METAAPI_URL``) and the simulato
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 from algoedge.config import BridgeSettings
 
 #: The SDK's history cache and logs go to ./.metaapi; the bridge's working directory is writable.
 APPLICATION = "AlgoEdge"
+#: The SDK waits twice its base (0.5 s, the same in every process) before reconnecting a dropped
+#: socket, doubling up to 30 s: after MetaAPI drops every socket, every replica's sockets would
+#: come back at the same instant. Each process draws its own base from this range, so the
+#: replicas' first reconnects spread over 0.5-5 s; the synchronizations that follow are bounded by
+#: the throttler below. (Sockets of one process share the draw: the SDK keeps one base.)
+RECONNECT_BASE_SECONDS = (0.25, 2.5)
 
 
 def make_metaapi(settings: BridgeSettings) -> Any:
@@ -35,6 +42,10 @@ def make_metaapi(settings: BridgeSettings) -> Any:
                 "maxConcurrentSynchronizations": settings.bridge_max_concurrent_syncs,
             },
         },
+    )
+    # A private attribute the SDK reads for every socket's reconnect wait (version pinned).
+    api._metaapi_websocket_client._socket_minimum_reconnect_timeout = random.uniform(  # noqa: S311 - jitter
+        *RECONNECT_BASE_SECONDS
     )
     if settings.metaapi_url is not None:
         point_sdk_at(api, settings.metaapi_url)
