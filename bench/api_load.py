@@ -17,6 +17,11 @@ analysis's current state, bench/baseline_app.py: a new direct Postgres connectio
 the user read from Postgres on every request) and ``api`` (``algoedge api`` as deployed: pooled
 through pgBouncer, sessions and user cache in Redis).
 
+``--read-replica`` also starts a streaming replica of the PostgreSQL (``pg_basebackup -R``)
+behind the same pgBouncer (alias ``<db>_ro``) and runs ``api`` twice: everything on the primary,
+then as ``api+replica`` with ``ALGOEDGE_DATABASE_READ_URL`` on the alias. Each phase then also
+reports the CPU of each PostgreSQL server and the transactions per second it ran.
+
 Run from the repository root: ``.venv/bin/python -m bench.api_load --users 500``.
 """
 
@@ -60,6 +65,7 @@ from devtools.services import (
     PgBouncer,
     PostgresServer,
     RedisServer,
+    StreamingReplica,
     free_port,
     wait_healthy,
 )
@@ -127,6 +133,35 @@ def self_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def cluster_cpu_seconds(server: PostgresServer) -> float:
+    """CPU time of a PostgreSQL server: the postmaster with its reaped children, plus every
+    live backend and worker (a backend that exits moves from the second term to the first)."""
+    try:
+        postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+        stat = Path(f"/proc/{postmaster}/stat").read_text()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = stat.rsplit(")", 1)[1].split()
+    total = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            child = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(child[1]) == postmaster:
+            total += int(child[11]) + int(child[12])
+    return total / ticks
+
+
+def transactions(server: PostgresServer) -> int:
+    """Transactions the server has run since its statistics began (each autocommit statement
+    is one): commits and rollbacks of every database. A standby counts its own read-only ones."""
+    return int(server.psql("SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database"))
+
+
 # ---------------------------------------------------------------------------------------------
 # services, seed data, target processes
 
@@ -136,20 +171,35 @@ class Stack:
     postgres: PostgresServer
     bouncer: PgBouncer
     redis: RedisServer
+    #: With --read-replica: a streaming replica, pgBouncer's ``<db>_ro``.
+    replica: StreamingReplica | None = None
+
+    def servers(self) -> dict[str, PostgresServer]:
+        """The PostgreSQL servers whose load each phase reports, by name."""
+        found: dict[str, PostgresServer] = {"primary": self.postgres}
+        if self.replica is not None:
+            found["replica"] = self.replica
+        return found
 
     def stop(self) -> None:
-        for stop in (self.bouncer.stop, self.redis.stop, self.postgres.stop):
+        stops = [self.bouncer.stop, self.redis.stop]
+        if self.replica is not None:
+            stops.append(self.replica.stop)
+        for stop in (*stops, self.postgres.stop):
             with contextlib.suppress(Exception):
                 stop()
 
 
-def start_stack(root: Path) -> Stack:
+def start_stack(root: Path, *, read_replica: bool = False) -> Stack:
     postgres = PostgresServer(root=root / "postgres")
     redis = RedisServer(root=root / "redis")
-    bouncer = PgBouncer(root=root / "pgbouncer", upstream=postgres)
-    stack = Stack(postgres=postgres, bouncer=bouncer, redis=redis)
+    replica = StreamingReplica(root=root / "replica", primary=postgres) if read_replica else None
+    bouncer = PgBouncer(root=root / "pgbouncer", upstream=postgres, replica=replica)
+    stack = Stack(postgres=postgres, bouncer=bouncer, redis=redis, replica=replica)
     try:
         postgres.start()
+        if replica is not None:
+            replica.start()
         redis.start()
         bouncer.start()
     except BaseException:
@@ -624,6 +674,8 @@ class PhaseResult:
     loadavg_before: tuple[float, float, float]
     loadavg_after: tuple[float, float, float]
     server_errors: list[str] = field(default_factory=list)
+    #: With --read-replica: each PostgreSQL server's load in the window, by name.
+    databases: dict[str, ServerLoad] = field(default_factory=dict)
 
 
 class WindowHooks(Protocol):
@@ -632,6 +684,40 @@ class WindowHooks(Protocol):
     def window_opened(self) -> None: ...
 
     def window_closed(self) -> None: ...
+
+
+@dataclass
+class ServerLoad:
+    """What one PostgreSQL server did in a measured window."""
+
+    cpu_cores: float
+    transactions_per_s: float
+
+
+class ServerLoadWindow:
+    """WindowHooks sampling each server's CPU time and transaction count at the window's edges."""
+
+    def __init__(self, servers: dict[str, PostgresServer]) -> None:
+        self._servers = servers
+        self._opened: dict[str, tuple[float, float, int]] = {}
+        self.loads: dict[str, ServerLoad] = {}
+
+    def _sample(self) -> dict[str, tuple[float, float, int]]:
+        return {
+            name: (time.monotonic(), cluster_cpu_seconds(server), transactions(server))
+            for name, server in self._servers.items()
+        }
+
+    def window_opened(self) -> None:
+        self._opened = self._sample()
+
+    def window_closed(self) -> None:
+        for name, (at, cpu, xacts) in self._sample().items():
+            at0, cpu0, xacts0 = self._opened[name]
+            self.loads[name] = ServerLoad(
+                cpu_cores=(cpu - cpu0) / (at - at0),
+                transactions_per_s=(xacts - xacts0) / (at - at0),
+            )
 
 
 async def run_phase(
@@ -809,6 +895,22 @@ def ratios(results: list[PhaseResult]) -> list[str]:
             f"{base.latency.p95_ms / api.latency.p95_ms:.1f}x lower, p99 "
             f"{base.latency.p99_ms / api.latency.p99_ms:.1f}x lower"
         )
+    if "api+replica" in by:
+        replicated = by["api+replica"]
+        primary_before = api.databases.get("primary")
+        primary_after = replicated.databases.get("primary")
+        lines.append(
+            f"- api+replica vs api: {replicated.rps / api.rps:.2f}x the req/s, p95 "
+            f"{replicated.latency.p95_ms / api.latency.p95_ms:.2f}x, p99 "
+            f"{replicated.latency.p99_ms / api.latency.p99_ms:.2f}x"
+            + (
+                f", primary transactions/s {primary_after.transactions_per_s:.0f} vs "
+                f"{primary_before.transactions_per_s:.0f}, primary CPU "
+                f"{primary_after.cpu_cores:.2f} vs {primary_before.cpu_cores:.2f} cores"
+                if primary_before is not None and primary_after is not None
+                else ""
+            )
+        )
     if "hello" in by:
         hello = by["hello"]
         lines.append(
@@ -818,8 +920,29 @@ def ratios(results: list[PhaseResult]) -> list[str]:
     return lines
 
 
+def databases_table(results: list[PhaseResult]) -> str:
+    names = sorted({name for r in results for name in r.databases})
+    lines = [
+        "| target | " + " | ".join(f"{n} CPU (cores) | {n} transactions/s" for n in names) + " |",
+        "|---|" + "---:|---:|" * len(names),
+    ]
+    for r in results:
+        cells = []
+        for name in names:
+            load = r.databases.get(name)
+            cells += (
+                [f"{load.cpu_cores:.2f}", f"{load.transactions_per_s:.0f}"]
+                if load is not None
+                else ["n/a", "n/a"]
+            )
+        lines.append(f"| {r.target} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def report(results: list[PhaseResult], header: list[str]) -> str:
     out = [*header, "", results_table(results), "", "Per route:", "", routes_table(results)]
+    if any(r.databases for r in results):
+        out += ["", "PostgreSQL servers in the measured window:", "", databases_table(results)]
     ratio_lines = ratios(results)
     if ratio_lines:
         out += ["", "Ratios:", "", *ratio_lines]
@@ -911,6 +1034,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=900.0,
         help="hard cap on the whole run after the services are up (default 900)",
     )
+    parser.add_argument(
+        "--read-replica",
+        action="store_true",
+        help="also start a streaming replica (pgBouncer alias <db>_ro) and run the api target "
+        "twice, without and with ALGOEDGE_DATABASE_READ_URL (api, api+replica); report each "
+        "PostgreSQL server's CPU and transactions/s",
+    )
     parser.add_argument("--json", type=Path, help="also write every result to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, data)")
     args = parser.parse_args(argv)
@@ -941,9 +1071,16 @@ async def benchmark(args: argparse.Namespace, root: Path, stack: Stack) -> list[
         cheap_hashes=not args.real_hashes,
     )
     stack.postgres.psql("ANALYZE", database=stack.postgres.database)
+    if stack.replica is not None:
+        stack.replica.wait_caught_up(timeout=300)
     print(f"seeded {seeded.trades} trades in {seeded.seconds:.0f} s", flush=True)
-    results: list[PhaseResult] = []
+    phases: list[tuple[str, str]] = []  # (label, target)
     for name in args.target_list:
+        phases.append((name, name))
+        if name == "api" and stack.replica is not None:
+            phases.append(("api+replica", name))
+    results: list[PhaseResult] = []
+    for label, name in phases:
         redis = Redis.from_url(stack.redis.url)
         await redis.flushall()  # each target starts with an empty cache and fresh rate budgets
         await redis.aclose()
@@ -951,7 +1088,10 @@ async def benchmark(args: argparse.Namespace, root: Path, stack: Stack) -> list[
         if name == "baseline":
             # The current state connected straight to Postgres, not through pgBouncer.
             target_env["ALGOEDGE_DATABASE_URL"] = stack.postgres.url
-        print(f"{name}: starting {args.api_processes} process(es) …", flush=True)
+        if label == "api+replica":
+            target_env["ALGOEDGE_DATABASE_READ_URL"] = stack.bouncer.read_url
+        window = ServerLoadWindow(stack.servers()) if stack.replica is not None else None
+        print(f"{label}: starting {args.api_processes} process(es) …", flush=True)
         target = start_target(name, count=args.api_processes, env=target_env, root=root)
         try:
             result = await run_phase(
@@ -964,13 +1104,17 @@ async def benchmark(args: argparse.Namespace, root: Path, stack: Stack) -> list[
                 login_concurrency=args.login_concurrency,
                 event_rate=args.event_rate,
                 redis_url=stack.redis.url,
+                hooks=window,
+                label=label,
             )
         finally:
             stop_target(target)
         result.server_errors = server_errors(target)
+        if window is not None:
+            result.databases = window.loads
         results.append(result)
         print(
-            f"{name}: {result.rps:.0f} req/s, p95 {_ms(result.latency.p95_ms)} ms, "
+            f"{label}: {result.rps:.0f} req/s, p95 {_ms(result.latency.p95_ms)} ms, "
             f"p99 {_ms(result.latency.p99_ms)} ms, {result.error_count} errors",
             flush=True,
         )
@@ -995,7 +1139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stack: Stack | None = None
     started = datetime.now(UTC)
     try:
-        stack = start_stack(root)
+        stack = start_stack(root, read_replica=args.read_replica)
         max_connections = stack.postgres.psql("SHOW max_connections")
         redis_maxclients = asyncio.run(redis_setting(stack.redis.url, "maxclients"))
         header = [
@@ -1012,6 +1156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "measures the service, not the limiter. Latency is client-side, per request, "
             "including the generator's own scheduling delay (see loop lag).",
         ]
+        if args.read_replica:
+            header.append(
+                "With --read-replica: a streaming replica (hot standby, same machine) behind the "
+                "same pgBouncer; api runs twice, then api+replica with ALGOEDGE_DATABASE_READ_URL "
+                "on its <db>_ro alias (lag bound: the app's default)."
+            )
         if not args.real_hashes:
             header.append(
                 "Seeded users have cheap argon2id parameters (t=1, m=1 MiB) so logins "

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL, Redis and pgBouncer servers on free loopback ports, for tests and `make dev`.
+"""Throwaway PostgreSQL (and streaming replicas of it), Redis and pgBouncer servers on free loopback ports, for tests and `make dev`.
 
 Each server lives in a folder of its own (data, config, log, pid file) and is started and stopped
 for real with the Debian binaries. PostgreSQL and pgBouncer refuse to run as root, so when this
@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 LOOPBACK = "127.0.0.1"
 SERVICE_USER = "postgres"
@@ -122,7 +123,12 @@ def _kill_pidfile(pidfile: Path) -> None:
 
 @dataclass
 class PostgresServer:
-    """A PostgreSQL cluster with one application role and database, reachable over TCP only."""
+    """A PostgreSQL cluster with one application role and database, reachable over TCP only.
+
+    It can be the primary of a :class:`StreamingReplica`: ``wal_level=replica`` and WAL senders
+    are on, and initdb's pg_hba.conf already lets replication connections in from 127.0.0.1
+    (SCRAM, like every TCP connection here).
+    """
 
     root: Path
     port: int = 0
@@ -130,6 +136,8 @@ class PostgresServer:
     database: str = "algoedge"
     password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     superuser_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    #: ``shared_preload_libraries``, e.g. ``("pg_stat_statements",)`` to count statements.
+    preload: tuple[str, ...] = ()
 
     @property
     def data_dir(self) -> Path:
@@ -155,27 +163,49 @@ class PostgresServer:
         if result.returncode != 0:
             raise ServiceError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
 
-    def start(self) -> PostgresServer:
+    def _create_cluster(self) -> None:
+        pwfile = self.root / "superuser.pw"
+        pwfile.write_text(self.superuser_password + "\n")
+        _hand_over(self.root)
+        self._run(
+            self._pg(
+                "initdb",
+                f"--pgdata={self.data_dir}",
+                "--username=postgres",
+                f"--pwfile={pwfile}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--no-instructions",
+            )
+        )
+        pwfile.unlink()
+
+    def _options(self) -> list[str]:
+        options = [
+            f"-c listen_addresses={LOOPBACK}",
+            f"-c port={self.port}",
+            f"-c unix_socket_directories={self.root}",
+            # A standby needs at least its primary's max_connections: every cluster has this.
+            "-c max_connections=300",
+            # Throwaway data: durability costs time and buys nothing here.
+            "-c fsync=off",
+            "-c synchronous_commit=off",
+            "-c full_page_writes=off",
+            # Postgres' defaults, said here because StreamingReplica relies on them.
+            "-c wal_level=replica",
+            "-c max_wal_senders=10",
+        ]
+        if self.preload:
+            options.append(f"-c shared_preload_libraries={','.join(self.preload)}")
+        return options
+
+    def start(self) -> Self:
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         fresh = not (self.data_dir / "PG_VERSION").exists()
         if fresh:
-            pwfile = self.root / "superuser.pw"
-            pwfile.write_text(self.superuser_password + "\n")
-            _hand_over(self.root)
-            self._run(
-                self._pg(
-                    "initdb",
-                    f"--pgdata={self.data_dir}",
-                    "--username=postgres",
-                    f"--pwfile={pwfile}",
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                    "--encoding=UTF8",
-                    "--no-instructions",
-                )
-            )
-            pwfile.unlink()
+            self._create_cluster()
         elif (self.data_dir / "postmaster.pid").exists():
             # A killed earlier run: stop it (or clear its stale pid file) before starting.
             subprocess.run(
@@ -184,18 +214,7 @@ class PostgresServer:
                 check=False,
             )
         _hand_over(self.root)
-        options = " ".join(
-            [
-                f"-c listen_addresses={LOOPBACK}",
-                f"-c port={self.port}",
-                f"-c unix_socket_directories={self.root}",
-                "-c max_connections=300",
-                # Throwaway data: durability costs time and buys nothing here.
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-            ]
-        )
+        options = " ".join(self._options())
         self._run(
             self._pg(
                 "pg_ctl",
@@ -256,6 +275,88 @@ class PostgresServer:
         self._run(self._pg("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop"))
 
 
+REPLICATION_ROLE = "replicator"
+
+
+@dataclass
+class StreamingReplica(PostgresServer):
+    """A hot standby of ``primary``: ``pg_basebackup -R`` into its own folder, then streaming WAL
+    through a replication slot (so the primary keeps what a stopped replica still needs).
+
+    It has the primary's roles, databases and settings (the application role's password too).
+    Stop and start it like any server; ``psql("SELECT pg_wal_replay_pause()")`` makes it lag.
+    """
+
+    primary: PostgresServer | None = None
+    replication_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    #: The primary's replication slot this replica streams from.
+    slot: str = field(default_factory=lambda: f"replica_{secrets.token_hex(4)}")
+
+    def __post_init__(self) -> None:
+        if self.primary is None:
+            raise ServiceError("StreamingReplica needs a primary PostgresServer")
+        primary = self.primary
+        self.user, self.database, self.password = primary.user, primary.database, primary.password
+        self.superuser_password, self.preload = primary.superuser_password, primary.preload
+
+    def _create_cluster(self) -> None:
+        assert self.primary is not None
+        primary = self.primary
+        # A role that may replicate and nothing else; recreated with this replica's password.
+        primary.psql(
+            f"DROP ROLE IF EXISTS {REPLICATION_ROLE}; "
+            f"CREATE ROLE {REPLICATION_ROLE} REPLICATION LOGIN "
+            f"PASSWORD '{self.replication_password}'"
+        )
+        _hand_over(self.root)
+        # -R writes standby.signal and primary_conninfo (with this password: the folder is the
+        # service user's alone); -C -S creates the slot the standby streams from.
+        self._run(
+            _service_command(
+                [
+                    "env",
+                    f"PGPASSWORD={self.replication_password}",
+                    str(postgres_bin_dir() / "pg_basebackup"),
+                    f"--pgdata={self.data_dir}",
+                    f"--host={LOOPBACK}",
+                    f"--port={primary.port}",
+                    f"--username={REPLICATION_ROLE}",
+                    "--write-recovery-conf",
+                    "--wal-method=stream",
+                    "--create-slot",
+                    f"--slot={self.slot}",
+                    "--checkpoint=fast",
+                    "--no-password",
+                ]
+            )
+        )
+
+    def _options(self) -> list[str]:
+        return [*super()._options(), "-c hot_standby=on"]
+
+    def _bootstrap(self) -> None:
+        """Nothing: the roles and databases came with the base backup."""
+
+    def wait_caught_up(self, *, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Wait until the replica has replayed every transaction the primary had committed when
+        this was called."""
+        assert self.primary is not None
+        # The servers run with synchronous_commit=off: a commit can be acknowledged before its
+        # WAL is written. A synchronous commit of a transaction that wrote WAL (a transactional
+        # logical message: no table needed) flushes everything inserted before it.
+        self.primary.psql(
+            "SET synchronous_commit = on; "
+            "SELECT pg_logical_emit_message(true, 'algoedge', 'caught up?')"
+        )
+        target = self.primary.psql("SELECT pg_current_wal_flush_lsn()")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.psql(f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn") == "t":
+                return
+            time.sleep(0.05)
+        raise ServiceError(f"the replica did not replay up to {target} in {timeout:.0f}s")
+
+
 @dataclass
 class _Process:
     """A foreground server process in its own session, with a pid file for crash clean-up."""
@@ -304,6 +405,18 @@ class _Process:
         self.process = None
         self.pid_file.unlink(missing_ok=True)
 
+    def freeze(self) -> None:
+        """Hang the way a stalled server hangs: SIGSTOP. Connections are still accepted (by the
+        kernel) and kept open, but nothing is ever answered until :meth:`thaw`."""
+        if self.process is None or self.process.poll() is not None:
+            raise ServiceError(f"{type(self).__name__} is not running")
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Undo :meth:`freeze` (SIGCONT): the server answers what waited, then goes on."""
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGCONT)
+
     def kill(self) -> None:
         """Die the way a crashed or OOM-killed server dies: SIGKILL, no clean shutdown."""
         if self.process is not None and self.process.poll() is None:
@@ -349,15 +462,25 @@ class RedisServer(_Process):
         return self
 
 
+READ_ALIAS_SUFFIX = "_ro"
+
+
 @dataclass
 class PgBouncer(_Process):
-    """pgBouncer in front of ``upstream``, transaction pooling, SCRAM auth like the cluster's."""
+    """pgBouncer in front of ``upstream``, transaction pooling, SCRAM auth like the cluster's.
+
+    With a ``replica``, each database also has a read alias ``<db>_ro`` on the replica, as the
+    operator's pgBouncer has for the tenant's database (:meth:`read_url_for`).
+    """
 
     upstream: PostgresServer | None = None
+    replica: PostgresServer | None = None
     port: int = 0
     pool_mode: str = "transaction"
     default_pool_size: int = 20
     max_client_conn: int = 1000
+    #: Databases with a read alias on the replica.
+    read_databases: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -370,20 +493,87 @@ class PgBouncer(_Process):
         up = self.upstream
         return f"postgresql://{up.user}:{up.password}@{LOOPBACK}:{self.port}/{database}"
 
+    @property
+    def read_url(self) -> str:
+        assert self.upstream is not None
+        return self.read_url_for(self.upstream.database)
+
+    def read_url_for(self, database: str) -> str:
+        """The URL of ``database``'s read alias on the replica. An alias other than the upstream
+        database's is added (and the running pgBouncer reloaded) the first time it is asked for,
+        so ``database`` must exist on the replica by then (``StreamingReplica.wait_caught_up``)."""
+        if self.replica is None:
+            raise ServiceError("this pgBouncer has no replica")
+        if database not in self._read_databases():
+            self.read_databases.append(database)
+            if self.process is not None:
+                self._write_config()
+                self._reload(database)
+        return self.url_for(database + READ_ALIAS_SUFFIX)
+
+    def _read_databases(self) -> list[str]:
+        assert self.upstream is not None
+        return list(dict.fromkeys([self.upstream.database, *self.read_databases]))
+
+    def _database_lines(self) -> list[str]:
+        assert self.upstream is not None
+        up = self.upstream
+        lines = [f"{up.database} = host={LOOPBACK} port={up.port} dbname={up.database}"]
+        if self.replica is not None:
+            for name in self._read_databases():
+                lines.append(
+                    f"{name}{READ_ALIAS_SUFFIX} = host={LOOPBACK} port={self.replica.port} "
+                    f"dbname={name}"
+                )
+        # Any other database name passes through too (tests make their own).
+        return [*lines, f"* = host={LOOPBACK} port={up.port}"]
+
+    def _reload(self, database: str) -> None:
+        """SIGHUP to pgBouncer itself (under root, runuser would not pass it on), then wait until
+        ``database``'s read alias answers."""
+        pid = int((self.root / "pgbouncer.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGHUP)
+        assert self.upstream is not None
+        up = self.upstream
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        argv = [
+            str(postgres_bin_dir() / "psql"),
+            "-X",
+            "-q",
+            "-c",
+            "SELECT 1",
+            f"postgresql://{up.user}@{LOOPBACK}:{self.port}/{database}{READ_ALIAS_SUFFIX}",
+        ]
+        env = {**os.environ, "PGPASSWORD": up.password, "PGCONNECT_TIMEOUT": "5"}
+        while subprocess.run(argv, env=env, capture_output=True, check=False).returncode:
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"read alias of {database} missing after reload; see {self.log_file}"
+                )
+            time.sleep(0.05)
+
     def start(self) -> PgBouncer:
         if self.upstream is None:
             raise ServiceError("PgBouncer needs an upstream PostgresServer")
-        up = self.upstream
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
+        self._write_config()
+        # A pid file left by a killed run would make pgBouncer refuse to start.
+        (self.root / "pgbouncer.pid").unlink(missing_ok=True)
+        self._spawn(
+            _service_command([_tool("pgbouncer"), str(self.root / "pgbouncer.ini")]), self.port
+        )
+        return self
+
+    def _write_config(self) -> None:
+        assert self.upstream is not None
+        up = self.upstream
         (self.root / "userlist.txt").write_text(f'"{up.user}" "{up.password}"\n')
         (self.root / "pgbouncer.ini").write_text(
             "\n".join(
                 [
                     "[databases]",
-                    f"{up.database} = host={LOOPBACK} port={up.port} dbname={up.database}",
-                    # Any other database name passes through too (tests make their own).
-                    f"* = host={LOOPBACK} port={up.port}",
+                    *self._database_lines(),
                     "[pgbouncer]",
                     f"listen_addr = {LOOPBACK}",
                     f"listen_port = {self.port}",
@@ -396,6 +586,8 @@ class PgBouncer(_Process):
                     "ignore_startup_parameters = extra_float_digits,options",
                     # Lets the application role read SHOW POOLS/DATABASES (tests, metrics).
                     f"stats_users = {up.user}",
+                    # Where _reload finds the process to send SIGHUP to.
+                    f"pidfile = {self.root / 'pgbouncer.pid'}",
                     "",
                 ]
             )
@@ -403,7 +595,3 @@ class PgBouncer(_Process):
         for name in ("userlist.txt", "pgbouncer.ini"):
             (self.root / name).chmod(0o600)
         _hand_over(self.root)
-        self._spawn(
-            _service_command([_tool("pgbouncer"), str(self.root / "pgbouncer.ini")]), self.port
-        )
-        return self

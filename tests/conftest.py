@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.services import PgBouncer, PostgresServer, RedisServer
+from devtools.services import PgBouncer, PostgresServer, RedisServer, StreamingReplica
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,3 +51,35 @@ def redis_server(services_root: Path) -> Iterator[RedisServer]:
     server = RedisServer(root=services_root / "redis").start()
     yield server
     server.stop()
+
+
+# A primary with a streaming replica, both behind one pgBouncer (read alias <db>_ro), for the
+# read-routing tests. Their own primary, not `postgres`: those tests stop the replica and pause
+# its replay, and count statements on both servers with pg_stat_statements.
+
+
+@pytest.fixture(scope="session")
+def replicated_postgres(services_root: Path) -> Iterator[PostgresServer]:
+    server = PostgresServer(
+        root=services_root / "replicated-primary", preload=("pg_stat_statements",)
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def replica(services_root: Path, replicated_postgres: PostgresServer) -> Iterator[StreamingReplica]:
+    server = StreamingReplica(root=services_root / "replica", primary=replicated_postgres).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def replica_pgbouncer(
+    services_root: Path, replicated_postgres: PostgresServer, replica: StreamingReplica
+) -> Iterator[PgBouncer]:
+    bouncer = PgBouncer(
+        root=services_root / "replica-pgbouncer", upstream=replicated_postgres, replica=replica
+    ).start()
+    yield bouncer
+    bouncer.stop()

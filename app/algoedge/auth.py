@@ -4,6 +4,10 @@ A token is valid while its signature and ``exp`` hold *and* its session is live.
 recorded in Postgres (the authority) and cached in Redis with the token's lifetime, so the hot
 path is one Redis round trip (``MGET`` of the session and the cached user) and never touches
 Postgres; when Redis fails, the same answer comes from Postgres, counted and logged.
+
+Hashing runs on a small executor of its own whose size follows the container's memory
+(:mod:`algoedge.hashing`), behind a bounded queue: a burst of logins waits or is refused
+(503), it never takes the process past its memory limit.
 """
 
 from __future__ import annotations
@@ -11,9 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import jwt
 from argon2 import PasswordHasher
@@ -22,23 +31,31 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from algoedge.cache import (
+    ENDED_SESSION,
     CachedUser,
     PendingDeletes,
     RedisFallback,
+    SessionCache,
     UserCache,
     session_key,
     user_key,
 )
 from algoedge.db import Database, invalidations, users
 from algoedge.db.errors import DATABASE_FAILURES, NotFound
+from algoedge.hashing import ARGON2_MEMORY_KIB, ARGON2_PARALLELISM, ARGON2_TIME_COST
+from algoedge.logins import AccountLimit
+from algoedge.metrics import PASSWORD_HASHES, PASSWORD_HASHES_REFUSED
 
 log = logging.getLogger(__name__)
 
 ALGORITHM = "HS256"
 ISSUER = "algoedge"
 
-# argon2-cffi's defaults are RFC 9106's "low memory" profile: argon2id, t=3, m=64 MiB, p=4.
-_hasher = PasswordHasher()
+T = TypeVar("T")
+
+_hasher = PasswordHasher(
+    time_cost=ARGON2_TIME_COST, memory_cost=ARGON2_MEMORY_KIB, parallelism=ARGON2_PARALLELISM
+)
 # Verifying against this when the email is unknown makes both failures cost the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
@@ -47,21 +64,71 @@ class AuthError(Exception):
     """The request is not authenticated; the message is safe to show the client."""
 
 
-async def hash_password(password: str) -> str:
-    # argon2 takes tens of milliseconds of CPU; a thread keeps the event loop serving.
-    return await asyncio.to_thread(_hasher.hash, password)
+class HashingBusy(Exception):
+    """Every hashing slot and every place in the queue is taken: answered 503 with Retry-After."""
+
+    retry_after_seconds = 1
 
 
-async def verify_password(password_hash: str | None, password: str) -> bool:
-    def check() -> bool:
+class Passwords:
+    """argon2id hashing and verification, at most ``concurrency`` at once.
+
+    The executor is this object's own (asyncio's default one is sized from the node's CPU
+    count, not the container's memory). At most ``queue`` more wait for a thread; beyond them
+    :class:`HashingBusy` is raised at once, before anything is allocated. A slot is given back
+    when its hash finishes, not when its request goes away, so a client that hangs up cannot
+    let more hashes run than there are threads.
+    """
+
+    def __init__(self, *, concurrency: int, queue: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="argon2")
+        self._capacity = concurrency + queue
+        self._admitted = 0
+        self._lock = threading.Lock()
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run ``work`` on a hashing thread; HashingBusy when no place is left."""
+        with self._lock:
+            if self._admitted >= self._capacity:
+                PASSWORD_HASHES_REFUSED.inc()
+                raise HashingBusy
+            self._admitted += 1
         try:
-            return (
-                _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
-            )
-        except (VerificationError, InvalidHashError):
-            return False
+            future = self._executor.submit(work)
+        except BaseException:
+            self._release()
+            raise
+        future.add_done_callback(lambda _: self._release())
+        return await asyncio.wrap_future(future)
 
-    return await asyncio.to_thread(check)
+    def _release(self) -> None:
+        with self._lock:
+            self._admitted -= 1
+
+    async def hash(self, password: str) -> str:
+        def compute() -> str:
+            PASSWORD_HASHES.labels(operation="hash").inc()
+            return _hasher.hash(password)
+
+        return await self.run(compute)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """Whether ``password`` matches; an unknown account (None) costs the same and is False."""
+
+        def check() -> bool:
+            PASSWORD_HASHES.labels(operation="verify").inc()
+            try:
+                return (
+                    _hasher.verify(password_hash or _DUMMY_HASH, password)
+                    and password_hash is not None
+                )
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await self.run(check)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +181,11 @@ class Tokens:
         )
 
 
+def _remaining(expires_at: datetime) -> int:
+    """Whole seconds until ``expires_at`` (at least 1): the TTL of a token's Redis entries."""
+    return max(1, int((expires_at - datetime.now(UTC)).total_seconds()))
+
+
 def cached(user: users.User) -> CachedUser:
     return CachedUser(
         id=user.id,
@@ -124,34 +196,87 @@ def cached(user: users.User) -> CachedUser:
     )
 
 
+class EndedSessions:
+    """Sessions this process saw end, for ``ttl_seconds``: the same dead token presented again (a
+    socket reconnecting, a client retrying) is refused without asking Redis or Postgres.
+
+    Only ever a refusal, and an ended session never comes back (Postgres's answer is the
+    primary's), so keeping it per process cannot let a revoked token in anywhere; the other pods
+    read the session's tombstone in Redis. Bounded: the oldest entries go first.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl_seconds: float = 60.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._clock = clock
+        self._until: OrderedDict[str, float] = OrderedDict()
+
+    def add(self, jti: str) -> None:
+        self._until[jti] = self._clock() + self._ttl
+        self._until.move_to_end(jti)
+        while len(self._until) > self._max:
+            self._until.popitem(last=False)
+
+    def __contains__(self, jti: str) -> bool:
+        until = self._until.get(jti)
+        if until is not None and until <= self._clock():
+            del self._until[jti]
+            return False
+        return until is not None
+
+
 class Sessions:
     """Logins, logouts, and the authenticated user behind a token."""
 
-    def __init__(self, *, db: Database, redis: Redis, tokens: Tokens, user_cache_ttl: int) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        redis: Redis,
+        tokens: Tokens,
+        user_cache_ttl: int,
+        passwords: Passwords,
+        account_limit: AccountLimit,
+    ) -> None:
         self._db = db
         self._redis = redis
         self._tokens = tokens
         self.token_ttl = tokens.ttl_seconds
+        self.passwords = passwords
+        self._account_limit = account_limit
+        self._sessions = SessionCache(redis)
         self._users = UserCache(redis, ttl_seconds=user_cache_ttl)
         self._pending = PendingDeletes(redis)
         self._fallback = RedisFallback()
         self._last_warning = -1e9
+        self._ended = EndedSessions()
 
-    async def login(self, email: str, password: str) -> AccessToken:
+    async def login(self, email: str, password: str, *, network: str) -> AccessToken:
+        """A new session; ``network`` is the client's rate-limit subject (address or /64).
+
+        Raises TooManyFailures before any work when the account's failures are spent and the
+        network is not one it logged in from, AuthError for a wrong e-mail or password."""
+        await self._account_limit.admit(email, network=network)
         found = await users.get_login(self._db, email)
         user, password_hash = found if found else (None, None)
-        if not await verify_password(password_hash, password) or user is None:
+        if not await self.passwords.verify(password_hash, password) or user is None:
+            # Unknown e-mails are charged too: the answer must not say which exist.
+            await self._account_limit.failed(email)
             raise AuthError("The email or password is wrong.")
+        await self._account_limit.succeeded(email, network=network)
         token = self._tokens.issue(user.id, now=datetime.now(UTC))
         await users.record_session(
             self._db, jti=token.jti, user_id=user.id, expires_at=token.expires_at
         )
         try:
             await self._flush_pending()
-            ttl = max(1, int((token.expires_at - datetime.now(UTC)).total_seconds()))
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(session_key(token.jti), str(user.id), ex=ttl)
-                await pipe.execute()
+            await self._sessions.start(token.jti, user.id, ttl_seconds=_remaining(token.expires_at))
             await self._users.put(cached(user))
         except RedisError as exc:
             # Postgres has the session; Redis learns it on the first authenticated request.
@@ -160,7 +285,14 @@ class Sessions:
 
     async def logout(self, claims: Claims) -> None:
         await users.revoke_session(self._db, claims.jti)
-        await self._forget(session_key(claims.jti))
+        self._ended.add(claims.jti)
+        try:
+            await self._flush_pending()
+            # A tombstone, not a delete: a concurrent refill (SET NX) cannot undo it.
+            await self._sessions.end(claims.jti, ttl_seconds=_remaining(claims.expires_at))
+        except RedisError as exc:
+            self._fallback.record("delete", exc)
+            await self._invalidate_later(session_key(claims.jti))
 
     async def authenticate(self, token: str) -> CachedUser:
         """The user behind a live token; AuthError otherwise."""
@@ -171,6 +303,8 @@ class Sessions:
         return self._tokens.decode(token)
 
     async def user_of(self, claims: Claims) -> CachedUser:
+        if claims.jti in self._ended:
+            raise AuthError("The session has ended; log in again.")
         try:
             await self._flush_pending()
             session, raw_user = await self._redis.mget(
@@ -183,6 +317,9 @@ class Sessions:
             # Redis never saw this session (written while Redis was down, or Redis lost its
             # data): Postgres decides, and a live session is put back in Redis.
             return await self._from_postgres(claims, refill=True)
+        if session == ENDED_SESSION:
+            self._ended.add(claims.jti)
+            raise AuthError("The session has ended; log in again.")
         if int(session) != claims.user_id:
             raise AuthError("The access token is not valid.")
         if raw_user is not None and (hit := CachedUser.loads(raw_user)) is not None:
@@ -213,16 +350,32 @@ class Sessions:
     async def _from_postgres(self, claims: Claims, *, refill: bool) -> CachedUser:
         owner = await users.session_active(self._db, claims.jti)
         if owner is None or owner != claims.user_id:
+            await self._remember_ended(claims, in_redis=refill)
             raise AuthError("The session has ended; log in again.")
         user = await self._load_user(claims.user_id)
         if refill:
-            ttl = max(1, int((claims.expires_at - datetime.now(UTC)).total_seconds()))
             try:
-                await self._redis.set(session_key(claims.jti), str(claims.user_id), ex=ttl)
+                # Only where Redis holds nothing: had a logout ended the session since Postgres
+                # answered above, its tombstone stays and the token stays refused.
+                await self._sessions.refill(
+                    claims.jti, claims.user_id, ttl_seconds=_remaining(claims.expires_at)
+                )
                 await self._users.put(user)
             except RedisError as exc:
                 self._fallback.record("session_write", exc)
         return user
+
+    async def _remember_ended(self, claims: Claims, *, in_redis: bool) -> None:
+        """A session Postgres says has ended (revoked, pruned, or lost by Redis), remembered so
+        its token costs no Postgres query again: in this process for a while and, when Redis
+        answers, as the same tombstone a logout writes, for every pod."""
+        self._ended.add(claims.jti)
+        if not in_redis:
+            return
+        try:
+            await self._sessions.end(claims.jti, ttl_seconds=_remaining(claims.expires_at))
+        except RedisError as exc:
+            self._fallback.record("session_write", exc)
 
     async def _load_user(self, user_id: int) -> CachedUser:
         try:
@@ -235,14 +388,6 @@ class Sessions:
             await self._users.put(user)
         except RedisError as exc:
             self._fallback.record("user_cache_write", exc)
-
-    async def _forget(self, key: str) -> None:
-        try:
-            await self._flush_pending()
-            await self._redis.delete(key)
-        except RedisError as exc:
-            self._fallback.record("delete", exc)
-            await self._invalidate_later(key)
 
     async def _invalidate_later(self, key: str) -> None:
         """A key Redis must lose once it answers: kept in memory (this pod deletes it before its

@@ -11,8 +11,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from algoedge.config import ServiceSettings
 from algoedge.keys import PREFIX
@@ -33,15 +37,39 @@ def listing_key(name: str) -> str:
     return f"{PREFIX}:listing:{name}"
 
 
+def login_networks_key(account: str) -> str:
+    """Networks ``account`` (a digest of its e-mail) logged in from: exempt from its failure limit."""
+    return f"{PREFIX}:login:networks:{account}"
+
+
+#: Seconds one Redis command (or connecting) may take before the caller falls back.
+REDIS_TIMEOUT_SECONDS = 1.0
+
+
+def client_options(*, subscriber: bool = False) -> dict[str, Any]:
+    """``Redis.from_url`` options of every Redis client of the app processes.
+
+    Short timeouts, so a Redis that accepts connections but never answers fails a command in a
+    second instead of hanging it. One immediate retry on a broken connection (a pooled
+    connection a restarted Redis closed), none on a timeout: redis-py's default of three
+    retries with backoff would turn one unanswered command into ten seconds. A ``subscriber``
+    waits for messages indefinitely, so it has no read timeout (it would cut every quiet
+    second); it still connects within the timeout and keeps its socket alive.
+    """
+    options: dict[str, Any] = {
+        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+        "socket_keepalive": True,
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    }
+    if not subscriber:
+        options |= {"socket_timeout": REDIS_TIMEOUT_SECONDS, "health_check_interval": 30}
+    return options
+
+
 def connect_redis(settings: ServiceSettings) -> Redis:
     """A lazily connecting client with short timeouts, so a dead Redis fails fast instead of hanging."""
     client: Redis = Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=1.0,
-        socket_timeout=1.0,
-        health_check_interval=30,
-        decode_responses=True,
-        max_connections=200,
+        settings.redis_url, decode_responses=True, max_connections=200, **client_options()
     )
     return client
 
@@ -127,6 +155,40 @@ class UserCache:
         await self._put(keys=[user_key(user.id)], args=[user.dumps(), user.version, self._ttl])
 
 
+#: What a session's key holds once the session has ended (logout). No user has id 0, so a pod of
+#: the previous release, which reads the value as the session's user id, refuses the token too.
+ENDED_SESSION = "0"
+
+
+class SessionCache:
+    """Live sessions in Redis (value: the user id), and the sessions that ended (a tombstone).
+
+    Postgres is the authority; Redis is refilled from it when it lost a session. A refill is only
+    ever written where Redis holds nothing (``SET NX``), and a logout writes a tombstone rather
+    than deleting the key, so a reader that found the session live in Postgres just before a
+    concurrent logout cannot bring it back by refilling after the logout.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def start(self, jti: str, user_id: int, *, ttl_seconds: int) -> None:
+        """A new session (login): nothing can be stored under a fresh ``jti`` yet."""
+        await self._redis.set(session_key(jti), str(user_id), ex=max(1, ttl_seconds))
+
+    async def refill(self, jti: str, user_id: int, *, ttl_seconds: int) -> bool:
+        """Put back a session read live from Postgres, unless the key holds anything (an ended
+        session's tombstone above all); whether it was written."""
+        written = await self._redis.set(
+            session_key(jti), str(user_id), ex=max(1, ttl_seconds), nx=True
+        )
+        return bool(written)
+
+    async def end(self, jti: str, *, ttl_seconds: int) -> None:
+        """Mark the session ended for the rest of its token's lifetime."""
+        await self._redis.set(session_key(jti), ENDED_SESSION, ex=max(1, ttl_seconds))
+
+
 class PendingDeletes:
     """Keys whose deletion failed while Redis was down; retried before this pod's next Redis use.
 
@@ -154,12 +216,16 @@ class PendingDeletes:
 
 
 __all__ = [
+    "ENDED_SESSION",
     "CachedUser",
     "PendingDeletes",
     "RedisFallback",
+    "SessionCache",
     "UserCache",
+    "client_options",
     "connect_redis",
     "listing_key",
+    "login_networks_key",
     "ping",
     "session_key",
     "user_key",

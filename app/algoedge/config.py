@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from algoedge import credentials
+from algoedge.hashing import DEFAULT_HASH_CONCURRENCY, DEFAULT_MEMORY_LIMIT_MIB
 from algoedge.rates import RateLimit, parse_rate, parse_trusted_proxies
 from algoedge.urls import POSTGRES_FORM, REDIS_FORM, check_redis_url, parse_postgres_url, split_url
 
@@ -163,6 +164,33 @@ class MigrateSettings(_Settings):
     )
 
 
+class ReadReplicaSettings(MigrateSettings):
+    """A streaming replica for the reads that tolerate bounded staleness (api, worker).
+
+    Beat, the bridge and migrate read what they have just written (claims, connection states,
+    the schema), so they never read from a replica and do not have these fields.
+    """
+
+    database_read_url: PostgresUrl | None = Field(
+        default=None,
+        description=(
+            "A streaming replica of ALGOEDGE_DATABASE_URL (in the cluster: pgBouncer's read "
+            "alias) for listing and report reads; unset: every query goes to the primary."
+        ),
+        json_schema_extra={"form": POSTGRES_FORM},
+    )
+    database_read_max_lag: float = Field(
+        default=5.0,
+        ge=1,
+        le=3600,
+        description=(
+            "Seconds the replica may trail the primary; beyond it (or while the replica does not "
+            "answer) its reads go to the primary until it has caught up to half of this."
+        ),
+        json_schema_extra={"form": "seconds from 1 to 3600"},
+    )
+
+
 class ServiceSettings(MigrateSettings):
     """What every long-running service (API, worker, beat) needs: database and Redis."""
 
@@ -177,7 +205,7 @@ class ServiceSettings(MigrateSettings):
     )
 
 
-class ApiSettings(ServiceSettings):
+class ApiSettings(ServiceSettings, ReadReplicaSettings):
     """The API process."""
 
     jwt_secret: Annotated[SecretStr, _min_secret_length(32)] = Field(
@@ -217,6 +245,35 @@ class ApiSettings(ServiceSettings):
         description="Login and register attempts per client address per window (brute force).",
         json_schema_extra={"form": RATE_FORM},
     )
+    rate_limit_account: Rate = Field(
+        default=RateLimit(10, 3600),
+        description=(
+            "Failed logins per account (e-mail) per window, from any address; networks the "
+            "account logged in from before are exempt once it is spent (docs/security.md)."
+        ),
+        json_schema_extra={"form": RATE_FORM},
+    )
+    password_hash_concurrency: int = Field(
+        default=DEFAULT_HASH_CONCURRENCY,
+        ge=1,
+        le=64,
+        description=(
+            "argon2id hashes computed at once (64 MiB each); the default fits a "
+            f"{DEFAULT_MEMORY_LIMIT_MIB} MiB container, the operator sets it from the API's "
+            "memory limit (algoedge.hashing)."
+        ),
+        json_schema_extra={"form": "an integer from 1 to 64"},
+    )
+    password_hash_queue: int = Field(
+        default=16,
+        ge=0,
+        le=1000,
+        description=(
+            "Logins and registrations that may wait for a hashing slot; beyond them the API "
+            "answers 503 with Retry-After."
+        ),
+        json_schema_extra={"form": "an integer from 0 to 1000"},
+    )
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], BeforeValidator(_proxies)] = (
         Field(
             default=(),
@@ -250,6 +307,31 @@ class ApiSettings(ServiceSettings):
         default="websocket",
         description="socket.io transports; polling needs sticky sessions across pods.",
         json_schema_extra={"form": "websocket or websocket,polling"},
+    )
+    socketio_connect_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description=(
+            "Seconds a new socket.io connection has to send its CONNECT with a live token; "
+            "then it is closed (an idle connection that never authenticates holds nothing)."
+        ),
+        json_schema_extra={"form": "seconds, a number above 0 and at most 60"},
+    )
+    socketio_session_check_interval: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description=(
+            "Seconds between a pod's checks that the sessions of its sockets are live: the "
+            "bound on how long a socket outlives a logout whose announcement was lost."
+        ),
+        json_schema_extra={"form": "seconds from 1 to 3600"},
+    )
+    rate_limit_socket: Rate = Field(
+        default=RateLimit(60, 60),
+        description="New socket.io connections (handshakes) per client address per window.",
+        json_schema_extra={"form": RATE_FORM},
     )
 
 
@@ -349,7 +431,7 @@ class JobsSettings(ServiceSettings):
         return self.jobs_visibility_timeout // 3
 
 
-class WorkerSettings(JobsSettings):
+class WorkerSettings(JobsSettings, ReadReplicaSettings):
     """`algoedge worker`: runs tasks (reports, e-mail, notifications)."""
 
     worker_concurrency: int = Field(
@@ -494,6 +576,7 @@ SettingsT = TypeVar("SettingsT", bound=_Settings)
 
 ALL_SETTINGS: tuple[type[_Settings], ...] = (
     MigrateSettings,
+    ReadReplicaSettings,
     ServiceSettings,
     ApiSettings,
     JobsSettings,

@@ -11,6 +11,9 @@ PREFIX = "algoedge"
 EVENTS_CHANNEL = f"{PREFIX}:events"
 #: python-socketio's own AsyncRedisManager channel (API pods only).
 SOCKETIO_CHANNEL = f"{PREFIX}:socketio"
+#: Channel on which an API pod announces a session that ended (its jti), so every pod closes
+#: that session's sockets (API pods only).
+SESSION_ENDED_CHANNEL = f"{PREFIX}:sessions:ended"
 #: Sorted set: MT account id -> unix time of the bridge's last heartbeat for that connected account.
 BRIDGE_CONNECTED_KEY = f"{PREFIX}:bridge:connected"
 #: A bridge replica re-reports each connected account at least this often; older entries are stale.

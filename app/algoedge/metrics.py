@@ -39,3 +39,52 @@ JOBS_ENQUEUE_FAILURES = Counter(
     "sweeper enqueues it again), by task name.",
     ["task"],
 )
+DB_QUERIES = Counter(
+    "algoedge_db_queries_total",
+    "Data-layer calls (one statement, or one transaction) by the pool that ran them: primary "
+    "or replica.",
+    ["pool"],
+)
+DB_REPLICA_LAG = Gauge(
+    "algoedge_db_replica_lag_seconds",
+    "How far the read replica trails the primary at the last check (NaN while it cannot be asked).",
+)
+DB_REPLICA_USABLE = Gauge(
+    "algoedge_db_replica_usable",
+    "1 while replica reads go to the replica, 0 while the primary answers them (lag above "
+    "ALGOEDGE_DATABASE_READ_MAX_LAG, the replica not answering, or no replica configured).",
+)
+DB_REPLICA_FALLBACKS = Counter(
+    "algoedge_db_replica_fallbacks_total",
+    "Reads meant for the replica that the primary answered, by reason: lag, unreachable, "
+    "not_standby, read_failed (failed on the replica and retried on the primary).",
+    ["reason"],
+)
+PASSWORD_HASHES = Counter(
+    "algoedge_password_hashes_total",
+    "argon2id computations started, by operation (hash for register, verify for login).",
+    ["operation"],
+)
+PASSWORD_HASHES_REFUSED = Counter(
+    "algoedge_password_hashes_refused_total",
+    "Logins and registrations answered 503 because every hashing slot and queue place was taken.",
+)
+OUTBOX_DROPPED = Counter(
+    "algoedge_outbox_dropped_total",
+    "Best-effort Redis deliveries (socket.io emits, session ends, bridge wake-ups) dropped "
+    "because this process's outbox was full (Redis slower than the requests queueing them), "
+    "by kind.",
+    ["kind"],
+)
+SOCKETS_DISCONNECTED = Counter(
+    "algoedge_socketio_disconnects_total",
+    "Connections the server closed, by reason: connect_timeout (no CONNECT in time), "
+    "session_ended (logout, or found ended by the periodic check), expired (the token's end).",
+    ["reason"],
+)
+SOCKET_SESSION_CHECK_ERRORS = Counter(
+    "algoedge_socketio_session_check_errors_total",
+    "Checks of a socket's session (at CONNECT, or the periodic one) that got no answer because "
+    "Redis and Postgres were both failing: the CONNECT is refused, a connected socket stays "
+    "until a later check answers.",
+)

@@ -148,7 +148,8 @@ def _gcra(stored_tat: float | None, now: float, limit: RateLimit) -> tuple[_KeyO
     return _KeyOutcome(False, 0, tat - now, allow_at - now), new_tat
 
 
-# KEYS[i]: one bucket per subject. ARGV[2i-1], ARGV[2i]: its emission interval and window (µs).
+# KEYS[i]: one bucket per subject. ARGV[2i-1], ARGV[2i]: its emission interval and window (µs);
+# the argument after the last pair is 1 to charge an allowed request, 0 to only look.
 # Returns {allowed, then per key: remaining, reset µs, retry-after µs}. TIME is Redis server
 # time, so pods whose clocks disagree still share one timeline. Keep in step with _gcra.
 _LUA: Final = f"""
@@ -178,7 +179,7 @@ for i = 1, #KEYS do
     table.insert(reply, math.ceil(allow_at - now))
   end
 end
-if allowed == 1 then
+if allowed == 1 and ARGV[2 * #KEYS + 1] == '1' then
   for i = 1, #KEYS do
     local ttl_ms = math.ceil((tats[i] - now) / 1000)
     redis.call('SET', KEYS[i], string.format('%.17g', tats[i]), 'PX', ttl_ms)
@@ -210,14 +211,16 @@ class InMemoryRateLimiter:
         """Buckets currently tracked."""
         return len(self._tats)
 
-    def check(self, limits: Sequence[tuple[str, RateLimit]]) -> Decision:
-        """Allow and charge every key, or charge none; synchronous, so atomic within the loop."""
+    def check(self, limits: Sequence[tuple[str, RateLimit]], *, charge: bool = True) -> Decision:
+        """Allow and charge every key, or charge none; synchronous, so atomic within the loop.
+
+        With ``charge=False`` the answer is the same but nothing is charged."""
         _validate(limits)
         now = self._clock() * _MICROS
         self._evict_expired(now)
         steps = [_gcra(self._tats.get(key), now, limit) for key, limit in limits]
         outcomes = [outcome for outcome, _ in steps]
-        if all(o.allowed for o in outcomes):
+        if charge and all(o.allowed for o in outcomes):
             for (key, _), (_, new_tat) in zip(limits, steps, strict=True):
                 self._tats[key] = new_tat
                 self._tats.move_to_end(key)
@@ -305,22 +308,33 @@ class RateLimiter:
         """The Redis key holding ``key``'s bucket."""
         return f"{self._prefix}:{key}"
 
-    async def check(self, limits: Sequence[tuple[str, RateLimit]]) -> Decision:
+    async def check(
+        self, limits: Sequence[tuple[str, RateLimit]], *, charge: bool = True
+    ) -> Decision:
         """Allow the request only if every ``(key, limit)`` allows it; charge every key or none.
 
         Keys look like ``user:<id>`` or ``ip:<address>``; the part before the first colon is the
         scope reported in metrics, so it must come from a small fixed set. One key must always
         be checked with the same limit (use another scope for another route class).
+
+        ``charge=False`` only looks: nothing is charged and a denial is not counted, because
+        the caller decides whether it refuses (then it calls :meth:`count_denied`).
         """
         _validate(limits)
-        decision = await self._check_redis(limits)
+        decision = await self._check_redis(limits, charge=charge)
         if decision is None:
-            decision = self._check_fallback(limits)
-        if not decision.allowed:
-            self._metrics.denied.labels(scope=decision.scope).inc()
+            decision = self._check_fallback(limits, charge=charge)
+        if charge and not decision.allowed:
+            self.count_denied(decision)
         return decision
 
-    async def _check_redis(self, limits: Sequence[tuple[str, RateLimit]]) -> Decision | None:
+    def count_denied(self, decision: Decision) -> None:
+        """Count a request refused because of ``decision`` (by its deciding key's scope)."""
+        self._metrics.denied.labels(scope=decision.scope).inc()
+
+    async def _check_redis(
+        self, limits: Sequence[tuple[str, RateLimit]], *, charge: bool
+    ) -> Decision | None:
         now = time.monotonic()
         if now < self._redis_down_until:
             return None
@@ -332,6 +346,7 @@ class RateLimiter:
         args: list[str] = []
         for _, limit in limits:
             args += [repr(limit.interval_us), str(limit.window_us)]
+        args.append("1" if charge else "0")
         try:
             async with asyncio.timeout(self._timeout_seconds):
                 reply = await self._script(keys=keys, args=args)
@@ -346,10 +361,10 @@ class RateLimiter:
             log.info("rate limits are shared through Redis again")
         return _decide(limits, outcomes, degraded=False)
 
-    def _check_fallback(self, limits: Sequence[tuple[str, RateLimit]]) -> Decision:
+    def _check_fallback(self, limits: Sequence[tuple[str, RateLimit]], *, charge: bool) -> Decision:
         self._metrics.fallback.inc()
         try:
-            return self._fallback.check(limits)
+            return self._fallback.check(limits, charge=charge)
         except Exception:
             # Never expected; if it happens, let the request through rather than fail it.
             log.exception("in-memory rate limiter failed; allowing the request unlimited")

@@ -100,13 +100,14 @@ def _is_trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
     return any(address in network for network in trusted)
 
 
-def client_ip(remote: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]) -> str:
-    """The address to rate-limit: X-Forwarded-For is believed only as far as trusted proxies vouch.
+def client_ip(remote: str | None, forwarded_for: list[str], trusted: Sequence[IPNetwork]) -> str:
+    """The client's address: X-Forwarded-For is believed only as far as trusted proxies vouch.
 
-    ``forwarded_for`` is every X-Forwarded-For value joined with commas, in order. From the
-    direct peer, walk the list from the right while each hop is a trusted proxy; the first
-    untrusted hop is the client. A malformed hop ends the walk at the last good one, so a
-    client cannot choose its own bucket by sending garbage.
+    ``forwarded_for`` is every X-Forwarded-For header line, in order: a proxy may append a
+    line of its own rather than extend the client's, so reading only the first line would let
+    the client choose its address. From the direct peer, walk the hops from the right while
+    each is a trusted proxy; the first untrusted hop is the client. A malformed hop ends the
+    walk at the last good one, so a client cannot choose its own bucket by sending garbage.
     """
     if not remote:
         return UNKNOWN_CLIENT
@@ -116,7 +117,7 @@ def client_ip(remote: str | None, forwarded_for: str | None, trusted: Sequence[I
     if not trusted or not forwarded_for or not _is_trusted(peer, trusted):
         return str(peer)
     current = peer
-    for hop in reversed(forwarded_for.split(",")):
+    for hop in reversed(",".join(forwarded_for).split(",")):
         address = _parse_address(hop)
         if address is None:
             break
@@ -124,3 +125,21 @@ def client_ip(remote: str | None, forwarded_for: str | None, trusted: Sequence[I
         if not _is_trusted(current, trusted):
             break
     return str(current)
+
+
+#: The prefix one IPv6 client is limited as: a subscriber is normally given a whole /64, so
+#: per-address buckets would let one client spread its requests over 2**64 addresses.
+IPV6_CLIENT_PREFIX: Final = 64
+
+
+def client_network(address: str) -> str:
+    """The rate-limit subject of a client address: an IPv4 address itself, an IPv6 address's /64.
+
+    Anything that is not an address (``unknown``, an odd peer) is its own subject."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv4Address):
+        return str(parsed)
+    return str(ipaddress.ip_network(f"{parsed}/{IPV6_CLIENT_PREFIX}", strict=False))

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from algoedge_operator.profile import CapacityProfile, Resources, profile_for
+from algoedge_operator.profile import CapacityProfile, Resources, mebibytes, profile_for
 
 GROUP = "algoedge.io"
 VERSION = "v1alpha1"
@@ -83,9 +83,16 @@ class PoolFields(_Fields):
     max_client_connections: StrictInt | None = None
 
 
+class ReadReplicasFields(_Fields):
+    secret_ref: SecretRefFields
+    max_lag_seconds: Annotated[StrictInt, Field(ge=1, le=3600)] = 5
+
+
 class DatabaseFields(_Fields):
     secret_ref: SecretRefFields
     pool: PoolFields = PoolFields()
+    #: Unset: every query goes to the primary.
+    read_replicas: ReadReplicasFields | None = None
 
 
 class ExternalRedisFields(_Fields):
@@ -288,9 +295,18 @@ class PoolSpec:
 
 
 @dataclass(frozen=True)
+class ReadReplicasSpec:
+    #: Secret key holding the replicas' URL (one replica, or a Service in front of several).
+    secret: SecretKeyRef
+    #: ``ALGOEDGE_DATABASE_READ_MAX_LAG``.
+    max_lag_seconds: int
+
+
+@dataclass(frozen=True)
 class DatabaseSpec:
     secret: SecretKeyRef
     pool: PoolSpec
+    read_replicas: ReadReplicasSpec | None
 
 
 @dataclass(frozen=True)
@@ -417,8 +433,7 @@ def _or(value: int | None, profile_value: int) -> int:
 
 
 def _memory_mib(text: str) -> int:
-    amount = int(text[:-2])
-    return amount * 1024 if text.endswith("Gi") else amount
+    return mebibytes(text)
 
 
 def _replicas(
@@ -444,9 +459,10 @@ def parse_spec(raw: Mapping[str, Any]) -> TenantSpec:
     except ValidationError as error:
         raise _spec_error(error) from None
     profile = profile_for(fields.expected_users)
-    redis, pool, api, workers, bridge = (
+    redis, pool, replicas, api, workers, bridge = (
         fields.redis,
         fields.database.pool,
+        fields.database.read_replicas,
         fields.api,
         fields.workers,
         fields.bridge,
@@ -471,6 +487,14 @@ def parse_spec(raw: Mapping[str, Any]) -> TenantSpec:
                 max_client_connections=_or(
                     pool.max_client_connections, profile.pool_max_client_connections
                 ),
+            ),
+            read_replicas=(
+                None
+                if replicas is None
+                else ReadReplicasSpec(
+                    secret=SecretKeyRef(replicas.secret_ref.name, replicas.secret_ref.key),
+                    max_lag_seconds=replicas.max_lag_seconds,
+                )
             ),
         ),
         redis=RedisSpec(
@@ -558,6 +582,26 @@ def parse_database_url(url: str) -> DatabaseTarget:
         password=target.password,
         sslmode=target.sslmode,
     )
+
+
+def check_read_replica(primary: DatabaseTarget, replica: DatabaseTarget) -> None:
+    """Refuse a replica URL one pgBouncer cannot serve beside the primary's. ValueError says what
+    is wrong (never a value).
+
+    pgBouncer has one ``server_tls_sslmode`` for every server, and one password per user in its
+    userlist: a streaming replica has the primary's roles, so the same user with another
+    password is a mistake (another user is fine: the replica's alias logs in as that user).
+    """
+    if replica.sslmode != primary.sslmode:
+        raise ValueError(
+            f"has sslmode {replica.sslmode} where the primary's URL has {primary.sslmode} "
+            "(pgBouncer uses one sslmode for both)"
+        )
+    if replica.user == primary.user and replica.password != primary.password:
+        raise ValueError(
+            "has the primary's user with another password (a streaming replica has the "
+            "primary's roles and passwords)"
+        )
 
 
 def check_metaapi_token(token: str) -> None:

@@ -7,6 +7,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+_MEMORY_UNITS_KIB = {"Ki": 1, "Mi": 1024, "Gi": 1024 * 1024}
+
+
+def mebibytes(quantity: str) -> int:
+    """A memory quantity in the form the CRD allows (``<n>Ki``, ``<n>Mi``, ``<n>Gi``) in whole
+    MiB, rounded down."""
+    amount, unit = quantity[:-2], quantity[-2:]
+    if unit not in _MEMORY_UNITS_KIB or not amount.isdigit():
+        raise ValueError(f"not a memory quantity in Ki, Mi or Gi: {quantity!r}")
+    return int(amount) * _MEMORY_UNITS_KIB[unit] // 1024
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -16,6 +27,10 @@ class Resources:
     memory_request: str
     cpu_limit: str
     memory_limit: str
+
+    @property
+    def memory_limit_mib(self) -> int:
+        return mebibytes(self.memory_limit)
 
     def as_manifest(self) -> dict[str, dict[str, str]]:
         return {

@@ -44,10 +44,12 @@ from algoedge_operator.kube import KubeError, ObjectRef, Propagation, Transport
 from algoedge_operator.model import (
     API_VERSION,
     KIND,
+    DatabaseTarget,
     SecretKeyRef,
     Tenant,
     TenantSpec,
     check_metaapi_token,
+    check_read_replica,
     parse_database_url,
 )
 from algoedge_operator.settings import OperatorSettings
@@ -236,6 +238,9 @@ class TenantReconciler:
                 f"Secret {tenant.namespace}/{database_ref.name} key {database_ref.key!r}: "
                 f"the database URL {error} (expected {POSTGRES_FORM})",
             )
+        replica = self._read_replica(tenant, database)
+        if isinstance(replica, Problem):
+            return replica
         redis_password: str | None = None
         external_digest = ""
         external_port: int | None = None
@@ -295,11 +300,37 @@ class TenantReconciler:
             internal=self._owned_values(tenant, "internal", INTERNAL_KEYS),
             redis_password=redis_password,
             database=database,
+            read_replica=replica,
             external_redis_digest=external_digest,
             smtp_url_digest=smtp_digest,
             metaapi_token_digest=token_digest,
             external_redis_port=external_port,
         )
+
+    def _read_replica(
+        self, tenant: Tenant, database: DatabaseTarget
+    ) -> DatabaseTarget | Problem | None:
+        """The read replicas' target (None without ``spec.database.readReplicas``). Read like
+        the primary's: a missing Secret is SecretMissing, so no pgBouncer is configured with an
+        alias that leads nowhere and the app is not told to read from it; a URL pgBouncer cannot
+        serve beside the primary's is SecretInvalid; a changed one rolls pgBouncer."""
+        replicas = tenant.spec.database.read_replicas
+        if replicas is None:
+            return None
+        ref = replicas.secret
+        url = self._referenced_value(tenant, ref, "spec.database.readReplicas.secretRef")
+        if isinstance(url, Problem):
+            return url
+        try:
+            replica = parse_database_url(url)
+            check_read_replica(database, replica)
+        except ValueError as error:
+            return Problem(
+                "SecretInvalid",
+                f"Secret {tenant.namespace}/{ref.name} key {ref.key!r}: the read replica URL "
+                f"{error} (expected {POSTGRES_FORM} of a streaming replica)",
+            )
+        return replica
 
     def internal_token(self, tenant: Tenant) -> str | None:
         internal = ObjectRef("v1", "Secret", tenant.namespace, child_name(tenant, "internal"))

@@ -4,18 +4,23 @@ simulator, seeded users and linked accounts, and `algoedge bridge` processes."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import secrets
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from algoedge.config import MigrateSettings, load_settings
 from algoedge.credentials import CredentialsCipher
 from algoedge.db import Database
+from algoedge.metaapi_sim.app import create_app
+from algoedge.metaapi_sim.rest import SIMULATOR
+from algoedge.metaapi_sim.settings import SimSettings
 from cryptography.fernet import Fernet
 
 from devtools.app import migrated
@@ -132,7 +137,31 @@ class Deployment:
             )
             pytest.fail(f"connected twice: {doubled}\n{records}\n{logs[-4000:]}")
 
+    async def wait_for(
+        self, check: Callable[[], bool | Awaitable[bool]], *, within: float, what: str
+    ) -> None:
+        """Until ``check()`` holds (it may be a coroutine function); fails naming ``what``, with
+        the bridges' logs."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            held = check()
+            if await held if inspect.isawaitable(held) else held:
+                return
+            if loop.time() > deadline:
+                logs = "\n".join(f"--- {n}\n{b.log()[-3000:]}" for n, b in self.bridges.items())
+                pytest.fail(f"timed out after {within} s waiting for {what}\n{logs}")
+            await asyncio.sleep(0.25)
+
     def stop_all(self) -> None:
+        """SIGTERM every bridge at once, then wait: the waits overlap instead of adding up.
+
+        This blocks the event loop the simulator runs on, so the bridges' unsubscribes go
+        unanswered and each gives up on them after 10 s; tests that check a hand-over stop
+        bridges with ``asyncio.to_thread`` instead."""
+        for bridge in self.bridges.values():
+            if bridge.process is not None and bridge.process.poll() is None:
+                bridge.process.terminate()
         for bridge in self.bridges.values():
             bridge.stop()
 
@@ -147,6 +176,14 @@ def scrape(url: str) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             samples[name] = float(value)
     return samples
+
+
+def ready(bridge: BridgeProcess) -> bool:
+    """Whether the bridge's /readyz answers 200 (False while its probes are not up)."""
+    try:
+        return get_json(bridge.url + "/readyz")[0] == 200
+    except OSError:
+        return False
 
 
 def get_json(url: str) -> tuple[int, Any]:
@@ -199,3 +236,46 @@ def leases_held(bridges: list[BridgeProcess]) -> dict[str, int]:
         except OSError:
             held[b.name] = -1
     return held
+
+
+@dataclass
+class RestAnswers:
+    """Every MetaAPI REST answer the simulator gave, in order: (method, path, status)."""
+
+    answers: list[tuple[str, str, int]] = field(default_factory=list)
+
+    async def record(self, request: web.Request, response: web.StreamResponse) -> None:
+        if not request.path.startswith(("/admin", "/ws")):
+            self.answers.append((request.method, request.path, response.status))
+
+    def count(self, method: str, path: str, *, status: int | None = None) -> int:
+        """Answers to ``method`` on exactly ``path``, of one ``status`` or any."""
+        return sum(
+            1
+            for m, p, s in self.answers
+            if m == method and p == path and (status is None or s == status)
+        )
+
+    def touching(self, fragment: str) -> int:
+        """Answers to any request whose path contains ``fragment`` (a MetaAPI account id)."""
+        return sum(1 for _, p, _ in self.answers if fragment in p)
+
+    def statuses(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for _, _, s in self.answers:
+            counts[s] = counts.get(s, 0) + 1
+        return counts
+
+
+async def start_observed_sim(
+    settings: SimSettings,
+) -> tuple[web.AppRunner, RunningSim, RestAnswers]:
+    """The simulator on a free loopback port, recording every REST answer it gives."""
+    app = create_app(settings)
+    answers = RestAnswers()
+    app.on_response_prepare.append(answers.record)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    return runner, RunningSim(f"http://127.0.0.1:{port}", app[SIMULATOR]), answers

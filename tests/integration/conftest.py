@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
 import pytest
 from aiohttp.test_utils import TestServer
 from algoedge.api.app import create_app
@@ -72,6 +73,7 @@ RELAXED_LIMITS = {
     "ALGOEDGE_RATE_LIMIT_PER_USER": "100000/60",
     "ALGOEDGE_RATE_LIMIT_PER_IP": "100000/60",
     "ALGOEDGE_RATE_LIMIT_AUTH": "100000/60",
+    "ALGOEDGE_RATE_LIMIT_SOCKET": "100000/60",
 }
 
 
@@ -106,7 +108,7 @@ class ApiClient:
             "/api/v1/auth/register",
             json={"email": email, "password": password, "name": name},
         )
-        assert status == 201, body
+        assert status == 202, body
         return dict(body)
 
     async def login(self, email: str, password: str = "correct horse battery") -> str:
@@ -119,8 +121,14 @@ class ApiClient:
     async def signed_up(self, email: str | None = None) -> tuple[int, str]:
         """A new user and a token for them: (user id, token)."""
         email = email or f"{secrets.token_hex(4)}@example.com"
-        user = await self.register(email)
-        return int(user["id"]), await self.login(email)
+        await self.register(email)
+        token = await self.login(email)
+        return user_id_of(token), token
+
+
+def user_id_of(token: str) -> int:
+    """The user an access token names (its ``sub``), read without a request."""
+    return int(jwt.decode(token, options={"verify_signature": False})["sub"])
 
 
 @asynccontextmanager
@@ -180,9 +188,14 @@ def api_process(env: dict[str, str]) -> Iterator[str]:
     try:
         yield base
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_api(process)
+
+
+def stop_api(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as the kubelet stops a pod; SIGKILL if it has not exited within 30 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from tests.integration.conftest import ApiClient
+from tests.integration.sockets import Listener
 from tests.integration.test_api_resources import ACCOUNT, link
-from tests.integration.test_realtime import Listener
 
 
 async def record_failure(db: Database, account_id: int, *, since: datetime, error: str) -> None:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from devtools.app import ALGOEDGE, api_environment, command_env
-from devtools.services import PgBouncer, RedisServer, free_port
+from devtools.services import PgBouncer, PostgresServer, RedisServer, free_port
 from tests.integration.conftest import api_process, spawn_api
 
 
@@ -107,20 +110,51 @@ def test_should_answer_a_request_racing_sigterm_then_exit_0(environment: dict[st
             process.kill()
 
 
-def test_should_turn_not_ready_when_redis_dies_and_recover(
+def test_should_stay_ready_but_say_degraded_when_redis_dies_and_recover(
     pgbouncer: PgBouncer, database_name: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    """Redis is every pod's: failing readiness on it would empty the Service at once, while each
+    use of Redis has a fallback. /readyz reports it and stays 200; /healthz never looks."""
     redis = RedisServer(root=tmp_path_factory.mktemp("redis-dies")).start()
     try:
         with api_process(api_environment(pgbouncer.url_for(database_name), redis.url)) as base:
-            assert get(f"{base}/readyz")[0] == 200
+            assert get(f"{base}/readyz")[2]["status"] == "ready"
             redis.kill()
+            status, _, body = get(f"{base}/readyz")
+            assert status == 200
+            assert body == {
+                "status": "degraded",
+                "checks": {"postgres": "ok", "redis": "ConnectionError"},
+            }
+            assert get(f"{base}/healthz")[0] == 200
+            redis.start()
+            assert get(f"{base}/readyz")[2]["status"] == "ready"
+    finally:
+        redis.stop()
+
+
+def test_should_turn_not_ready_when_postgres_cannot_answer(
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory, database_name: str
+) -> None:
+    """What this pod alone needs, its Postgres pool, is what readiness fails on."""
+    # Not under pytest's folder: pgBouncer runs as the postgres user when the tests run as root.
+    root = Path(tempfile.mkdtemp(prefix="algoedge-bouncer-"))
+    root.chmod(0o755)
+    bouncer = PgBouncer(root=root, upstream=postgres).start()
+    redis = RedisServer(root=tmp_path_factory.mktemp("redis-lives")).start()
+    try:
+        with api_process(api_environment(bouncer.url_for(database_name), redis.url)) as base:
+            assert get(f"{base}/readyz")[0] == 200
+            bouncer.kill()
             status, content_type, body = get(f"{base}/readyz")
             assert status == 503
             assert content_type.startswith("application/problem+json")
-            assert body["checks"] == {"postgres": "ok", "redis": "ConnectionError"}
+            checks = body["checks"]
+            assert isinstance(checks, dict)
+            assert checks["postgres"] != "ok"
+            assert checks["redis"] == "ok"
             assert get(f"{base}/healthz")[0] == 200
-            redis.start()
-            assert get(f"{base}/readyz")[0] == 200
     finally:
+        bouncer.stop()
         redis.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -29,7 +29,7 @@ from devtools.bridge import BridgeProcess, bridge_environment
 from devtools.dev import BRIDGE_ALGOEDGE, METAAPI_SIM
 from devtools.services import ServiceError, wait_healthy
 from tests.integration.conftest import ApiClient
-from tests.integration.test_realtime import Listener
+from tests.integration.sockets import Listener
 
 SIM_TOKEN = "simulated.metaapi-token.bridge-events"
 SIM_ADMIN_TOKEN = "admin-token-of-the-bridge-events-tests"

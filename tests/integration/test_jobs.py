@@ -13,6 +13,7 @@ from algoedge.capacity import read_capacity
 from algoedge.config import ApiSettings, ServiceSettings, load_settings
 from algoedge.db import Database
 from algoedge.jobs import names
+from algoedge.jobs.beat import beat_schedule
 from algoedge.jobs.queue import JobQueue
 from redis.asyncio import Redis
 
@@ -20,7 +21,7 @@ from devtools.services import PostgresServer
 from devtools.smtp import SmtpSink
 from tests.integration.conftest import ApiClient
 from tests.integration.jobs import JobProcess, Trading, decoded_queue, eventually, running
-from tests.integration.test_realtime import Listener
+from tests.integration.sockets import Listener
 
 YESTERDAY = (datetime.now(UTC) - timedelta(days=1)).date()
 
@@ -480,3 +481,46 @@ class TestWalk:
             "Welcome to AlgoEdge",
             f"Your daily AlgoEdge report for {YESTERDAY}",
         ]
+
+
+class TestSessionPruning:
+    async def test_should_delete_expired_sessions_and_keep_live_and_revoked_ones(
+        self, jobs_env: dict[str, str], trading: Trading, queue: JobQueue
+    ) -> None:
+        user = trading.trader("sam@example.com")
+        trading.sql(
+            "INSERT INTO sessions (jti, user_id, expires_at, revoked_at) VALUES "
+            f"('expired', {user}, now() - interval '1 minute', NULL), "
+            f"('expired-revoked', {user}, now() - interval '1 day', now() - interval '2 days'), "
+            f"('live', {user}, now() + interval '1 hour', NULL), "
+            # Revoked but not yet expired: the row is what keeps its token refused.
+            f"('revoked-live', {user}, now() + interval '1 hour', now())"
+        )
+        with running(worker(jobs_env)):
+            assert await queue.send(names.PRUNE_SESSIONS)
+            await eventually(
+                "the expired sessions to be pruned",
+                lambda: (
+                    trading.value("SELECT count(*) FROM sessions WHERE expires_at < now()") == "0"
+                ),
+            )
+        assert trading.rows("SELECT jti FROM sessions ORDER BY jti") == [["live"], ["revoked-live"]]
+
+    def test_should_have_beat_prune_sessions_at_least_hourly(self) -> None:
+        schedule = {entry["task"]: entry["schedule"] for entry in beat_schedule().values()}
+        assert schedule[names.PRUNE_SESSIONS] <= timedelta(hours=1)
+
+
+class TestRegistrationAttemptMail:
+    async def test_should_tell_the_owner_not_the_caller_that_their_email_was_registered_again(
+        self, api: ApiClient, jobs_env: dict[str, str], smtp: SmtpSink
+    ) -> None:
+        await api.register("owner@example.com", name="Owner")
+        await api.register("OWNER@example.com", password="another-password", name="Mallory")
+        with running(worker(jobs_env)):
+            messages = smtp.wait_for(2, timeout=20)
+        by_subject = {message["Subject"]: message for message in messages}
+        attempt = by_subject["Someone tried to register with your e-mail address"]
+        assert attempt["To"] == "Owner <owner@example.com>"
+        assert "Mallory" not in attempt.as_string()
+        assert "Welcome to AlgoEdge" in by_subject

@@ -3,50 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import signal
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
 import socketio
-from algoedge.config import ApiSettings, load_settings
+from algoedge.auth import Tokens
+from algoedge.config import ApiSettings, MigrateSettings, load_settings
+from algoedge.db import Database, users
 from algoedge.realtime import publish_event
 from redis.asyncio import Redis
 
 from devtools.app import api_environment, migrated
-from devtools.services import PgBouncer, RedisServer
-from tests.integration.conftest import RELAXED_LIMITS, api_process, spawn_api
-
-
-class Listener:
-    """A socket.io client that records every event it receives."""
-
-    def __init__(self) -> None:
-        self.client = socketio.AsyncClient(reconnection=False)
-        self.events: list[tuple[str, Any]] = []
-        self.client.on("*", self._record)
-
-    async def _record(self, event: str, data: Any) -> None:
-        self.events.append((event, data))
-
-    async def connect(self, base: str, token: str | None) -> None:
-        await self.client.connect(
-            base,
-            auth={"token": token} if token else None,
-            transports=["websocket"],
-            wait_timeout=10,
-        )
-
-    async def wait_for(self, event: str, within: float = 10) -> Any:
-        deadline = asyncio.get_running_loop().time() + within
-        while asyncio.get_running_loop().time() < deadline:
-            for name, data in self.events:
-                if name == event:
-                    return data
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no {event!r} within {within}s; got {self.events}")
+from devtools.services import PgBouncer, RedisServer, free_port
+from tests.integration.conftest import RELAXED_LIMITS, api_process, spawn_api, user_id_of
+from tests.integration.sockets import (
+    Listener,
+    closed_by_server,
+    engineio_connection,
+    next_socketio_packet,
+    send_connect,
+)
 
 
 @pytest.fixture
@@ -74,9 +55,10 @@ async def sign_up(http: aiohttp.ClientSession, base: str) -> tuple[int, str]:
     email = f"{secrets.token_hex(4)}@example.com"
     credentials = {"email": email, "password": "correct horse battery"}
     async with http.post(f"{base}/api/v1/auth/register", json={**credentials, "name": "T"}) as r:
-        user_id = int((await r.json())["id"])
+        assert r.status == 202
     async with http.post(f"{base}/api/v1/auth/login", json=credentials) as r:
-        return user_id, str((await r.json())["access_token"])
+        token = str((await r.json())["access_token"])
+    return user_id_of(token), token
 
 
 async def test_should_deliver_to_a_user_on_every_pod_and_to_no_one_else(
@@ -171,3 +153,156 @@ async def test_should_send_sockets_away_and_exit_0_on_sigterm(
     finally:
         if process.poll() is None:
             process.kill()
+
+
+async def logout(http: aiohttp.ClientSession, base: str, token: str) -> None:
+    async with http.post(
+        f"{base}/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"}
+    ) as response:
+        assert response.status == 204
+
+
+async def log_in_again(http: aiohttp.ClientSession, base: str, token: str) -> str:
+    """Another session of the user behind ``token`` (sign_up's password)."""
+    async with http.get(f"{base}/api/v1/me", headers={"Authorization": f"Bearer {token}"}) as r:
+        email = (await r.json())["email"]
+    credentials = {"email": email, "password": "correct horse battery"}
+    async with http.post(f"{base}/api/v1/auth/login", json=credentials) as r:
+        return str((await r.json())["access_token"])
+
+
+async def test_should_close_a_sessions_sockets_on_every_pod_at_logout(
+    pods: tuple[str, str], http: aiohttp.ClientSession, environment: dict[str, str]
+) -> None:
+    first, second = pods
+    user_id, token = await sign_up(http, first)
+    other_session = await log_in_again(http, first, token)
+    here, there, kept = Listener(), Listener(), Listener()
+    await here.connect(first, token)
+    await there.connect(second, token)
+    await kept.connect(second, other_session)
+    try:
+        await logout(http, first, token)
+        await here.wait_closed()
+        await there.wait_closed()
+        # The user's other session keeps its socket, and only it gets the user's events now.
+        redis = Redis.from_url(environment["ALGOEDGE_REDIS_URL"], decode_responses=True)
+        await publish_event(redis, user_id, "trade.opened", {"symbol": "EURUSD"})
+        await redis.aclose()
+        assert await kept.wait_for("trade.opened") == {"symbol": "EURUSD"}
+        assert here.events == there.events == []
+    finally:
+        for listener in (here, there, kept):
+            await listener.client.disconnect()
+
+
+async def test_should_close_a_socket_when_its_session_expires(
+    pods: tuple[str, str], http: aiohttp.ClientSession, environment: dict[str, str]
+) -> None:
+    """A session as a login records it, with a lifetime of a few seconds (the setting's minimum
+    is five minutes, so the token is issued here with the pod's key)."""
+    user_id, _ = await sign_up(http, pods[0])
+    tokens = Tokens(environment["ALGOEDGE_JWT_SECRET"], ttl_seconds=6)
+    short = tokens.issue(user_id, now=datetime.now(UTC))
+    database = await Database.connect(
+        load_settings(
+            MigrateSettings, {"ALGOEDGE_DATABASE_URL": environment["ALGOEDGE_DATABASE_URL"]}
+        )
+    )
+    try:
+        await users.record_session(
+            database, jti=short.jti, user_id=user_id, expires_at=short.expires_at
+        )
+    finally:
+        await database.close()
+    listener = Listener()
+    await listener.connect(pods[1], short.token)
+    try:
+        await listener.wait_closed(within=30)
+    finally:
+        await listener.client.disconnect()
+
+
+async def test_should_close_the_sockets_of_a_logout_whose_announcement_was_lost(
+    environment: dict[str, str], http: aiohttp.ClientSession
+) -> None:
+    """The pod that logs out cannot reach Redis: it records the revocation in Postgres but can
+    announce it to no one. The other pod's periodic check closes the session's socket."""
+    unreachable = {**environment, "ALGOEDGE_REDIS_URL": f"redis://:x@127.0.0.1:{free_port()}/0"}
+    checking = {**environment, "ALGOEDGE_SOCKETIO_SESSION_CHECK_INTERVAL": "1"}
+    with api_process(unreachable) as cut_off, api_process(checking) as serving:
+        _, token = await sign_up(http, serving)
+        listener = Listener()
+        await listener.connect(serving, token)
+        try:
+            await logout(http, cut_off, token)
+            await listener.wait_closed(within=30)
+        finally:
+            await listener.client.disconnect()
+
+
+async def test_should_close_connections_that_never_send_connect(
+    environment: dict[str, str], http: aiohttp.ClientSession
+) -> None:
+    env = {**environment, "ALGOEDGE_SOCKETIO_CONNECT_TIMEOUT": "1"}
+    with api_process(env) as base:
+        async with contextlib.AsyncExitStack() as stack:
+            idle = [
+                await stack.enter_async_context(engineio_connection(http, base)) for _ in range(5)
+            ]
+            # Each answers the server's pings: only the CONNECT deadline can close it. Without
+            # one, the server would keep them for as long as they answer.
+            closed = await asyncio.gather(*(closed_by_server(ws, within=30) for ws in idle))
+        assert closed == [True] * 5
+        async with http.get(f"{base}/metrics") as response:
+            metrics = await response.text()
+        assert 'algoedge_socketio_disconnects_total{reason="connect_timeout"} 5.0' in metrics
+
+
+async def test_should_take_one_connect_per_connection(
+    pods: tuple[str, str], http: aiohttp.ClientSession
+) -> None:
+    """A refused CONNECT does not leave the connection open to try token after token."""
+    _, token = await sign_up(http, pods[0])
+    async with engineio_connection(http, pods[0]) as ws:
+        await send_connect(ws, "not-a-token")
+        assert (await next_socketio_packet(ws)).startswith("4")  # CONNECT_ERROR
+        await send_connect(ws, token)
+        answer = await next_socketio_packet(ws)
+        assert answer.startswith("4"), answer
+        assert "one CONNECT per connection" in answer
+    # The same token on a connection of its own is let in: it was the second attempt refused.
+    async with engineio_connection(http, pods[0]) as ws:
+        await send_connect(ws, token)
+        assert (await next_socketio_packet(ws)).startswith("0{")  # CONNECT
+
+
+async def test_should_limit_new_socket_connections_per_client_address(
+    environment: dict[str, str],
+    http: aiohttp.ClientSession,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # A Redis of its own: the shared one's bucket for 127.0.0.1 is every other test's too.
+    redis = RedisServer(root=tmp_path_factory.mktemp("socket-limit")).start()
+    env = {**environment, "ALGOEDGE_REDIS_URL": redis.url, "ALGOEDGE_RATE_LIMIT_SOCKET": "3/60"}
+    try:
+        with api_process(env) as base:
+            for _ in range(3):
+                async with engineio_connection(http, base):
+                    pass
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(f"{base}/socket.io/?EIO=4&transport=websocket")
+            assert refused.value.status == 429
+            assert refused.value.headers is not None
+            assert int(refused.value.headers["Retry-After"]) >= 1
+            async with http.get(f"{base}/socket.io/?EIO=4&transport=websocket") as response:
+                assert response.status == 429
+                assert response.content_type == "application/problem+json"
+            # A request within an existing engine.io session (it names its sid) is not a new
+            # connection: engine.io answers it (here: no such session), not the limiter.
+            async with http.get(
+                f"{base}/socket.io/?EIO=4&transport=polling&sid=no-such-session"
+            ) as response:
+                assert response.status == 400
+    finally:
+        redis.stop()

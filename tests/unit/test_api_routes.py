@@ -131,6 +131,8 @@ class TestMiddlewaresEnforceTheTable:
         expected = {
             None: [],
             "auth": [["auth"]],
+            # A new socket.io connection (no engine.io sid in the query) is one handshake.
+            "socket": [["socket"]],
             # The user's budget only when the token names a user.
             "default": [["user", "ip"] if route.auth == "user" else ["ip"]],
         }[route.rate]

@@ -116,3 +116,33 @@ def test_should_refuse_to_start_the_bridge_without_its_settings() -> None:
     assert "ALGOEDGE_METAAPI_TOKEN must have three dot-separated parts" in result.stderr
     assert "not-a-token" not in result.stderr
     assert "ALGOEDGE_CREDENTIALS_KEY is not set" in result.stderr
+
+
+API_BASE = {
+    **BASE,
+    "ALGOEDGE_JWT_SECRET": "j" * 32,
+    "ALGOEDGE_INTERNAL_TOKEN": "i" * 16,
+    "ALGOEDGE_CREDENTIALS_KEY": "q3Jm3mzJUCcoQ2d5_-q-dJZxZC-ORG-OOe1xPZ8L4w8=",
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "value", "expected"),
+    [
+        ("api", "ALGOEDGE_DATABASE_READ_URL", "mysql://u:hunter2@replica/x", "postgresql://"),
+        ("api", "ALGOEDGE_DATABASE_READ_URL", "postgresql://u:hunter2@r:5432", "names no database"),
+        ("worker", "ALGOEDGE_DATABASE_READ_URL", "postgresql://u:hunter2@r:54x2/x", "invalid port"),
+        ("api", "ALGOEDGE_DATABASE_READ_MAX_LAG", "0", "seconds from 1 to 3600"),
+        ("worker", "ALGOEDGE_DATABASE_READ_MAX_LAG", "hunter2", "seconds from 1 to 3600"),
+    ],
+)
+def test_should_refuse_bad_read_replica_settings_in_one_line_without_the_value(
+    command: str, variable: str, value: str, expected: str
+) -> None:
+    result = run(command, env={**API_BASE, variable: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"algoedge {command}: configuration error: {variable} ")
+    assert expected in lines[0]
+    assert "hunter2" not in result.stderr

@@ -7,9 +7,12 @@ import logging
 import pytest
 from algoedge.config import (
     ApiSettings,
+    BeatSettings,
+    BridgeSettings,
     ConfigError,
     MigrateSettings,
     ServiceSettings,
+    WorkerSettings,
     known_variables,
     load_settings,
 )
@@ -64,6 +67,18 @@ class TestValidSettings:
         assert settings.allowed_origins == ("https://app.example.com", "http://[::1]:3000")
         assert load_settings(ApiSettings, env()).allowed_origins == ()
 
+    def test_should_read_the_replica_only_where_reads_may_trail_the_primary(self) -> None:
+        replica = "postgresql://app:s3cret-pw@pgbouncer:6432/algoedge_ro"
+        settings = load_settings(
+            ApiSettings,
+            env(ALGOEDGE_DATABASE_READ_URL=replica, ALGOEDGE_DATABASE_READ_MAX_LAG="2.5"),
+        )
+        assert (settings.database_read_url, settings.database_read_max_lag) == (replica, 2.5)
+        assert load_settings(ApiSettings, env()).database_read_url is None
+        assert "database_read_url" in WorkerSettings.model_fields
+        for reads_what_it_wrote in (BeatSettings, BridgeSettings, MigrateSettings):
+            assert "database_read_url" not in reads_what_it_wrote.model_fields
+
     def test_should_not_show_secrets_in_repr(self) -> None:
         assert "j" * 32 not in repr(load_settings(ApiSettings, env()))
 
@@ -97,6 +112,9 @@ class TestBadSettings:
             ("ALGOEDGE_HTTP_PORT", "70000", "is invalid"),
             ("ALGOEDGE_HTTP_PORT", "0", "is invalid"),
             ("ALGOEDGE_DB_POOL_MAX", "0", "is invalid"),
+            ("ALGOEDGE_DATABASE_READ_URL", "mysql://u:p@h/db", "must start with postgresql://"),
+            ("ALGOEDGE_DATABASE_READ_MAX_LAG", "0.5", "is invalid"),
+            ("ALGOEDGE_DATABASE_READ_MAX_LAG", "3601", "is invalid"),
             ("ALGOEDGE_LOG_LEVEL", "LOUD", "is invalid"),
             ("ALGOEDGE_ALLOWED_ORIGINS", "https://app.example.com/", "must be comma-separated"),
             ("ALGOEDGE_ALLOWED_ORIGINS", "*", "must be comma-separated origins"),

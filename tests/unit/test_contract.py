@@ -18,18 +18,26 @@ from algoedge.config import (
     BridgeSettings,
     ConfigError,
     JobsSettings,
+    ReadReplicaSettings,
     ServiceSettings,
     WorkerSettings,
     load_settings,
 )
+from algoedge.hashing import DEFAULT_MEMORY_LIMIT_MIB, hash_concurrency_for, peak_memory_mib
 from algoedge.rates import RateLimit
+from algoedge_operator.builders.api import api_deployment
 from algoedge_operator.builders.bridge import bridge_stateful_set
 from algoedge_operator.builders.common import tmp_volume
 from algoedge_operator.builders.config import INTERNAL_KEYS, config_data
-from algoedge_operator.builders.pgbouncer import CLIENT_URL_KEY, client_database_url
+from algoedge_operator.builders.pgbouncer import (
+    CLIENT_URL_KEY,
+    client_database_url,
+    pgbouncer_secret_values,
+)
 from algoedge_operator.builders.redis import redis_url
 from algoedge_operator.builders.workers import beat_deployment, worker_deployment
 from algoedge_operator.model import Tenant, check_metaapi_token
+from algoedge_operator.profile import PROFILES, CapacityProfile, mebibytes
 from algoedge_operator.reconcile import generate_secret_value
 
 from tests.unit.operator.support import (
@@ -278,7 +286,8 @@ def test_should_compare_every_default_the_operator_renders_from_the_spec() -> No
 
 
 def test_should_import_nothing_of_the_app_that_the_operator_image_lacks() -> None:
-    """The operator image installs none of the app's extras: only the stdlib URL rules may come."""
+    """The operator image installs none of the app's extras: only the stdlib URL rules and the
+    password-hashing arithmetic may come."""
     code = (
         "import sys, algoedge_operator; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
@@ -287,7 +296,7 @@ def test_should_import_nothing_of_the_app_that_the_operator_image_lacks() -> Non
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
-    assert result.stdout.strip() == "['algoedge', 'algoedge.urls']"
+    assert result.stdout.strip() == "['algoedge', 'algoedge.hashing', 'algoedge.urls']"
 
 
 def _app_accepts(
@@ -416,3 +425,91 @@ def test_should_pass_on_only_metaapi_tokens_the_bridge_accepts(token: str) -> No
     app_accepts = _app_accepts(BridgeSettings, environment, "ALGOEDGE_METAAPI_TOKEN", token)
     assert app_accepts or not operator_accepts
     assert operator_accepts is (token in (METAAPI_TOKEN, "a.b.c"))
+
+
+def api_environment_of(**spec: Any) -> dict[str, str]:
+    """The API container's environment, as the kubelet gives it."""
+    aet = tenant(**spec)
+    api = container(api_deployment(aet, tenant_secrets()), "api")
+    return container_environment(api, config=config_data(aet))
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name)
+def test_should_bound_password_hashing_within_the_api_memory_limit(
+    profile: CapacityProfile,
+) -> None:
+    """Each hash holds 64 MiB: the bound the operator sets must keep the API's sized peak
+    (algoedge.hashing.peak_memory_mib) within its container's limit, and use the room."""
+    users = profile.up_to_users or 10_000
+    settings = load_settings(ApiSettings, api_environment_of(expectedUsers=users))
+    limit = mebibytes(profile.api_resources.memory_limit)
+    assert peak_memory_mib(settings.password_hash_concurrency) <= limit
+    assert peak_memory_mib(settings.password_hash_concurrency + 1) > limit
+
+
+@pytest.mark.parametrize(("memory", "concurrency"), [("512Mi", 4), ("2Gi", 28), ("256Mi", 1)])
+def test_should_size_password_hashing_from_an_explicit_memory_limit(
+    memory: str, concurrency: int
+) -> None:
+    """512 Mi leaves (512 - 256) / 64 = 4 hashes; 2 Gi 28; below 320 Mi still one (a pod that
+    small cannot log anyone in within its limit: docs/security.md)."""
+    env = api_environment_of(api={"resources": {"limits": {"memory": memory}}})
+    assert load_settings(ApiSettings, env).password_hash_concurrency == concurrency
+
+
+def test_should_default_password_hashing_for_the_small_profile() -> None:
+    """Without the operator's variable the app assumes the small profile's 512 Mi."""
+    (small,) = (p for p in PROFILES if p.name == "small")
+    assert mebibytes(small.api_resources.memory_limit) == DEFAULT_MEMORY_LIMIT_MIB
+    default = ApiSettings.model_fields["password_hash_concurrency"].default
+    assert default == hash_concurrency_for(DEFAULT_MEMORY_LIMIT_MIB) == 4
+
+
+def replica_environment(settings: type[ServiceSettings], component: str) -> dict[str, str]:
+    """An api or worker container of a tenant with read replicas, its secrets resolved."""
+    aet = tenant(database={"readReplicas": {"secretRef": {"name": "acme-db-replicas"}}})
+    secrets = tenant_secrets(read_replica=DATABASE)
+    if component == "api":
+        spec = container(api_deployment(aet, secrets), "api")
+    else:
+        spec = container(worker_deployment(aet, secrets, TARGETS), "worker")
+    values = pgbouncer_secret_values(aet, DATABASE, replica=DATABASE)
+    resolved = {
+        entry["name"]: values[entry["valueFrom"]["secretKeyRef"]["key"]]
+        for entry in spec["env"]
+        if "valueFrom" in entry
+        and entry["valueFrom"].get("secretKeyRef", {}).get("name") == "acme-pgbouncer"
+    }
+    literal = {e["name"]: e["value"] for e in spec["env"] if "value" in e}
+    base = pod_environment() if component == "api" else worker_environment()
+    return {**base, **literal, **resolved}
+
+
+@pytest.mark.parametrize(
+    ("settings", "component"), [(ApiSettings, "api"), (WorkerSettings, "worker")]
+)
+def test_should_read_from_the_replicas_alias_the_operator_sets(
+    settings: type[ServiceSettings], component: str
+) -> None:
+    parsed = load_settings(settings, replica_environment(settings, component))
+    assert isinstance(parsed, ReadReplicaSettings)
+    assert parsed.database_read_url == (
+        "postgresql://acme:p%40ss@acme-pgbouncer.trading.svc:6432/acme_ro"
+    )
+    assert parsed.database_read_max_lag == crd_default("database.readReplicas.maxLagSeconds")
+
+
+def test_should_default_and_bound_the_lag_as_the_app_does() -> None:
+    field = spec_schema()["properties"]["database"]["properties"]["readReplicas"]["properties"][
+        "maxLagSeconds"
+    ]
+    app = ReadReplicaSettings.model_fields["database_read_max_lag"]
+    assert field["default"] == app.default
+    for value, valid in ((field["minimum"], True), (field["maximum"], True), (0, False)):
+        accepted = _app_accepts(
+            ApiSettings, pod_environment(), "ALGOEDGE_DATABASE_READ_MAX_LAG", str(value)
+        )
+        assert accepted is valid
+    assert not _app_accepts(
+        ApiSettings, pod_environment(), "ALGOEDGE_DATABASE_READ_MAX_LAG", str(field["maximum"] + 1)
+    )

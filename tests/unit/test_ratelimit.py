@@ -11,6 +11,7 @@ from algoedge.rates import (
     IPNetwork,
     RateLimit,
     client_ip,
+    client_network,
     parse_rate,
     parse_trusted_proxies,
 )
@@ -110,42 +111,51 @@ class TestClientIp:
     PROXIES = nets("10.0.0.0/8", "fd00::/8")
 
     def test_should_use_the_peer_when_no_proxy_is_trusted(self) -> None:
-        assert client_ip("203.0.113.7", "198.51.100.1", ()) == "203.0.113.7"
+        assert client_ip("203.0.113.7", ["198.51.100.1"], ()) == "203.0.113.7"
 
     def test_should_ignore_forwarded_for_from_an_untrusted_peer(self) -> None:
         """A client that writes its own X-Forwarded-For does not pick its bucket."""
-        assert client_ip("203.0.113.7", "198.51.100.1", self.PROXIES) == "203.0.113.7"
+        assert client_ip("203.0.113.7", ["198.51.100.1"], self.PROXIES) == "203.0.113.7"
 
     def test_should_believe_a_trusted_proxy(self) -> None:
-        assert client_ip("10.0.0.1", "203.0.113.7", self.PROXIES) == "203.0.113.7"
+        assert client_ip("10.0.0.1", ["203.0.113.7"], self.PROXIES) == "203.0.113.7"
 
     def test_should_walk_a_chain_of_trusted_proxies_from_the_right(self) -> None:
         # The client forged the first entry; the load balancer and the ingress appended theirs.
         chain = "198.51.100.99, 203.0.113.7, 10.1.2.3"
-        assert client_ip("10.0.0.1", chain, self.PROXIES) == "203.0.113.7"
+        assert client_ip("10.0.0.1", [chain], self.PROXIES) == "203.0.113.7"
 
     def test_should_accept_several_header_values_joined(self) -> None:
-        assert client_ip("10.0.0.1", "203.0.113.7,10.9.9.9", self.PROXIES) == "203.0.113.7"
+        assert client_ip("10.0.0.1", ["203.0.113.7,10.9.9.9"], self.PROXIES) == "203.0.113.7"
+
+    def test_should_read_every_header_line_not_only_the_first(self) -> None:
+        """A proxy that appends a line of its own (rather than extend the client's) names the
+        client in the last line; the client's own first line must not choose the bucket."""
+        lines = ["198.51.100.99", "203.0.113.7"]
+        assert client_ip("10.0.0.1", lines, self.PROXIES) == "203.0.113.7"
+        assert client_ip("10.0.0.1", ["198.51.100.99, 10.3.3.3", "10.4.4.4"], self.PROXIES) == (
+            "198.51.100.99"
+        )
 
     def test_should_answer_the_leftmost_hop_when_every_hop_is_trusted(self) -> None:
-        assert client_ip("10.0.0.1", "10.5.5.5, 10.1.2.3", self.PROXIES) == "10.5.5.5"
+        assert client_ip("10.0.0.1", ["10.5.5.5, 10.1.2.3"], self.PROXIES) == "10.5.5.5"
 
     def test_should_use_a_trusted_peer_without_forwarded_for(self) -> None:
-        assert client_ip("10.0.0.1", None, self.PROXIES) == "10.0.0.1"
-        assert client_ip("10.0.0.1", "", self.PROXIES) == "10.0.0.1"
+        assert client_ip("10.0.0.1", [], self.PROXIES) == "10.0.0.1"
+        assert client_ip("10.0.0.1", [""], self.PROXIES) == "10.0.0.1"
 
     def test_should_handle_ipv6(self) -> None:
-        assert client_ip("fd00::1", "2001:db8::42, fd00::2", self.PROXIES) == "2001:db8::42"
-        assert client_ip("2001:db8::9", "2001:db8::42", self.PROXIES) == "2001:db8::9"
+        assert client_ip("fd00::1", ["2001:db8::42, fd00::2"], self.PROXIES) == "2001:db8::42"
+        assert client_ip("2001:db8::9", ["2001:db8::42"], self.PROXIES) == "2001:db8::9"
 
     def test_should_treat_an_ipv4_mapped_peer_as_ipv4(self) -> None:
-        assert client_ip("::ffff:10.0.0.1", "203.0.113.7", self.PROXIES) == "203.0.113.7"
-        assert client_ip("::ffff:203.0.113.7", None, ()) == "203.0.113.7"
+        assert client_ip("::ffff:10.0.0.1", ["203.0.113.7"], self.PROXIES) == "203.0.113.7"
+        assert client_ip("::ffff:203.0.113.7", [], ()) == "203.0.113.7"
 
     def test_should_tolerate_ports_on_hops(self) -> None:
-        assert client_ip("10.0.0.1", "203.0.113.7:51234", self.PROXIES) == "203.0.113.7"
-        assert client_ip("10.0.0.1", "[2001:db8::42]:443", self.PROXIES) == "2001:db8::42"
-        assert client_ip("10.0.0.1", "[2001:db8::42]", self.PROXIES) == "2001:db8::42"
+        assert client_ip("10.0.0.1", ["203.0.113.7:51234"], self.PROXIES) == "203.0.113.7"
+        assert client_ip("10.0.0.1", ["[2001:db8::42]:443"], self.PROXIES) == "2001:db8::42"
+        assert client_ip("10.0.0.1", ["[2001:db8::42]"], self.PROXIES) == "2001:db8::42"
 
     @pytest.mark.parametrize(
         ("forwarded_for", "expected"),
@@ -163,12 +173,26 @@ class TestClientIp:
     def test_should_stop_at_the_last_good_hop_on_garbage(
         self, forwarded_for: str, expected: str
     ) -> None:
-        assert client_ip("10.0.0.1", forwarded_for, self.PROXIES) == expected
+        assert client_ip("10.0.0.1", [forwarded_for], self.PROXIES) == expected
 
     def test_should_survive_an_odd_peer(self) -> None:
-        assert client_ip(None, "203.0.113.7", self.PROXIES) == UNKNOWN_CLIENT
-        assert client_ip("", "203.0.113.7", self.PROXIES) == UNKNOWN_CLIENT
-        assert client_ip("not-an-address", "203.0.113.7", self.PROXIES) == "not-an-address"
+        assert client_ip(None, ["203.0.113.7"], self.PROXIES) == UNKNOWN_CLIENT
+        assert client_ip("", ["203.0.113.7"], self.PROXIES) == UNKNOWN_CLIENT
+        assert client_ip("not-an-address", ["203.0.113.7"], self.PROXIES) == "not-an-address"
+
+
+class TestClientNetwork:
+    def test_should_limit_an_ipv4_client_by_its_address(self) -> None:
+        assert client_network("203.0.113.7") == "203.0.113.7"
+
+    def test_should_limit_an_ipv6_client_by_its_64(self) -> None:
+        """One subscriber gets a whole /64: per-address buckets would let it rotate addresses."""
+        assert client_network("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+        assert client_network("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
+        assert client_network("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+
+    def test_should_keep_what_is_not_an_address(self) -> None:
+        assert client_network(UNKNOWN_CLIENT) == UNKNOWN_CLIENT
 
 
 def user_and_ip(user: RateLimit, ip: RateLimit) -> list[tuple[str, RateLimit]]:

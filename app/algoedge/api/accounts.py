@@ -36,7 +36,6 @@ from algoedge.api.routes import Route
 from algoedge.api.state import BRIDGE_WAKE, CIPHER, DATABASE, SOCKETS, USER
 from algoedge.db import accounts
 from algoedge.db.accounts import ACCOUNT_STATUS_EVENT, account_status
-from algoedge.realtime import emit_to_user
 
 
 def _login_text(value: object) -> object:
@@ -102,8 +101,8 @@ async def link(request: web.Request) -> web.Response:
         platform=body.platform,
         encrypted_password=request.app[CIPHER].encrypt(body.password),
     )
-    await emit_to_user(request.app[SOCKETS], user.id, "account.linked", {"id": account.id})
-    await request.app[BRIDGE_WAKE].account_changed(account.id)
+    request.app[SOCKETS].emit_to_user(user.id, "account.linked", {"id": account.id})
+    request.app[BRIDGE_WAKE].account_changed(account.id)
     return render(account, status=201, headers={"Location": f"/api/v1/accounts/{account.id}"})
 
 
@@ -139,13 +138,10 @@ async def edit(request: web.Request) -> web.Response:
         server=body.server,
         encrypted_password=password,
     )
-    await emit_to_user(
-        request.app[SOCKETS],
-        user.id,
-        ACCOUNT_STATUS_EVENT,
-        account_status(account.id, account.connection),
+    request.app[SOCKETS].emit_to_user(
+        user.id, ACCOUNT_STATUS_EVENT, account_status(account.id, account.connection)
     )
-    await request.app[BRIDGE_WAKE].account_changed(account.id)
+    request.app[BRIDGE_WAKE].account_changed(account.id)
     return render(account)
 
 
@@ -154,7 +150,7 @@ async def unlink(request: web.Request) -> web.Response:
     await accounts.unlink_account(
         request.app[DATABASE], user_id=request[USER].id, account_id=account_id
     )
-    await request.app[BRIDGE_WAKE].account_changed(account_id)
+    request.app[BRIDGE_WAKE].account_changed(account_id)
     return web.Response(status=204)
 
 

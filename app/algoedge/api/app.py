@@ -24,7 +24,12 @@ from algoedge.api import (
     trades,
 )
 from algoedge.api.bridge_wake import BridgeWake
-from algoedge.api.middleware import MIDDLEWARES, add_response_headers
+from algoedge.api.middleware import (
+    MIDDLEWARES,
+    PROXY_WARNING,
+    ForwardingWarning,
+    add_response_headers,
+)
 from algoedge.api.routes import Route, add_routes
 from algoedge.api.state import (
     BRIDGE_WAKE,
@@ -33,20 +38,24 @@ from algoedge.api.state import (
     JOBS,
     LIMITER,
     LISTINGS,
+    OUTBOX,
+    PASSWORDS,
     REDIS,
     SESSIONS,
     SETTINGS,
     SOCKETS,
 )
-from algoedge.auth import Sessions, Tokens
-from algoedge.cache import CachedUser, connect_redis
+from algoedge.auth import Passwords, Sessions, Tokens
+from algoedge.cache import connect_redis
 from algoedge.config import ApiSettings
 from algoedge.credentials import CredentialsCipher
 from algoedge.db import Database
 from algoedge.jobs.queue import JobQueue
 from algoedge.listings import Listings
+from algoedge.logins import AccountLimit
+from algoedge.outbox import Outbox
 from algoedge.ratelimit import RateLimiter
-from algoedge.realtime import create_server, relay_events
+from algoedge.realtime import Sockets
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +63,13 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 async def socketio_endpoint(request: web.Request) -> web.StreamResponse:
-    response: web.StreamResponse = await request.app[SOCKETS].handle_request(request)
+    response: web.StreamResponse = await request.app[SOCKETS].server.handle_request(request)
     return response
 
 
 # Registered as routes rather than by sio.attach() so they carry their policy: the socket
-# authenticates in its connect handler, and a long-lived connection is not rate limited.
+# authenticates in its connect handler, and each new connection (an engine.io handshake) spends
+# its client address's socket budget, while the long-lived connection itself is not limited.
 # engine.io's protocol is socket.io's to describe, not the HTTP API's document.
 _SOCKET_ROUTES = tuple(
     Route(
@@ -69,7 +79,7 @@ _SOCKET_ROUTES = tuple(
         summary="socket.io (engine.io polling and WebSocket upgrade)",
         responses={},
         auth="public",
-        rate=None,
+        rate="socket",
         documented=False,
         head=False,
     )
@@ -98,13 +108,23 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await app[DATABASE].close()
 
 
+async def _passwords(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[PASSWORDS] = Passwords(
+        concurrency=settings.password_hash_concurrency, queue=settings.password_hash_queue
+    )
+    yield
+    app[PASSWORDS].close()
+
+
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     redis: Redis = connect_redis(settings)
     app[REDIS] = redis
-    app[LIMITER] = RateLimiter(redis)
+    limiter = RateLimiter(redis)
+    app[LIMITER] = limiter
     app[LISTINGS] = Listings(redis)
-    app[BRIDGE_WAKE] = BridgeWake(redis)
+    app[BRIDGE_WAKE] = BridgeWake(redis, app[OUTBOX])
     app[SESSIONS] = Sessions(
         db=app[DATABASE],
         redis=redis,
@@ -112,6 +132,8 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
             settings.jwt_secret.get_secret_value(), ttl_seconds=settings.access_token_ttl
         ),
         user_cache_ttl=settings.user_cache_ttl,
+        passwords=app[PASSWORDS],
+        account_limit=AccountLimit(limiter=limiter, redis=redis, limit=settings.rate_limit_account),
     )
     yield
     await redis.aclose()
@@ -126,13 +148,19 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
+    sockets = app[SOCKETS]
     tasks = [
+        asyncio.create_task(sockets.relay(), name="event-relay"),
         asyncio.create_task(
-            relay_events(app[SOCKETS], app[SETTINGS].redis_url), name="event-relay"
+            sockets.check_sessions_forever(app[SETTINGS].socketio_session_check_interval),
+            name="socket-session-checks",
         ),
+        asyncio.create_task(app[OUTBOX].run(), name="outbox"),
         asyncio.create_task(app[SESSIONS].retry_pending_forever(), name="redis-pending-deletes"),
     ]
     yield
+    # Events of the last requests still go out, for a moment; Redis closes after this.
+    await app[OUTBOX].flush(within=2.0)
     for task in tasks:
         task.cancel()
     for task in tasks:
@@ -144,10 +172,7 @@ async def _close_sockets(app: web.Application) -> None:
     # on_shutdown runs before the HTTP server waits for open handlers: close the sockets now
     # (clients reconnect, to another pod) instead of holding the shutdown for the whole grace
     # period. AsyncServer.shutdown() alone only stops background tasks.
-    sio = app[SOCKETS]
-    if sio.eio.sockets:
-        await sio.eio.disconnect()
-    await sio.shutdown()
+    await app[SOCKETS].close_all()
 
 
 def create_app(settings: ApiSettings) -> web.Application:
@@ -155,20 +180,20 @@ def create_app(settings: ApiSettings) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[CIPHER] = CredentialsCipher(settings.credentials_key.get_secret_value())
-
-    async def authenticate(token: str) -> CachedUser:
-        return await app[SESSIONS].authenticate(token)
-
-    sio = create_server(
+    app[PROXY_WARNING] = ForwardingWarning()
+    app[OUTBOX] = Outbox()
+    app[SOCKETS] = Sockets(
         redis_url=settings.redis_url,
         transports=settings.socketio_transports.split(","),
         allowed_origins=settings.allowed_origins,
-        authenticate=authenticate,
+        connect_timeout=settings.socketio_connect_timeout,
+        outbox=app[OUTBOX],
+        sessions=lambda: app[SESSIONS],
+        redis=lambda: app[REDIS],
     )
-    app[SOCKETS] = sio
     add_routes(app, API_ROUTES)
     app[openapi.DOCUMENT] = openapi.build_document(API_ROUTES)
-    app.cleanup_ctx.extend([_database, _redis, _jobs, _background])
+    app.cleanup_ctx.extend([_database, _passwords, _redis, _jobs, _background])
     app.on_response_prepare.append(add_response_headers)
     app.on_shutdown.append(_close_sockets)
     return app

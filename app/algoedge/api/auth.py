@@ -1,4 +1,5 @@
-"""Routes: register (which queues the welcome e-mail), log in, log out."""
+"""Routes: register (which queues the welcome e-mail, or a notice to a taken e-mail's owner), log
+in, log out."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from algoedge.api.io import NO_NUL, StrictModel, read_json, render
+from algoedge.api.middleware import client_network_of
 from algoedge.api.routes import Route
-from algoedge.api.state import CLAIMS, DATABASE, JOBS, SESSIONS
-from algoedge.auth import hash_password
+from algoedge.api.state import CLAIMS, DATABASE, JOBS, PASSWORDS, SESSIONS, SOCKETS
 from algoedge.db import users
 
 # Deliberately loose (one @, a dot in the domain): the confirmation mail is the real check.
@@ -33,23 +34,31 @@ class LoginIn(Email):
     password: str = Field(min_length=1, max_length=256, pattern=NO_NUL)
 
 
+#: The one answer to every registration, new e-mail or taken: it must not say which.
+REGISTERED = "If this address can be registered, it has been; a message is on its way to it."
+
+
 async def register(request: web.Request) -> web.Response:
     body = await read_json(request, RegisterIn)
     db = request.app[DATABASE]
-    created = await users.create_user(
-        db, email=body.email, name=body.name, password_hash=await hash_password(body.password)
+    # Hashed whether or not the e-mail is taken, so the time taken does not tell either.
+    password_hash = await request.app[PASSWORDS].hash(body.password)
+    registration = await users.register_user(
+        db, email=body.email, name=body.name, password_hash=password_hash
     )
     # The delivery is recorded with the user: when Redis cannot take the task now, the sweeper
     # enqueues it later, so the registration succeeds either way. The API never speaks SMTP.
-    if await request.app[JOBS].send_email(created.welcome_delivery_id):
-        await users.mark_email_enqueued(db, created.welcome_delivery_id)
-    user = created.user
-    return render({"id": user.id, "email": user.email, "name": user.name}, status=201)
+    delivery = registration.delivery_id
+    if delivery is not None and await request.app[JOBS].send_email(delivery):
+        await users.mark_email_enqueued(db, delivery)
+    return render({"email": body.email, "message": REGISTERED}, status=202)
 
 
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LoginIn)
-    token = await request.app[SESSIONS].login(body.email, body.password)
+    token = await request.app[SESSIONS].login(
+        body.email, body.password, network=client_network_of(request)
+    )
     return render(
         {
             "access_token": token.token,
@@ -60,7 +69,10 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    await request.app[SESSIONS].logout(request[CLAIMS])
+    claims = request[CLAIMS]
+    await request.app[SESSIONS].logout(claims)
+    # The session's sockets close too, on every pod (after the revocation, which they check).
+    request.app[SOCKETS].end_session(claims.jti)
     return web.Response(status=204)
 
 
@@ -69,8 +81,11 @@ ROUTES = (
         "POST",
         "/api/v1/auth/register",
         register,
-        summary="Create a user",
-        responses={201: ("Created", "User"), 409: ("Email taken", "Problem")},
+        summary="Create a user (the same answer whether or not the e-mail is taken)",
+        responses={
+            202: ("Accepted: the address gets a welcome, or its owner a notice", "Registered"),
+            503: ("Every password-hashing slot is busy; see Retry-After", "Problem"),
+        },
         auth="public",
         rate="auth",
         body=RegisterIn,
@@ -80,7 +95,11 @@ ROUTES = (
         "/api/v1/auth/login",
         login,
         summary="Get an access token",
-        responses={200: ("OK", "Token"), 401: ("Wrong email or password", "Problem")},
+        responses={
+            200: ("OK", "Token"),
+            401: ("Wrong email or password", "Problem"),
+            503: ("Every password-hashing slot is busy; see Retry-After", "Problem"),
+        },
         auth="public",
         rate="auth",
         body=LoginIn,

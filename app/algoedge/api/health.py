@@ -1,9 +1,17 @@
-"""Liveness and readiness: /healthz says the process runs, /readyz that its dependencies answer."""
+"""Liveness and readiness: /healthz says the process runs, /readyz that this pod can serve.
+
+Readiness fails only on what this pod alone lacks: its Postgres pool. Redis is shared by every
+pod, and every use of it has a fallback (sessions from Postgres, rate limits in memory, events
+best effort), so a slow or lost Redis is reported in ``checks`` and the answer is "degraded",
+never 503: failing readiness on it would take every pod out of the Service at once, and the
+fallbacks would never serve. Liveness depends on nothing but the event loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Final
 
 from aiohttp import web
 
@@ -16,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # A readiness probe that hangs is worse than one that fails: bound each dependency check.
 _CHECK_TIMEOUT_SECONDS = 2.0
+#: The checks whose failure makes this pod not ready; the others only degrade it.
+REQUIRED: Final = frozenset({"postgres"})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -34,13 +44,12 @@ async def readyz(request: web.Request) -> web.Response:
         if isinstance(result, BaseException):
             log.warning("readiness check %s failed: %r", name, result)
             failing[name] = type(result).__name__
-    if failing:
+    answers = {name: failing.get(name, "ok") for name in checks}
+    if missing := sorted(REQUIRED & failing.keys()):
         return problem(
-            503,
-            detail="Not ready: " + ", ".join(sorted(failing)) + " did not answer.",
-            checks={name: failing.get(name, "ok") for name in checks},
+            503, detail=f"Not ready: {', '.join(missing)} did not answer.", checks=answers
         )
-    return web.json_response({"status": "ready", "checks": dict.fromkeys(checks, "ok")})
+    return web.json_response({"status": "degraded" if failing else "ready", "checks": answers})
 
 
 # Probes are answered whoever asks and however often: the kubelet has no token and no budget.
@@ -58,7 +67,7 @@ ROUTES = (
         "GET",
         "/readyz",
         readyz,
-        summary="Readiness: Postgres and Redis answer",
+        summary="Readiness: Postgres answers (Redis is reported, not required)",
         responses={200: ("OK", "Health"), 503: ("Not ready", "Problem")},
         auth="public",
         rate=None,

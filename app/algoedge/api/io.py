@@ -152,6 +152,10 @@ async def read_json(request: web.Request, model: type[ModelT], *, optional: bool
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise Malformed("The request body is not valid JSON.") from None
+        except RecursionError:
+            # The parser recurses per level: nesting a few thousand deep exhausts the stack
+            # (no body this API takes is nested more than two levels).
+            raise Malformed("The request body is nested too deeply.") from None
     if not isinstance(data, dict):
         raise Malformed("The request body must be a JSON object.")
     try:
@@ -183,6 +187,15 @@ def path_id(request: web.Request, name: str) -> int:
     return int(raw)
 
 
+#: Row ids are Postgres bigints.
+MAX_ROW_ID = 2**63 - 1
+
+
+def _is_row_id(value: object) -> bool:
+    # bool is an int to Python (JSON true would pass), never to Postgres.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ROW_ID
+
+
 def encode_cursor(*key: Any) -> str:
     text = json.dumps([k.isoformat() if isinstance(k, datetime) else k for k in key])
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
@@ -193,7 +206,7 @@ def decode_id_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     key = _decode(cursor)
-    if len(key) != 1 or not isinstance(key[0], int) or key[0] < 0:
+    if len(key) != 1 or not _is_row_id(key[0]):
         raise _bad_cursor()
     return int(key[0])
 
@@ -209,24 +222,32 @@ class TimeKeyed(Protocol):
 
 
 def time_cursor(row: TimeKeyed) -> str:
-    """The cursor after ``row`` in a newest-first page; :func:`decode_time_cursor` reads it."""
-    return encode_cursor(row.created_at, row.id)
+    """The cursor after ``row`` in a newest-first page; :func:`decode_time_cursor` reads it.
+
+    Always in UTC, whatever the database session's time zone, so a cursor has one spelling."""
+    return encode_cursor(row.created_at.astimezone(UTC), row.id)
 
 
 def decode_time_cursor(cursor: str | None) -> tuple[datetime, int] | None:
-    """The (created_at, id) of a newest-first page's last row."""
+    """The (created_at, id) of a newest-first page's last row.
+
+    Only a cursor exactly as :func:`time_cursor` writes it is taken: a UTC instant and a row id.
+    Anything else (another offset, "Z", more than microseconds, an id beyond bigint) is refused
+    here, rather than left for Python and Postgres to read differently: Postgres refuses
+    offsets beyond ±15:59 that Python accepts.
+    """
     if cursor is None:
         return None
     key = _decode(cursor)
-    if len(key) != 2 or not isinstance(key[0], str) or not isinstance(key[1], int):
+    if len(key) != 2 or not isinstance(key[0], str) or not _is_row_id(key[1]):
         raise _bad_cursor()
     try:
         created_at = datetime.fromisoformat(key[0])
     except ValueError:
         raise _bad_cursor() from None
-    if created_at.tzinfo is None:
+    if created_at.tzinfo is None or created_at.utcoffset() or created_at.isoformat() != key[0]:
         raise _bad_cursor()
-    return created_at, int(key[1])
+    return created_at.astimezone(UTC), int(key[1])
 
 
 def _decode(cursor: str) -> list[Any]:

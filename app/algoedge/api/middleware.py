@@ -27,7 +27,7 @@ from algoedge.api.state import CLAIMS, LIMITER, SESSIONS, SETTINGS, USER
 from algoedge.auth import AuthError
 from algoedge.metrics import HTTP_ERRORS, HTTP_REQUESTS
 from algoedge.ratelimit import rate_limit_headers
-from algoedge.rates import client_ip
+from algoedge.rates import client_ip, client_network
 
 log = logging.getLogger("algoedge.access")
 
@@ -52,6 +52,46 @@ async def add_response_headers(request: web.Request, response: web.StreamRespons
     """on_response_prepare: the headers :func:`respond_with` collected, before any is sent."""
     if _RESPONSE_HEADERS in request:
         response.headers.extend(request[_RESPONSE_HEADERS])
+
+
+class ForwardingWarning:
+    """Warns once that requests arrive through a proxy (they carry X-Forwarded-For) while no
+    proxy is trusted: then every client behind it shares the proxy's rate-limit buckets."""
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def notice(self, request: web.Request) -> None:
+        if self.warned or "X-Forwarded-For" not in request.headers:
+            return
+        if request.app[SETTINGS].trusted_proxies:
+            return
+        self.warned = True
+        log.warning(
+            "requests arrive with X-Forwarded-For but ALGOEDGE_TRUSTED_PROXIES is not set: the "
+            "header is ignored, so every client behind that proxy shares its rate limits; set "
+            "it to the proxies' CIDRs (this warning is not repeated)"
+        )
+
+
+PROXY_WARNING = web.AppKey("proxy_warning", ForwardingWarning)
+
+_CLIENT_NETWORK: web.RequestKey[str] = web.RequestKey("client_network", str)
+
+
+def client_network_of(request: web.Request) -> str:
+    """The client's rate-limit subject: its address (every X-Forwarded-For line, as far as
+    trusted proxies vouch), or its IPv6 /64."""
+    if _CLIENT_NETWORK not in request:
+        if PROXY_WARNING in request.app:
+            request.app[PROXY_WARNING].notice(request)
+        address = client_ip(
+            request.remote,
+            request.headers.getall("X-Forwarded-For", []),
+            request.app[SETTINGS].trusted_proxies,
+        )
+        request[_CLIENT_NETWORK] = client_network(address)
+    return request[_CLIENT_NETWORK]
 
 
 def _route(request: web.Request) -> str:
@@ -147,11 +187,16 @@ async def rate_limits(request: web.Request, handler: Handler) -> web.StreamRespo
     if route_class is None:
         return await handler(request)
     settings = request.app[SETTINGS]
-    ip = client_ip(request.remote, request.headers.get("X-Forwarded-For"), settings.trusted_proxies)
+    network = client_network_of(request)
     if route_class == "auth":
-        limits = [(f"auth:{ip}", settings.rate_limit_auth)]
+        limits = [(f"auth:{network}", settings.rate_limit_auth)]
+    elif route_class == "socket":
+        # Only a new engine.io connection is a handshake; its polls and upgrade name it (sid).
+        if "sid" in request.query:
+            return await handler(request)
+        limits = [(f"socket:{network}", settings.rate_limit_socket)]
     else:
-        limits = [(f"ip:{ip}", settings.rate_limit_per_ip)]
+        limits = [(f"ip:{network}", settings.rate_limit_per_ip)]
         # Limiting runs before the session lookup (so revoked or forged tokens cannot drive
         # unlimited lookups); the signed token already names its user without any I/O.
         token = bearer_token(request.headers.get("Authorization"))

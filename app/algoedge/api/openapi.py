@@ -96,7 +96,7 @@ def _components(bodies: Iterable[type[BaseModel]]) -> dict[str, Any]:
     schemas.update(
         {
             "Problem": problem,
-            "User": user,
+            "Registered": _object({"email": {"type": "string"}, "message": {"type": "string"}}),
             "Me": me,
             "Token": _object(
                 {
@@ -194,6 +194,9 @@ def _operation(route: Route) -> dict[str, Any]:
         errors[401] = "Missing, expired or revoked access token"
     if route.rate is not None:
         errors[429] = "Rate limit reached; see Retry-After"
+        # Every limited route reaches Postgres (or may, when Redis fails): it answers 503 while
+        # Postgres, pgBouncer or the connection pool cannot.
+        errors[503] = "The database cannot answer right now; see Retry-After"
     for status, description in errors.items():
         operation["responses"].setdefault(str(status), {"description": description, **problem})
     # aiohttp's HTTP parser answers an oversized request line or header itself, before any

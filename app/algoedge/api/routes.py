@@ -23,9 +23,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: same middleware).
 Auth = Literal["user", "public", "internal"]
 #: Which budgets a request spends: "default" (per user and per client address), "auth" (login
-#: and register: strict, per client address); None for routes never limited (probes, metrics,
-#: internal, socket.io, this document).
-RateClass = Literal["default", "auth"]
+#: and register: strict, per client address), "socket" (socket.io: each new connection, per
+#: client address); None for routes never limited (probes, metrics, internal, this document).
+RateClass = Literal["default", "auth", "socket"]
 
 #: A response body in the document: the name of a schema in ``components.schemas``, an inline
 #: JSON schema, or None for no body.

@@ -19,6 +19,7 @@ from typing import Any
 
 from algoedge.bridge import metrics
 from algoedge.bridge.backoff import Backoff, retry_after
+from algoedge.db import honour_cancellation
 from algoedge.db.bridge import LinkedAccount
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ class AccountRunner:
         shared = self._shared
         attempt = 0
         while True:
+            honour_cancellation()
             delay: float | None = None
             async with shared.queue.slot():
                 started = time.monotonic()
@@ -146,7 +148,7 @@ class AccountRunner:
                 except Refused as exc:
                     metrics.CONNECTS.labels("failed").inc()
                     self.refused = True
-                    await shared.set_state(self.account, "failed", str(exc))
+                    await self._set_state("failed", str(exc))
                     return
                 except Superseded:
                     return
@@ -156,7 +158,7 @@ class AccountRunner:
                     attempt += 1
                     delay = self._delay_for(exc, attempt)
                     await self._close()
-                    await shared.set_state(self.account, "disconnected", _describe(exc))
+                    await self._set_state("disconnected", _describe(exc))
                 else:
                     metrics.SYNC_DURATION.observe(time.monotonic() - started)
                     metrics.CONNECTS.labels("connected").inc()
@@ -168,7 +170,7 @@ class AccountRunner:
             reason = await self._watch()
             metrics.RECONNECTS.labels(reason).inc()
             await self._close()
-            await shared.set_state(self.account, "disconnected", f"reconnecting: {reason}")
+            await self._set_state("disconnected", f"reconnecting: {reason}")
             await asyncio.sleep(shared.backoff.delay(1, shared.rng))
 
     def _delay_for(self, exc: Exception, attempt: int) -> float:
@@ -193,11 +195,12 @@ class AccountRunner:
         shared, account = self._shared, self.account
         try:
             meta = await shared.provision(account)
+            honour_cancellation()
             if meta.state not in ("DEPLOYED", "DEPLOYING"):
-                await shared.set_state(account, "provisioning", None)
+                await self._set_state("provisioning", None)
                 await meta.deploy()
             await meta.wait_deployed(timeout_in_seconds=STEP_TIMEOUT, interval_in_milliseconds=500)
-            await shared.set_state(account, "connecting", None)
+            await self._set_state("connecting", None)
             try:
                 await meta.wait_connected(
                     timeout_in_seconds=STEP_TIMEOUT, interval_in_milliseconds=500
@@ -214,12 +217,12 @@ class AccountRunner:
         self.connection = meta.get_streaming_connection()
         self.connection.add_synchronization_listener(AccountListener(self, shared))
         await self.connection.connect()
-        await shared.set_state(account, "synchronizing", None)
+        await self._set_state("synchronizing", None)
         await self.connection.wait_synchronized({"timeoutInSeconds": STEP_TIMEOUT})
         self.last_packet = time.monotonic()
         self.connected = True
         self._trouble.clear()
-        await shared.set_state(account, "connected", None)
+        await self._set_state("connected", None)
 
     async def _watch(self) -> str:
         """Returns why the connection must be made again: stale, or disconnected for too long."""
@@ -231,7 +234,7 @@ class AccountRunner:
             if self._trouble.is_set():
                 self._trouble.clear()
                 self.connected = False
-                await self._shared.set_state(self.account, "disconnected", "MetaAPI disconnected")
+                await self._set_state("disconnected", "MetaAPI disconnected")
                 # The SDK resubscribes by itself; give it the stale window before we step in.
                 if not await self._recovers_within(STALE_AFTER):
                     return "disconnected"
@@ -242,9 +245,14 @@ class AccountRunner:
             await asyncio.sleep(1.0)
             if self.connection is not None and self.connection.synchronized:
                 self.connected = True
-                await self._shared.set_state(self.account, "connected", None)
+                await self._set_state("connected", None)
                 return True
         return False
+
+    async def _set_state(self, state: str, error: str | None) -> None:
+        """Record and announce a state; a stop requested meanwhile is honoured right after."""
+        await self._shared.set_state(self.account, state, error)
+        honour_cancellation()
 
     def synchronization_started(self, instance: str) -> None:
         self._shared.syncs.start(self.account.id, instance)

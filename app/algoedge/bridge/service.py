@@ -51,6 +51,8 @@ log = logging.getLogger("algoedge.bridge")
 
 #: Seconds a Redis command may take before the bridge treats Redis as unreachable.
 REDIS_TIMEOUT = 2.0
+#: ``last_error`` of accounts closed because this replica lost Redis (their owner is unknown).
+FENCED = "the bridge lost its coordination store; reconnecting when it is back"
 #: Account updates (equity, positions) reach sockets at most this often per account.
 UPDATE_INTERVAL = 1.0
 
@@ -175,14 +177,8 @@ class Bridge:
             except (RedisError, OSError) as exc:
                 metrics.ERRORS.labels("redis").inc()
                 log.warning("Redis unreachable for the heartbeat (%s)", exc)
-                if self.runners and time.monotonic() - self.last_renewed > self.timing.fence_after:
-                    log.warning(
-                        "leases not renewed for %.0fs: closing %d connections before they expire",
-                        time.monotonic() - self.last_renewed,
-                        len(self.runners),
-                    )
-                    metrics.LEASE_LOSSES.labels("fenced").inc(len(self.runners))
-                    await self._stop_runners(list(self.runners))
+                if time.monotonic() - self.last_renewed > self.timing.fence_after:
+                    await self._fence()
             else:
                 self.last_renewed = started
                 if members != self.members:
@@ -196,6 +192,24 @@ class Bridge:
                     await self._stop_runners(sorted(lost))
                 await self._report_connected()
             await asyncio.sleep(max(0.0, self.timing.renew_every - (time.monotonic() - started)))
+
+    async def _fence(self) -> None:
+        """Close every connection before the unrenewed leases can expire and be taken, and tell
+        the users: their accounts are not connected while this replica cannot reach Redis."""
+        if not self.runners:
+            return
+        log.warning(
+            "leases not renewed for %.0fs: closing %d connections before they expire",
+            time.monotonic() - self.last_renewed,
+            len(self.runners),
+        )
+        metrics.LEASE_LOSSES.labels("fenced").inc(len(self.runners))
+        accounts = [runner.account for runner, _ in self.runners.values()]
+        await self._stop_runners([a.id for a in accounts])
+        # After the close, so the state is true when written; well before another replica may
+        # connect (lease expiry + cold wait).
+        for account in accounts:
+            await self.set_state(account, "disconnected", FENCED)
 
     async def _report_connected(self) -> None:
         connected = [a for a, (r, _) in self.runners.items() if r.connected]
@@ -225,6 +239,9 @@ class Bridge:
             self.accounts = {a.id: a for a in await store.linked_accounts(self.db)}
             self._accounts_read = now
         fresh = now - self.last_renewed < self.timing.fence_after
+        if not fresh and not self.stopping:
+            # Whichever of this loop and the heartbeat sees it first fences (same outcome).
+            await self._fence()
         member = self.member in self.members and fresh and not self.stopping
         # Only what every replica reads alike (the table), so all compute the same owners.
         candidates = [a.id for a in self.accounts.values() if a.state != "failed"]

@@ -9,6 +9,16 @@ import psycopg2
 DATABASE_FAILURES: tuple[type[BaseException], ...] = (psycopg2.Error, OSError, TimeoutError)
 
 
+#: The failures that say Postgres or pgBouncer cannot answer *now* (down, paused, refusing
+#: connections, a connection lost, the pool or a statement timing out, a serialization failure)
+#: rather than that a query is wrong: the API answers them 503 with Retry-After, never 500.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+    TimeoutError,
+)
+
+
 class NotFound(Exception):
     """The row does not exist, or belongs to someone else (the caller must not learn which)."""
 

@@ -164,15 +164,15 @@ async def fail_report(db: Database, report_id: int, reason: str) -> None:
 
 
 async def traders_page(db: Database, *, after_user_id: int, limit: int) -> list[int]:
-    """Ids of users with at least one linked account, ascending, after ``after_user_id``."""
-    async with db.cursor() as cur:
-        await cur.execute(
-            "SELECT u.id FROM users u WHERE u.id > %s "
-            "AND EXISTS (SELECT 1 FROM mt_accounts a WHERE a.user_id = u.id) "
-            "ORDER BY u.id LIMIT %s",
-            (after_user_id, limit),
-        )
-        return [int(r[0]) for r in await cur.fetchall()]
+    """Ids of users with at least one linked account, ascending, after ``after_user_id`` (the
+    replica: a run covers a period that ended before it was scheduled)."""
+    rows = await db.read_replica(
+        "SELECT u.id FROM users u WHERE u.id > %s "
+        "AND EXISTS (SELECT 1 FROM mt_accounts a WHERE a.user_id = u.id) "
+        "ORDER BY u.id LIMIT %s",
+        (after_user_id, limit),
+    )
+    return [int(r[0]) for r in rows]
 
 
 async def last_scheduled_period(db: Database, kind: ReportKind) -> date | None:
@@ -267,7 +267,7 @@ async def last_completed_run(db: Database, kind: ReportKind) -> datetime | None:
 class EmailJob:
     id: int
     key: str
-    kind: Literal["welcome", "report"]
+    kind: Literal["welcome", "report", "registration_attempt"]
     attempts: int
     created_at: datetime
     #: None when the user was deleted after the delivery was recorded.

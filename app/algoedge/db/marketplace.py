@@ -57,21 +57,18 @@ async def list_bots(
     if status is not None:
         where += " AND status = %s"
         params.append(status)  # type: ignore[arg-type]
-    async with db.cursor() as cur:
-        await cur.execute(
-            f"SELECT {_BOT} FROM marketplace_bots WHERE {where} ORDER BY id LIMIT %s",
-            [*params, limit],
-        )
-        return [Bot(*row) for row in await cur.fetchall()]
+    rows = await db.read_replica(
+        f"SELECT {_BOT} FROM marketplace_bots WHERE {where} ORDER BY id LIMIT %s",
+        [*params, limit],
+    )
+    return [Bot(*row) for row in rows]
 
 
 async def get_bot(db: Database, bot_id: int) -> Bot:
-    async with db.cursor() as cur:
-        await cur.execute(f"SELECT {_BOT} FROM marketplace_bots WHERE id = %s", (bot_id,))
-        row = await cur.fetchone()
-    if row is None:
+    rows = await db.read_replica(f"SELECT {_BOT} FROM marketplace_bots WHERE id = %s", (bot_id,))
+    if not rows:
         raise NotFound(f"bot {bot_id}")
-    return Bot(*row)
+    return Bot(*rows[0])
 
 
 async def create_bot(
@@ -127,13 +124,12 @@ async def subscribe(
 
 
 async def list_providers(db: Database, *, after_id: int | None, limit: int) -> list[Provider]:
-    async with db.cursor() as cur:
-        await cur.execute(
-            f"SELECT {_PROVIDER} FROM signal_providers WHERE id > %s AND status = 'active' "
-            "ORDER BY id LIMIT %s",
-            (after_id or 0, limit),
-        )
-        return [Provider(*row) for row in await cur.fetchall()]
+    rows = await db.read_replica(
+        f"SELECT {_PROVIDER} FROM signal_providers WHERE id > %s AND status = 'active' "
+        "ORDER BY id LIMIT %s",
+        (after_id or 0, limit),
+    )
+    return [Provider(*row) for row in rows]
 
 
 async def create_provider(db: Database, *, name: str, description: str = "") -> Provider:
@@ -212,17 +208,14 @@ async def list_signals(
     sql, params = signals_page_query(
         user_id=user_id, provider_id=provider_id, since=since, before=before, limit=limit
     )
-    async with db.cursor() as cur:
-        await cur.execute(sql, params)
-        return [Signal(*row) for row in await cur.fetchall()]
+    return [Signal(*row) for row in await db.read_replica(sql, params)]
 
 
 async def provider_exists(db: Database, provider_id: int) -> bool:
-    async with db.cursor() as cur:
-        await cur.execute(
-            "SELECT 1 FROM signal_providers WHERE id = %s AND status = 'active'", (provider_id,)
-        )
-        return await cur.fetchone() is not None
+    rows = await db.read_replica(
+        "SELECT 1 FROM signal_providers WHERE id = %s AND status = 'active'", (provider_id,)
+    )
+    return bool(rows)
 
 
 async def publish_signal(

@@ -79,9 +79,8 @@ async def list_trades(
     sql, params = trades_page_query(
         user_id=user_id, account_id=account_id, since=since, until=until, before=before, limit=limit
     )
-    async with db.cursor() as cur:
-        await cur.execute(sql, params)
-        return [Trade(*row) for row in await cur.fetchall()]
+    # The replica: trades are written by the bridge, never by the user reading them.
+    return [Trade(*row) for row in await db.read_replica(sql, params)]
 
 
 def closed_trades_page_query(
@@ -120,9 +119,8 @@ async def closed_trades_page(
     sql, params = closed_trades_page_query(
         user_id=user_id, start=start, end=end, after=after, limit=limit
     )
-    async with db.cursor() as cur:
-        await cur.execute(sql, params)
-        return [Trade(*row) for row in await cur.fetchall()]
+    # The replica: the CSV download and report generation are the heaviest reads there are.
+    return [Trade(*row) for row in await db.read_replica(sql, params)]
 
 
 async def record_trade(

@@ -1,4 +1,4 @@
-"""Users, their server-side sessions, and the welcome e-mail recorded with each new user."""
+"""Users, their server-side sessions, and the e-mail recorded with each registration."""
 
 from __future__ import annotations
 
@@ -51,6 +51,40 @@ async def create_user(db: Database, *, email: str, name: str, password_hash: str
     except psycopg2.errors.UniqueViolation:
         raise Conflict("email already registered") from None
     return NewUser(user=User(*row[:_USER_FIELDS]), welcome_delivery_id=int(row[_USER_FIELDS]))
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What a registration did; the API answers the same whichever it was (docs/security.md)."""
+
+    #: True when a user was created, False when the e-mail was taken already.
+    created: bool
+    #: The e-mail recorded for the send task: the welcome for a new user, or the owner's notice
+    #: of the attempt (at most one a day); None when that notice went out today already.
+    delivery_id: int | None
+
+
+async def register_user(db: Database, *, email: str, name: str, password_hash: str) -> Registration:
+    """Create the user with their welcome e-mail or, when the e-mail is taken, record a notice to
+    its owner instead; one statement either way, so both cost about the same."""
+    async with db.cursor() as cur:
+        await cur.execute(
+            "WITH new_user AS ("
+            "INSERT INTO users (email, name, password_hash) VALUES (%(email)s, %(name)s, %(hash)s) "
+            "ON CONFLICT (email) DO NOTHING RETURNING id"
+            "), owner AS ("
+            "SELECT id FROM users WHERE email = %(email)s AND NOT EXISTS (SELECT 1 FROM new_user)"
+            "), mail AS ("
+            "INSERT INTO email_deliveries (key, user_id, kind) "
+            "SELECT 'welcome:' || id, id, 'welcome' FROM new_user UNION ALL "
+            "SELECT 'registration_attempt:' || id || ':' "
+            "|| to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD'), id, 'registration_attempt' "
+            "FROM owner ON CONFLICT (key) DO NOTHING RETURNING id"
+            ") SELECT EXISTS (SELECT 1 FROM new_user), (SELECT id FROM mail)",
+            {"email": email, "name": name, "hash": password_hash},
+        )
+        row = await cur.fetchone()
+    return Registration(created=bool(row[0]), delivery_id=None if row[1] is None else int(row[1]))
 
 
 async def mark_email_enqueued(db: Database, delivery_id: int) -> None:
@@ -123,3 +157,15 @@ async def session_active(db: Database, jti: str) -> int | None:
         )
         row = await cur.fetchone()
     return None if row is None else int(row[0])
+
+
+async def prune_sessions(db: Database, *, limit: int) -> int:
+    """Delete up to ``limit`` expired sessions (revoked or not: past ``expires_at`` their token
+    is refused by its own ``exp``); how many went."""
+    async with db.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM sessions WHERE jti IN "
+            "(SELECT jti FROM sessions WHERE expires_at < now() LIMIT %s)",
+            (limit,),
+        )
+        return int(cur.rowcount)

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 #: The longest the beat sleeps, so the heartbeat and report checks run at least this often.
 TICK_SECONDS = 30.0
 SWEEP_SECONDS = 60.0
+#: Expired sessions are deleted this often (each login adds a row to ``sessions``).
+PRUNE_SESSIONS_SECONDS = 600.0
 LOOKBACK: dict[ReportKind, int] = {"daily": 7, "weekly": 4}
 
 
@@ -107,11 +109,21 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def beat_schedule() -> dict[str, dict[str, Any]]:
+    """Celery's in-memory schedule: the tasks sent at a fixed interval (report runs are not;
+    the scheduler claims them in Postgres)."""
+    return {
+        "sweep": {"task": names.SWEEP, "schedule": timedelta(seconds=SWEEP_SECONDS)},
+        "prune-sessions": {
+            "task": names.PRUNE_SESSIONS,
+            "schedule": timedelta(seconds=PRUNE_SESSIONS_SECONDS),
+        },
+    }
+
+
 def run(settings: BeatSettings) -> int:
     app = create_celery(settings)
-    app.conf.beat_schedule = {
-        "sweep": {"task": names.SWEEP, "schedule": timedelta(seconds=SWEEP_SECONDS)},
-    }
+    app.conf.beat_schedule = beat_schedule()
     runtime = Runtime(settings, pool_max=2)
     report_runs = ReportRuns(app, runtime, settings)
     if settings.metrics_port:

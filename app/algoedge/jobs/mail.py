@@ -81,6 +81,32 @@ def welcome_message(
     )
 
 
+def registration_attempt_message(
+    *, mail_from: str, to: Recipient, delivery_key: str, now: datetime
+) -> EmailMessage:
+    """To the owner of an e-mail someone tried to register again: the API answered that person
+    as it answers every registration, so only the owner learns the address has an account."""
+    text = (
+        f"Hello {to.name},\n\nsomeone asked to create an AlgoEdge account with this e-mail "
+        "address, which already has one. If it was you, log in with your password. If it was "
+        "not, there is nothing to do: your account has not changed.\n"
+    )
+    body = (
+        f"<p>Hello {html.escape(to.name)},</p><p>someone asked to create an AlgoEdge account "
+        "with this e-mail address, which already has one. If it was you, log in with your "
+        "password. If it was not, there is nothing to do: your account has not changed.</p>"
+    )
+    return _message(
+        mail_from=mail_from,
+        to=to,
+        subject="Someone tried to register with your e-mail address",
+        text=text,
+        html_body=body,
+        delivery_key=delivery_key,
+        now=now,
+    )
+
+
 _ROWS: tuple[tuple[str, str], ...] = (
     ("trades", "Trades"),
     ("win_rate", "Win rate"),

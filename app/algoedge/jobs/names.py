@@ -18,6 +18,7 @@ REPORT_FAN_OUT: Final = "algoedge.reports.fan_out"
 REPORT_BATCH: Final = "algoedge.reports.batch"
 SEND_EMAIL: Final = "algoedge.emails.send"
 SWEEP: Final = "algoedge.maintenance.sweep"
+PRUNE_SESSIONS: Final = "algoedge.maintenance.prune_sessions"
 
 #: The queue each task prefers; see :func:`queue_for`.
 PREFERRED_QUEUE: Final[dict[str, str]] = {
@@ -26,6 +27,7 @@ PREFERRED_QUEUE: Final[dict[str, str]] = {
     REPORT_BATCH: REPORTS_QUEUE,
     SEND_EMAIL: EMAILS_QUEUE,
     SWEEP: DEFAULT_QUEUE,
+    PRUNE_SESSIONS: DEFAULT_QUEUE,
 }
 
 

@@ -1,4 +1,5 @@
-"""The tasks: report generation (requested and scheduled), e-mail delivery and the sweeper.
+"""The tasks: report generation (requested and scheduled), e-mail delivery, the sweeper and the
+session pruner.
 
 Each task body is thin: validate the payload, call the data layer through the process's
 :class:`~algoedge.jobs.runtime.Runtime`, publish socket events after the effect is committed.
@@ -40,6 +41,8 @@ MAX_RETRIES = 8
 BATCH_SIZE = 500
 #: A redelivery of the same attempt beyond this many is a poison message (it keeps killing workers).
 MAX_DELIVERIES = 5
+#: Expired sessions deleted per statement by the pruner.
+PRUNE_BATCH = 5000
 
 T = TypeVar("T")
 
@@ -313,6 +316,10 @@ class Jobs:
         mail_from = self.settings.mail_from
         if job.kind == "welcome":
             return mail.welcome_message(mail_from=mail_from, to=to, delivery_key=job.key, now=now)
+        if job.kind == "registration_attempt":
+            return mail.registration_attempt_message(
+                mail_from=mail_from, to=to, delivery_key=job.key, now=now
+            )
         report = job.report
         if report is None or report.get("payload") is None:
             raise PermanentFailure("its report was deleted or never completed")
@@ -349,6 +356,20 @@ class Jobs:
             )
         return {"reports": len(reports), "emails": len(deliveries), "runs": len(runs)}
 
+    # --- sessions -------------------------------------------------------------------------
+
+    def prune_sessions(self) -> int:
+        """Delete expired sessions, a batch at a time (short statements, no long locks)."""
+        pruned = 0
+        while True:
+            batch = self.runtime.query(users.prune_sessions, limit=PRUNE_BATCH)
+            pruned += batch
+            if batch < PRUNE_BATCH:
+                break
+        if pruned:
+            log.info("pruned %d expired sessions", pruned)
+        return pruned
+
 
 def register_tasks(app: Celery, jobs: Jobs) -> None:
     """Bind the task names of :mod:`algoedge.jobs.names` to ``jobs`` on ``app``."""
@@ -381,3 +402,7 @@ def register_tasks(app: Celery, jobs: Jobs) -> None:
     @app.task(name=names.SWEEP, **common)  # type: ignore[untyped-decorator]
     def sweep(task: Task) -> Any:
         return jobs.guard(task, jobs.sweep)
+
+    @app.task(name=names.PRUNE_SESSIONS, **common)  # type: ignore[untyped-decorator]
+    def prune_sessions(task: Task) -> Any:
+        return jobs.guard(task, jobs.prune_sessions)

@@ -127,8 +127,18 @@ class Child:
 CHILDREN: tuple[Child, ...] = (
     Child("v1", "ConfigMap", "config", lambda t, _: config_map(t)),
     Child("v1", "Secret", "internal", lambda t, i: internal_secret(t, i.secrets)),
-    Child("v1", "ConfigMap", "pgbouncer", lambda t, i: pgbouncer_config_map(t, i.secrets.database)),
-    Child("v1", "Secret", "pgbouncer", lambda t, i: pgbouncer_secret(t, i.secrets.database)),
+    Child(
+        "v1",
+        "ConfigMap",
+        "pgbouncer",
+        lambda t, i: pgbouncer_config_map(t, i.secrets.database, replica=i.secrets.read_replica),
+    ),
+    Child(
+        "v1",
+        "Secret",
+        "pgbouncer",
+        lambda t, i: pgbouncer_secret(t, i.secrets.database, replica=i.secrets.read_replica),
+    ),
     Child("v1", "Service", "pgbouncer", lambda t, _: pgbouncer_service(t)),
     Child(
         "networking.k8s.io/v1",
@@ -140,7 +150,9 @@ CHILDREN: tuple[Child, ...] = (
         "apps/v1",
         "Deployment",
         "pgbouncer",
-        lambda t, i: pgbouncer_deployment(t, i.secrets.database, i.images),
+        lambda t, i: pgbouncer_deployment(
+            t, i.secrets.database, i.images, replica=i.secrets.read_replica
+        ),
         workload=True,
     ),
     Child("v1", "ConfigMap", "redis", lambda t, _: redis_config_map(t), wanted=_managed_redis),

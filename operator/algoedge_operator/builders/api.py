@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from algoedge.hashing import hash_concurrency_for
+
 from algoedge_operator.builders.app import app_container, app_volumes
 from algoedge_operator.builders.common import (
     APP_UID,
@@ -17,7 +19,7 @@ from algoedge_operator.builders.common import (
     selector_labels,
     service_manifest,
 )
-from algoedge_operator.builders.config import INTERNAL_KEYS, app_checksum
+from algoedge_operator.builders.config import INTERNAL_KEYS, api_checksum, read_replica_env
 from algoedge_operator.model import Tenant
 
 COMPONENT = "api"
@@ -49,6 +51,18 @@ def api_probes() -> dict[str, Any]:
     }
 
 
+def api_env(tenant: Tenant) -> list[dict[str, Any]]:
+    """The API container's own variables: its password-hashing bound, from its memory limit
+    (the arithmetic is the app's, :func:`algoedge.hashing.hash_concurrency_for`)."""
+    memory_mib = tenant.spec.api.resources.memory_limit_mib
+    return [
+        {
+            "name": "ALGOEDGE_PASSWORD_HASH_CONCURRENCY",
+            "value": str(hash_concurrency_for(memory_mib)),
+        }
+    ]
+
+
 def api_deployment(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
     """No ``replicas``: the HPA owns that field and the operator never fights it."""
     spec = tenant.spec
@@ -67,6 +81,7 @@ def api_deployment(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
         args=["api"],
         resources=spec.api.resources,
         internal_keys=INTERNAL_KEYS,
+        extra_env=[*api_env(tenant), *read_replica_env(tenant)],
         ports=[{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         probes=api_probes(),
     )
@@ -84,7 +99,7 @@ def api_deployment(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
                 tenant,
                 COMPONENT,
                 uid=APP_UID,
-                config_checksum=app_checksum(tenant, secrets),
+                config_checksum=api_checksum(tenant, secrets),
                 volumes=app_volumes(),
                 # `algoedge migrate` runs before every new API pod serves; it is idempotent and
                 # safe in parallel (advisory lock), so a scale-up costs one no-op run.

@@ -55,6 +55,8 @@ class TenantSecrets:
     #: Managed Redis password (None in external mode).
     redis_password: str | None
     database: DatabaseTarget
+    #: The read replicas' target (``spec.database.readReplicas``), None without.
+    read_replica: DatabaseTarget | None = None
     #: :func:`secret_digest` of the external Redis Secret's value, so a rotated URL rolls the pods
     #: (external mode).
     external_redis_digest: str = ""

@@ -17,7 +17,12 @@ from algoedge_operator.builders.common import (
     metadata,
     secret_manifest,
 )
-from algoedge_operator.builders.pgbouncer import CLIENT_URL_KEY, client_database_url
+from algoedge_operator.builders.pgbouncer import (
+    CLIENT_READ_URL_KEY,
+    CLIENT_URL_KEY,
+    client_database_url,
+    client_read_url,
+)
 from algoedge_operator.builders.redis import redis_url
 from algoedge_operator.model import Tenant
 
@@ -99,6 +104,21 @@ def metaapi_token_env(tenant: Tenant) -> list[dict[str, Any]]:
     return [] if token is None else [_secret_env("ALGOEDGE_METAAPI_TOKEN", token.name, token.key)]
 
 
+def read_replica_env(tenant: Tenant) -> list[dict[str, Any]]:
+    """``ALGOEDGE_DATABASE_READ_URL`` (pgBouncer's replica alias) and ``_MAX_LAG`` from
+    ``spec.database.readReplicas``, for the api and the workers: the processes with reads that
+    may trail the primary (beat and the bridge read what they just wrote); none without it."""
+    replicas = tenant.spec.database.read_replicas
+    if replicas is None:
+        return []
+    return [
+        _secret_env(
+            "ALGOEDGE_DATABASE_READ_URL", child_name(tenant, "pgbouncer"), CLIENT_READ_URL_KEY
+        ),
+        {"name": "ALGOEDGE_DATABASE_READ_MAX_LAG", "value": str(replicas.max_lag_seconds)},
+    ]
+
+
 def app_env_from(tenant: Tenant) -> list[dict[str, Any]]:
     return [{"configMapRef": {"name": child_name(tenant, CONFIG_COMPONENT)}}]
 
@@ -129,19 +149,36 @@ def app_checksum(tenant: Tenant, secrets: TenantSecrets) -> str:
     )
 
 
-def _checksum_with(tenant: Tenant, secrets: TenantSecrets, *, name: str, digest: str | None) -> str:
-    """:func:`app_checksum` plus the ``digest`` of a referenced secret only one component reads,
-    so rotating it rolls that component alone; :func:`app_checksum` itself when ``digest`` is
-    None (nothing referenced)."""
+def _checksum_with(tenant: Tenant, secrets: TenantSecrets, **digests: str | None) -> str:
+    """:func:`app_checksum` plus values only some components read (a referenced secret's
+    digest, the read URL), so changing one rolls those components alone; :func:`app_checksum`
+    itself when every one is None (nothing referenced)."""
     shared = app_checksum(tenant, secrets)
-    return shared if digest is None else checksum([{"app": shared, name: digest}])
+    named = {name: digest for name, digest in digests.items() if digest is not None}
+    return checksum([{"app": shared, **named}]) if named else shared
+
+
+def _read_url(tenant: Tenant, secrets: TenantSecrets) -> str | None:
+    """The ``ALGOEDGE_DATABASE_READ_URL`` api and worker pods read, None without read replicas
+    (the replicas' own URL is pgBouncer's, and rolls pgBouncer's pods)."""
+    if tenant.spec.database.read_replicas is None:
+        return None
+    return client_read_url(tenant, secrets.database)
+
+
+def api_checksum(tenant: Tenant, secrets: TenantSecrets) -> str:
+    """The API's pods: the app's values and the read URL."""
+    return _checksum_with(tenant, secrets, replica=_read_url(tenant, secrets))
 
 
 def worker_checksum(tenant: Tenant, secrets: TenantSecrets) -> str:
-    """The workers' pods: the app's values and the SMTP URL."""
+    """The workers' pods: the app's values, the SMTP URL and the read URL."""
     referenced = tenant.spec.mail.smtp_secret is not None
     return _checksum_with(
-        tenant, secrets, name="smtp", digest=secrets.smtp_url_digest if referenced else None
+        tenant,
+        secrets,
+        smtp=secrets.smtp_url_digest if referenced else None,
+        replica=_read_url(tenant, secrets),
     )
 
 
@@ -149,5 +186,5 @@ def bridge_checksum(tenant: Tenant, secrets: TenantSecrets) -> str:
     """The bridge's pods: the app's values and the MetaAPI token (the SDK reads it at start)."""
     referenced = tenant.spec.bridge.metaapi.token_secret is not None
     return _checksum_with(
-        tenant, secrets, name="metaapi", digest=secrets.metaapi_token_digest if referenced else None
+        tenant, secrets, metaapi=secrets.metaapi_token_digest if referenced else None
     )

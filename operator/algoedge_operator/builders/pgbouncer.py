@@ -1,4 +1,9 @@
-"""pgBouncer in front of the tenant's PostgreSQL: Deployment (2 replicas), Service, config and userlist."""
+"""pgBouncer in front of the tenant's PostgreSQL: Deployment (2 replicas), Service, config and userlist.
+
+With ``spec.database.readReplicas`` pgBouncer also serves the replicas, as the database alias
+``<dbname>_ro``: the app reaches both with the same credentials, so the replicas' own (possibly
+another user's) stay in pgBouncer's userlist like the primary's.
+"""
 
 from __future__ import annotations
 
@@ -30,15 +35,33 @@ CONFIG_KEY = "pgbouncer.ini"
 USERLIST_KEY = "userlist.txt"
 #: Key of ``<t>-pgbouncer`` (Secret) holding the URL app pods use: pgBouncer, not Postgres.
 CLIENT_URL_KEY = "database-url"
+#: Key of ``<t>-pgbouncer`` holding ``ALGOEDGE_DATABASE_READ_URL`` (with read replicas only).
+CLIENT_READ_URL_KEY = "database-read-url"
+#: pgBouncer's database alias for the read replicas is the database's name plus this.
+READ_ALIAS_SUFFIX = "_ro"
+
+
+def read_alias(database: DatabaseTarget) -> str:
+    """The name app pods use for the replicas of ``database`` (the primary's target)."""
+    return f"{database.dbname}{READ_ALIAS_SUFFIX}"
+
+
+def _client_url(tenant: Tenant, database: DatabaseTarget, dbname: str) -> str:
+    host = f"{child_name(tenant, COMPONENT)}.{tenant.namespace}.svc"
+    user = quote(database.user, safe="")
+    password = quote(database.password, safe="")
+    return f"postgresql://{user}:{password}@{host}:{PGBOUNCER_PORT}/{quote(dbname, safe='')}"
 
 
 def client_database_url(tenant: Tenant, database: DatabaseTarget) -> str:
     """``ALGOEDGE_DATABASE_URL`` for app pods: same credentials, pgBouncer's address."""
-    host = f"{child_name(tenant, COMPONENT)}.{tenant.namespace}.svc"
-    user = quote(database.user, safe="")
-    password = quote(database.password, safe="")
-    dbname = quote(database.dbname, safe="")
-    return f"postgresql://{user}:{password}@{host}:{PGBOUNCER_PORT}/{dbname}"
+    return _client_url(tenant, database, database.dbname)
+
+
+def client_read_url(tenant: Tenant, database: DatabaseTarget) -> str:
+    """``ALGOEDGE_DATABASE_READ_URL``: the primary's credentials (pgBouncer's clients), the
+    replicas' alias."""
+    return _client_url(tenant, database, read_alias(database))
 
 
 def _ini_value(value: str) -> str:
@@ -46,14 +69,29 @@ def _ini_value(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def pgbouncer_config(tenant: Tenant, database: DatabaseTarget) -> str:
-    """pgbouncer.ini; no secrets (the password lives in the userlist)."""
+def _database_entry(name: str, target: DatabaseTarget) -> str:
+    return (
+        f"{name} = host={_ini_value(target.host)} port={target.port} "
+        f"dbname={_ini_value(target.dbname)}"
+    )
+
+
+def _replica_entry(database: DatabaseTarget, replica: DatabaseTarget) -> str:
+    entry = _database_entry(read_alias(database), replica)
+    # Clients log in as the primary's user; another replica user is taken from the userlist.
+    return entry if replica.user == database.user else f"{entry} user={_ini_value(replica.user)}"
+
+
+def pgbouncer_config(
+    tenant: Tenant, database: DatabaseTarget, *, replica: DatabaseTarget | None = None
+) -> str:
+    """pgbouncer.ini; no secrets (the passwords live in the userlist)."""
     pool = tenant.spec.database.pool
     return "\n".join(
         [
             "[databases]",
-            f"{database.dbname} = host={_ini_value(database.host)} port={database.port} "
-            f"dbname={_ini_value(database.dbname)}",
+            _database_entry(database.dbname, database),
+            *([] if replica is None else [_replica_entry(database, replica)]),
             "",
             "[pgbouncer]",
             "listen_addr = *",
@@ -75,44 +113,70 @@ def pgbouncer_config(tenant: Tenant, database: DatabaseTarget) -> str:
     )
 
 
-def pgbouncer_userlist(database: DatabaseTarget) -> str:
-    user = database.user.replace('"', '""')
-    password = database.password.replace('"', '""')
+def _userlist_line(target: DatabaseTarget) -> str:
+    user = target.user.replace('"', '""')
+    password = target.password.replace('"', '""')
     return f'"{user}" "{password}"\n'
 
 
-def pgbouncer_secret_values(tenant: Tenant, database: DatabaseTarget) -> dict[str, str]:
-    return {
-        USERLIST_KEY: pgbouncer_userlist(database),
+def pgbouncer_userlist(database: DatabaseTarget, *, replica: DatabaseTarget | None = None) -> str:
+    """The primary's user, and the replicas' when it is another (check_read_replica refuses the
+    same user with another password)."""
+    lines = [_userlist_line(database)]
+    if replica is not None and replica.user != database.user:
+        lines.append(_userlist_line(replica))
+    return "".join(lines)
+
+
+def pgbouncer_secret_values(
+    tenant: Tenant, database: DatabaseTarget, *, replica: DatabaseTarget | None = None
+) -> dict[str, str]:
+    values = {
+        USERLIST_KEY: pgbouncer_userlist(database, replica=replica),
         CLIENT_URL_KEY: client_database_url(tenant, database),
     }
+    if replica is not None:
+        values[CLIENT_READ_URL_KEY] = client_read_url(tenant, database)
+    return values
 
 
-def pgbouncer_config_map(tenant: Tenant, database: DatabaseTarget) -> Manifest:
+def pgbouncer_config_map(
+    tenant: Tenant, database: DatabaseTarget, *, replica: DatabaseTarget | None = None
+) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": metadata(tenant, COMPONENT),
-        "data": {CONFIG_KEY: pgbouncer_config(tenant, database)},
+        "data": {CONFIG_KEY: pgbouncer_config(tenant, database, replica=replica)},
     }
 
 
-def pgbouncer_secret(tenant: Tenant, database: DatabaseTarget) -> Manifest:
-    return secret_manifest(tenant, COMPONENT, pgbouncer_secret_values(tenant, database))
+def pgbouncer_secret(
+    tenant: Tenant, database: DatabaseTarget, *, replica: DatabaseTarget | None = None
+) -> Manifest:
+    return secret_manifest(
+        tenant, COMPONENT, pgbouncer_secret_values(tenant, database, replica=replica)
+    )
 
 
 def pgbouncer_service(tenant: Tenant) -> Manifest:
     return service_manifest(tenant, COMPONENT, port=PGBOUNCER_PORT, port_name="postgres")
 
 
-def pgbouncer_deployment(tenant: Tenant, database: DatabaseTarget, images: Images) -> Manifest:
+def pgbouncer_deployment(
+    tenant: Tenant,
+    database: DatabaseTarget,
+    images: Images,
+    *,
+    replica: DatabaseTarget | None = None,
+) -> Manifest:
     name = child_name(tenant, COMPONENT)
     version = image_version(images.pgbouncer)
     _, tmp_mount = tmp_volume()
     config_checksum = checksum(
         [
-            {CONFIG_KEY: pgbouncer_config(tenant, database)},
-            pgbouncer_secret_values(tenant, database),
+            {CONFIG_KEY: pgbouncer_config(tenant, database, replica=replica)},
+            pgbouncer_secret_values(tenant, database, replica=replica),
         ]
     )
     # pgBouncer speaks only the Postgres protocol: TCP probes are the honest check.

@@ -18,6 +18,7 @@ from algoedge_operator.builders.common import (
 from algoedge_operator.builders.config import (
     CREDENTIALS_KEY,
     app_checksum,
+    read_replica_env,
     smtp_url_env,
     worker_checksum,
 )
@@ -105,6 +106,8 @@ def worker_deployment(tenant: Tenant, secrets: TenantSecrets, targets: ScaleTarg
             },
             # Only workers send mail; the API and beat never see the SMTP credentials.
             *smtp_url_env(tenant),
+            # Report generation reads the period's trades from the read replicas.
+            *read_replica_env(tenant),
         ],
     )
     return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from algoedge_operator.builders import (
     CHILDREN,
     BuildInputs,
+    DatabaseTarget,
     TenantSecrets,
     desired_children,
     key_of,
@@ -42,6 +44,7 @@ from algoedge_operator.builders.workers import (
     beat_deployment,
     worker_deployment,
 )
+from algoedge_operator.model import Tenant
 
 from tests.unit.operator.support import (
     DATABASE,
@@ -713,3 +716,108 @@ class TestNetworkPolicy:
                 "ports": [{"protocol": "TCP", "port": 6379}],
             }
         ]
+
+
+READ_REPLICAS = {"readReplicas": {"secretRef": {"name": "acme-db-replicas"}, "maxLagSeconds": 8}}
+REPLICA = DatabaseTarget(
+    host="replicas.example.com",
+    port=5433,
+    dbname="acme",
+    user="acme",
+    password="p@ss",
+    sslmode="require",
+)
+
+
+def with_replicas() -> Tenant:
+    """A tenant with ``spec.database.readReplicas`` (the primary's Secret stays as it is)."""
+    return tenant(database=READ_REPLICAS)
+
+
+class TestReadReplicas:
+    def test_should_serve_the_replicas_as_the_databases_read_alias(self) -> None:
+        ini = pgbouncer_config_map(with_replicas(), DATABASE, replica=REPLICA)["data"]
+        assert (
+            "acme_ro = host='replicas.example.com' port=5433 dbname='acme'\n"
+            in (ini["pgbouncer.ini"])
+        )
+        assert "acme = host='db.example.com' port=5432 dbname='acme'" in ini["pgbouncer.ini"]
+
+    def test_should_give_the_app_a_read_url_with_the_primarys_credentials(self) -> None:
+        values = decoded(pgbouncer_secret(with_replicas(), DATABASE, replica=REPLICA))
+        assert values["database-read-url"] == (
+            "postgresql://acme:p%40ss@acme-pgbouncer.trading.svc:6432/acme_ro"
+        )
+        assert values["userlist.txt"] == '"acme" "p@ss"\n', "the replica has the same role"
+
+    def test_should_log_into_the_replicas_as_their_own_user(self) -> None:
+        reader = dataclasses.replace(REPLICA, user="reader", password='r"pw')
+        ini = pgbouncer_config_map(with_replicas(), DATABASE, replica=reader)["data"]
+        assert (
+            "acme_ro = host='replicas.example.com' port=5433 dbname='acme' user='reader'"
+            in (ini["pgbouncer.ini"])
+        )
+        values = decoded(pgbouncer_secret(with_replicas(), DATABASE, replica=reader))
+        assert values["userlist.txt"] == '"acme" "p@ss"\n"reader" "r""pw"\n'
+
+    def test_should_change_nothing_of_pgbouncer_without_replicas(self) -> None:
+        ini = pgbouncer_config_map(tenant(), DATABASE)["data"]["pgbouncer.ini"]
+        assert "_ro" not in ini
+        assert set(decoded(pgbouncer_secret(tenant(), DATABASE))) == {
+            "database-url",
+            "userlist.txt",
+        }
+
+    def test_should_roll_pgbouncer_when_the_replicas_move(self) -> None:
+        moved = dataclasses.replace(REPLICA, host="replicas-2.example.com")
+        t = with_replicas()
+        assert pod_checksum(pgbouncer_deployment(t, DATABASE, IMAGES, replica=REPLICA)) != (
+            pod_checksum(pgbouncer_deployment(t, DATABASE, IMAGES, replica=moved))
+        )
+
+    def test_should_give_the_read_url_to_the_api_and_the_workers_alone(self) -> None:
+        t, secrets = with_replicas(), tenant_secrets(read_replica=REPLICA)
+        read_url = {
+            "name": "ALGOEDGE_DATABASE_READ_URL",
+            "valueFrom": {"secretKeyRef": {"name": "acme-pgbouncer", "key": "database-read-url"}},
+        }
+        for reader in (
+            container(api_deployment(t, secrets), "api"),
+            container(worker_deployment(t, secrets, TARGETS), "worker"),
+        ):
+            assert read_url in reader["env"]
+            assert literal_env(reader)["ALGOEDGE_DATABASE_READ_MAX_LAG"] == "8"
+        migrate = api_deployment(t, secrets)["spec"]["template"]["spec"]["initContainers"][0]
+        for other in (
+            migrate,
+            container(beat_deployment(t, secrets), "beat"),
+            container(bridge_stateful_set(t, secrets, TARGETS), "bridge"),
+        ):
+            assert not {n for n in env_names(other) if n.startswith("ALGOEDGE_DATABASE_READ")}
+
+    def test_should_roll_the_api_and_the_workers_when_replicas_are_added(self) -> None:
+        plain, replicated = tenant(), with_replicas()
+        secrets, with_replica = tenant_secrets(), tenant_secrets(read_replica=REPLICA)
+        assert pod_checksum(api_deployment(plain, secrets)) != pod_checksum(
+            api_deployment(replicated, with_replica)
+        )
+        assert pod_checksum(worker_deployment(plain, secrets, TARGETS)) != pod_checksum(
+            worker_deployment(replicated, with_replica, TARGETS)
+        )
+        assert pod_checksum(beat_deployment(plain, secrets)) == pod_checksum(
+            beat_deployment(replicated, with_replica)
+        )
+        assert pod_checksum(bridge_stateful_set(plain, secrets, TARGETS)) == pod_checksum(
+            bridge_stateful_set(replicated, with_replica, TARGETS)
+        )
+
+    def test_should_configure_every_child_from_the_same_replica(self) -> None:
+        children = desired_children(
+            with_replicas(),
+            secrets=tenant_secrets(read_replica=REPLICA),
+            targets=TARGETS,
+            images=IMAGES,
+        )
+        by_name = {(c["kind"], c["metadata"]["name"]): c for c in children}
+        assert "acme_ro = " in by_name[("ConfigMap", "acme-pgbouncer")]["data"]["pgbouncer.ini"]
+        assert "database-read-url" in by_name[("Secret", "acme-pgbouncer")]["data"]

@@ -99,6 +99,7 @@ class TestCrdConsistency:
             if default is PydanticUndefined
         }
         assert required == {"image", "bridgeImage", "database.secretRef.name"} | {
+            "database.readReplicas.secretRef.name",
             "redis.external.secretRef.name",
             "mail.smtpSecretRef.name",
             "bridge.metaapi.tokenSecretRef.name",
@@ -204,6 +205,22 @@ class TestParseTenant:
         assert spec.mail.from_address == "a@b.c"
         assert spec.mail.smtp_secret is not None
         assert (spec.mail.smtp_secret.name, spec.mail.smtp_secret.key) == ("smtp", "url")
+
+    def test_should_read_the_read_replicas(self) -> None:
+        spec = parse_spec(
+            merged(BASE_SPEC, {"database": {"readReplicas": {"secretRef": {"name": "replicas"}}}})
+        )
+        replicas = spec.database.read_replicas
+        assert replicas is not None
+        assert (replicas.secret.name, replicas.secret.key) == ("replicas", "url")
+        assert replicas.max_lag_seconds == 5
+        assert parse_spec(BASE_SPEC).database.read_replicas is None, "absent: the primary only"
+
+    @pytest.mark.parametrize("max_lag", [0, 3601])
+    def test_should_refuse_a_lag_bound_the_app_refuses(self, max_lag: int) -> None:
+        replicas = {"secretRef": {"name": "replicas"}, "maxLagSeconds": max_lag}
+        with pytest.raises(SpecError, match=r"spec\.database\.readReplicas\.maxLagSeconds"):
+            parse_spec(merged(BASE_SPEC, {"database": {"readReplicas": replicas}}))
 
     def test_should_leave_mail_to_the_apps_defaults_when_unset(self) -> None:
         spec = parse_spec(BASE_SPEC)

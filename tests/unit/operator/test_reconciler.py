@@ -435,3 +435,80 @@ class TestMetaApiToken:
         after = template_checksums()
         assert after["bridge"] != before["bridge"]
         assert (after["api"], after["worker"]) == (before["api"], before["worker"])
+
+
+READ_REPLICAS = {"secretRef": {"name": "acme-db-replicas"}}
+
+
+class TestReadReplicas:
+    def test_should_send_the_app_to_pgbouncers_replica_alias(self, server: FakeApiServer) -> None:
+        server.secret(NAMESPACE, "acme-db-replicas", url=DB_URL.replace("db.", "replicas."))
+        result = run(server, tenant(database={"readReplicas": READ_REPLICAS}))
+        assert condition(result, "Ready")[:2] == ("True", "AllComponentsReady")
+        config = server.find("ConfigMap", "acme-pgbouncer")
+        assert config is not None
+        assert (
+            "acme_ro = host='replicas.example.com' port=5432 dbname='acme'"
+            in (config["data"]["pgbouncer.ini"])
+        )
+        secret = server.find("Secret", "acme-pgbouncer")
+        assert secret is not None
+        assert base64.b64decode(secret["data"]["database-read-url"]).decode() == (
+            "postgresql://acme:pw@acme-pgbouncer.trading.svc:6432/acme_ro"
+        )
+
+    def test_should_write_nothing_while_the_replicas_secret_is_missing(
+        self, server: FakeApiServer
+    ) -> None:
+        first = run(server, tenant(database={"readReplicas": READ_REPLICAS}))
+        status, reason, message = condition(first, "Ready")
+        assert (status, reason) == ("False", "SecretMissing")
+        assert "trading/acme-db-replicas (spec.database.readReplicas.secretRef)" in message
+        assert [w for w in server.writes if w[1] != "AlgoEdgeTenant/status"] == []
+        server.secret(NAMESPACE, "acme-db-replicas", url=DB_URL.replace("db.", "replicas."))
+        second = run(server, tenant(database={"readReplicas": READ_REPLICAS}), previous=first)
+        assert condition(second, "Ready")[:2] == ("True", "AllComponentsReady")
+
+    @pytest.mark.parametrize(
+        ("url", "reason"),
+        [
+            ("mysql://acme:pw@replicas.example.com/acme", "must start with postgresql://"),
+            ("postgresql://replicas.example.com:5432/acme", "needs a user and a password"),
+            (
+                "postgresql://acme:other@replicas.example.com:5432/acme",
+                "has the primary's user with",
+            ),
+            (
+                "postgresql://acme:pw@replicas.example.com:5432/acme?sslmode=require",
+                "has sslmode require where the primary's URL has prefer",
+            ),
+        ],
+    )
+    def test_should_refuse_a_replica_url_pgbouncer_cannot_serve(
+        self, server: FakeApiServer, url: str, reason: str
+    ) -> None:
+        server.secret(NAMESPACE, "acme-db-replicas", url=url)
+        result = run(server, tenant(database={"readReplicas": READ_REPLICAS}))
+        status, found, message = condition(result, "Ready")
+        assert (status, found) == ("False", "SecretInvalid")
+        assert f"the read replica URL {reason}" in message
+        assert "trading/acme-db-replicas key 'url'" in message
+        assert ":other@" not in message
+        assert [w for w in server.writes if w[1] != "AlgoEdgeTenant/status"] == []
+
+    def test_should_roll_pgbouncer_alone_when_the_replicas_move(
+        self, server: FakeApiServer
+    ) -> None:
+        aet = tenant(database={"readReplicas": READ_REPLICAS})
+        server.secret(NAMESPACE, "acme-db-replicas", url=DB_URL.replace("db.", "replicas."))
+        first = run(server, aet)
+        before = {n: checksum(server, n) for n in ("acme-pgbouncer", "acme-api", "acme-worker")}
+        server.secret(NAMESPACE, "acme-db-replicas", url=DB_URL.replace("db.", "replicas-2."))
+        run(server, aet, previous=first)
+        after = {n: checksum(server, n) for n in ("acme-pgbouncer", "acme-api", "acme-worker")}
+        assert after["acme-pgbouncer"] != before["acme-pgbouncer"]
+        # What api and worker pods read (pgBouncer's alias) did not change.
+        assert (after["acme-api"], after["acme-worker"]) == (
+            before["acme-api"],
+            before["acme-worker"],
+        )
