@@ -289,6 +289,16 @@ class ApiSettings(ServiceSettings, ReadReplicaSettings):
         ),
         json_schema_extra={"form": ORIGIN_FORM},
     )
+    accounts_per_user: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description=(
+            "MetaTrader accounts one user may have linked at once; linking another answers 409 "
+            "(each linked account costs a MetaAPI connection and a share of a bridge)."
+        ),
+        json_schema_extra={"form": "a number from 1 to 1000"},
+    )
     user_cache_ttl: int = Field(
         default=1800,
         ge=900,

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+
+#: The most the operator reads of a capacity answer. A real one is a few hundred bytes (three
+#: counts and one per queue); an API that sends more is broken or not the API, and is treated
+#: like one that does not answer, rather than held in the operator's memory whole.
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 class CapacityError(Exception):
@@ -50,6 +56,19 @@ def parse_capacity(payload: Any) -> CapacityReport:
     )
 
 
+async def _bounded_body(response: aiohttp.ClientResponse) -> bytes:
+    """The body, or CapacityError once it exceeds :data:`MAX_ANSWER_BYTES` (declared or sent)."""
+    too_large = CapacityError(f"answer is larger than {MAX_ANSWER_BYTES} bytes")
+    if (response.content_length or 0) > MAX_ANSWER_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(16 * 1024):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise too_large
+    return bytes(body)
+
+
 async def read_capacity(
     session: aiohttp.ClientSession, url: str, *, token: str, timeout_seconds: float
 ) -> CapacityReport:
@@ -62,11 +81,12 @@ async def read_capacity(
         ) as response:
             if response.status != 200:
                 raise CapacityError(f"HTTP {response.status}")
-            payload = await response.json(content_type=None)
+            payload = json.loads(await _bounded_body(response))
     except TimeoutError:
         raise CapacityError("timed out") from None
     except aiohttp.ClientError as error:
         raise CapacityError(type(error).__name__) from None
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: JSON nested deeper than the parser's stack, within the size bound.
         raise CapacityError("answer is not JSON") from None
     return parse_capacity(payload)

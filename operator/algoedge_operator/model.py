@@ -11,6 +11,7 @@ read; explicit fields always win. Every refusal is a :class:`SpecError` naming t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -223,6 +224,10 @@ class RateLimitsFields(_Fields):
     auth: AuthRateFields = AuthRateFields()
 
 
+class LimitsFields(_Fields):
+    accounts_per_user: StrictInt = Field(default=10, ge=1, le=1000)
+
+
 class SpecFields(_Fields):
     """``spec`` of an AlgoEdgeTenant, field for field and default for default as in the CRD."""
 
@@ -242,6 +247,7 @@ class SpecFields(_Fields):
     mail: MailFields = MailFields()
     bridge: BridgeFields = BridgeFields()
     rate_limits: RateLimitsFields = RateLimitsFields()
+    limits: LimitsFields = LimitsFields()
 
 
 # -- the spec as the builders read it -------------------------------------------------------------
@@ -391,6 +397,8 @@ class TenantSpec:
     rate_limits: RateLimits
     trusted_proxies: tuple[str, ...]
     allowed_origins: tuple[str, ...]
+    #: ``ALGOEDGE_ACCOUNTS_PER_USER``.
+    accounts_per_user: int
 
 
 @dataclass(frozen=True)
@@ -550,6 +558,7 @@ def parse_spec(raw: Mapping[str, Any]) -> TenantSpec:
         ),
         trusted_proxies=fields.trusted_proxies or (),
         allowed_origins=fields.allowed_origins or (),
+        accounts_per_user=fields.limits.accounts_per_user,
     )
 
 
@@ -574,7 +583,7 @@ def parse_database_url(url: str) -> DatabaseTarget:
     target = parse_postgres_url(url.strip())
     if not target.user or target.password is None:
         raise ValueError("needs a user and a password (pgBouncer authenticates clients with them)")
-    return DatabaseTarget(
+    database = DatabaseTarget(
         host=target.host,
         port=target.port,
         dbname=target.dbname,
@@ -582,6 +591,35 @@ def parse_database_url(url: str) -> DatabaseTarget:
         password=target.password,
         sslmode=target.sslmode,
     )
+    check_pgbouncer_values(database)
+    return database
+
+
+#: A database name pgBouncer reads as a ``[databases]`` key without quoting (its documented
+#: unquoted set; quoted keys fail its parser, pgbouncer/pgbouncer#971), at most Postgres' 63.
+PGBOUNCER_DBNAME_PATTERN = r"[0-9A-Za-z_.-]{1,63}"
+PGBOUNCER_DBNAME_FORM = "1-63 of the characters A-Z a-z 0-9 _ . -"
+#: Control characters end or break a line of pgbouncer.ini or of its userlist, whatever the
+#: quoting: a newline in a value would start a new configuration line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_pgbouncer_values(database: DatabaseTarget) -> None:
+    """Refuse what pgBouncer cannot be given safely: every value of ``database`` is written into
+    ``pgbouncer.ini`` (host, database name; the user as ``user=`` of a replica) or its userlist
+    (user, password). Quoting covers quotes and backslashes (``builders.pgbouncer``); a control
+    character or a database name outside pgBouncer's unquoted set cannot be written safely.
+    ValueError says what is wrong (never the value)."""
+    if not re.fullmatch(PGBOUNCER_DBNAME_PATTERN, database.dbname):
+        raise ValueError(
+            f"names a database pgBouncer cannot serve (the name must be {PGBOUNCER_DBNAME_FORM})"
+        )
+    for part in ("host", "user", "password"):
+        if _CONTROL.search(getattr(database, part)):
+            raise ValueError(
+                f"has a control character (such as a line break) in its {part}, which "
+                "pgBouncer's configuration cannot hold"
+            )
 
 
 def check_read_replica(primary: DatabaseTarget, replica: DatabaseTarget) -> None:

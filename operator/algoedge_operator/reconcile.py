@@ -37,7 +37,12 @@ from algoedge_operator.builders import (
     wanted_children,
 )
 from algoedge_operator.builders.common import MANAGER, Manifest, child_name, secret_digest
-from algoedge_operator.builders.config import CREDENTIALS_KEY, INTERNAL_KEYS, INTERNAL_TOKEN
+from algoedge_operator.builders.config import (
+    CREDENTIALS_KEY,
+    INTERNAL_KEYS,
+    INTERNAL_TOKEN,
+    credentials_key_fingerprint,
+)
 from algoedge_operator.diff import needs_apply, stamp, take_back
 from algoedge_operator.informer import ChildCache, ChildStore
 from algoedge_operator.kube import KubeError, ObjectRef, Propagation, Transport
@@ -54,6 +59,7 @@ from algoedge_operator.model import (
 )
 from algoedge_operator.settings import OperatorSettings
 from algoedge_operator.status import (
+    KEY_FINGERPRINT,
     ComponentState,
     Problem,
     ScalingState,
@@ -75,6 +81,19 @@ METAAPI_TOKEN_NOT_SET = Problem(
 #: A StatefulSet retention policy under which its controller puts no owner reference on the
 #: volume claims, so deleting the StatefulSet cannot take them along.
 RELEASED_CLAIMS = {"whenDeleted": "Retain", "whenScaled": "Retain"}
+
+
+def credentials_key_missing(tenant: Tenant, fingerprint: str) -> Problem:
+    """The key that encrypted the tenant's MT5 passwords is gone from ``<t>-internal``: a new one
+    would make every stored password undecryptable, so none is generated."""
+    secret = f"{tenant.namespace}/{child_name(tenant, 'internal')}"
+    return Problem(
+        "CredentialsKeyMissing",
+        f"Secret {secret} has no {CREDENTIALS_KEY}, but this tenant's MT5 passwords are "
+        f"encrypted with the key of fingerprint {fingerprint} (status.{KEY_FINGERPRINT}); no "
+        "new key is generated, since the stored passwords could not be decrypted with it. "
+        "Put that key back into the Secret, or see docs/security.md to start over with a new one",
+    )
 
 
 def generate_secret_value(key: str) -> str:
@@ -199,15 +218,16 @@ class TenantReconciler:
 
     # -- inputs -----------------------------------------------------------------------------
 
-    def _owned_values(
-        self, tenant: Tenant, component: str, keys: tuple[str, ...]
-    ) -> dict[str, str]:
-        """Values of an operator-generated Secret; missing keys are generated (once: they are
-        applied, and read back from then on)."""
+    def _owned_values(self, tenant: Tenant, component: str) -> dict[str, str]:
+        """The values of an operator-generated Secret as they are now."""
         # A miss is confirmed with a GET: generating values for a Secret that exists unlabelled
         # would rotate them.
         own = ObjectRef("v1", "Secret", tenant.namespace, child_name(tenant, component))
-        values = _decoded(self._children.get(own, verify_absence=True))
+        return _decoded(self._children.get(own, verify_absence=True))
+
+    def _completed(self, values: Mapping[str, str], keys: tuple[str, ...]) -> dict[str, str]:
+        """``values`` with each missing key generated (once: they are applied, and read back
+        from then on)."""
         return {key: values.get(key) or self._new_secret_value(key) for key in keys}
 
     def _referenced_value(
@@ -224,8 +244,11 @@ class TenantReconciler:
             )
         return value
 
-    def read_secrets(self, tenant: Tenant) -> TenantSecrets | Problem:
-        """Everything secret a reconcile needs, or the Problem that stops it before any write."""
+    def read_secrets(
+        self, tenant: Tenant, *, key_fingerprint: str | None = None
+    ) -> TenantSecrets | Problem:
+        """Everything secret a reconcile needs, or the Problem that stops it before any write.
+        ``key_fingerprint``: the credentials key's as the status records it (None: not yet)."""
         database_ref = tenant.spec.database.secret
         url = self._referenced_value(tenant, database_ref, "spec.database.secretRef")
         if isinstance(url, Problem):
@@ -261,7 +284,8 @@ class TenantReconciler:
             # Redis' own default port when the URL names none, as the app's client assumes.
             external_port = split_url(redis_url, schemes=REDIS_SCHEMES).port or 6379
         else:
-            redis_password = self._owned_values(tenant, "redis", ("password",))["password"]
+            redis = self._completed(self._owned_values(tenant, "redis"), ("password",))
+            redis_password = redis["password"]
         smtp_digest = ""
         smtp = tenant.spec.mail.smtp_secret
         if smtp is not None:
@@ -296,8 +320,11 @@ class TenantReconciler:
                     f"the MetaAPI token {error}",
                 )
             token_digest = secret_digest(token)
+        internal = self._owned_values(tenant, "internal")
+        if key_fingerprint is not None and not internal.get(CREDENTIALS_KEY):
+            return credentials_key_missing(tenant, key_fingerprint)
         return TenantSecrets(
-            internal=self._owned_values(tenant, "internal", INTERNAL_KEYS),
+            internal=self._completed(internal, INTERNAL_KEYS),
             redis_password=redis_password,
             database=database,
             read_replica=replica,
@@ -351,7 +378,10 @@ class TenantReconciler:
     ) -> ReconcileResult:
         """One pass over every child. ``targets``: the scalers' replicas, None to keep (within
         the spec's bounds) what the workloads run with now, as after an operator restart."""
-        inputs = self.read_secrets(tenant)
+        recorded = previous_status.get(KEY_FINGERPRINT)
+        inputs = self.read_secrets(
+            tenant, key_fingerprint=str(recorded) if recorded is not None else None
+        )
         seen = _Pass(tenant)
         problem: Problem | None = inputs if isinstance(inputs, Problem) else None
         if isinstance(inputs, TenantSecrets):
@@ -386,6 +416,11 @@ class TenantReconciler:
             scaling=scaling,
             previous=previous_status,
             now=self._clock(),
+            credentials_key_fingerprint=(
+                credentials_key_fingerprint(inputs.internal[CREDENTIALS_KEY])
+                if isinstance(inputs, TenantSecrets)
+                else None
+            ),
         )
         patch = status_patch(previous_status, status)
         if patch is not None:

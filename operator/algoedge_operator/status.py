@@ -6,6 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+#: Status field naming the tenant's credentials key (builders.config.credentials_key_fingerprint).
+KEY_FINGERPRINT = "credentialsKeyFingerprint"
+
 
 @dataclass(frozen=True)
 class ComponentState:
@@ -159,6 +162,7 @@ def build_status(
     previous: Mapping[str, Any],
     now: str,
     notice: Problem | None = None,
+    credentials_key_fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """The whole status; equal to ``previous`` when nothing a reader cares about changed.
     ``Degraded`` names the first of: ``problem``, an unreadable capacity endpoint, ``notice``."""
@@ -186,6 +190,9 @@ def build_status(
         "bridgeReplicas": scaling.bridge_replicas,
         "workerReplicas": scaling.worker_replicas,
         "lastScaleTime": scaling.last_scale_time or previous.get("lastScaleTime"),
+        # Kept while a pass could not read the key (a Problem stopped it): it is what refuses
+        # to generate a new key over stored passwords.
+        KEY_FINGERPRINT: credentials_key_fingerprint or previous.get(KEY_FINGERPRINT),
     }
     status.update({key: value for key, value in optional.items() if value is not None})
     return status

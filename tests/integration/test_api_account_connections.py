@@ -4,6 +4,7 @@ wake-up the bridge gets on every link, edit and unlink."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from algoedge.keys import BRIDGE_WAKE_CHANNEL
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from tests.integration.conftest import ApiClient
+from tests.integration.conftest import ApiClient, running_api
 from tests.integration.sockets import Listener
 from tests.integration.test_api_resources import ACCOUNT, link
 
@@ -263,3 +264,48 @@ async def test_should_wake_the_bridge_on_link_edit_and_unlink(api: ApiClient, wa
     assert (await api.call("GET", f"/api/v1/accounts/{account_id}", token=token))[0] == 404
     assert (await edit(api, token, account_id, password="again"))[0] == 404
     assert await wake.get_message(ignore_subscribe_messages=True, timeout=0.5) is None
+
+
+class TestAccountsPerUser:
+    """``ALGOEDGE_ACCOUNTS_PER_USER``: a user links at most that many accounts (409 beyond)."""
+
+    async def test_should_refuse_one_more_account_than_the_limit_until_one_is_unlinked(
+        self, relaxed_settings: ApiSettings
+    ) -> None:
+        settings = relaxed_settings.model_copy(update={"accounts_per_user": 2})
+        async with running_api(settings) as api:
+            _, token = await api.signed_up()
+            _, other = await api.signed_up()
+            first = await link(api, token, login="1001")
+            await link(api, token, login="1002")
+            status, body, response = await api.call(
+                "POST", "/api/v1/accounts", token=token, json={**ACCOUNT, "login": "1003"}
+            )
+            assert status == 409, body
+            assert response.content_type == "application/problem+json"
+            assert body["detail"] == (
+                "you have 2 linked accounts and at most 2 are allowed; unlink one to link another"
+            )
+            await link(api, other, login="1003")  # the limit is per user
+            status, _, _ = await api.call("DELETE", f"/api/v1/accounts/{first['id']}", token=token)
+            assert status == 204
+            await link(api, token, login="1003")
+
+    async def test_should_not_let_concurrent_links_pass_the_limit_together(
+        self, relaxed_settings: ApiSettings
+    ) -> None:
+        settings = relaxed_settings.model_copy(update={"accounts_per_user": 3})
+        async with running_api(settings) as api:
+            _, token = await api.signed_up()
+            answers = await asyncio.gather(
+                *(
+                    api.call(
+                        "POST", "/api/v1/accounts", token=token, json={**ACCOUNT, "login": str(n)}
+                    )
+                    for n in range(2001, 2011)
+                )
+            )
+            assert sorted(status for status, _, _ in answers) == [201] * 3 + [409] * 7
+            status, body, _ = await api.call("GET", "/api/v1/accounts", token=token)
+            assert status == 200
+            assert len(body["items"]) == 3

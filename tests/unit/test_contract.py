@@ -40,6 +40,7 @@ from algoedge_operator.model import Tenant, check_metaapi_token
 from algoedge_operator.profile import PROFILES, CapacityProfile, mebibytes
 from algoedge_operator.reconcile import generate_secret_value
 
+from tests.contract_cases import TRUSTED_PROXY_CASES
 from tests.unit.operator.support import (
     DATABASE,
     METAAPI_TOKEN,
@@ -95,6 +96,25 @@ def test_should_validate_allowed_origins_with_the_apps_own_expression() -> None:
     """The CRD's CEL rule is what lets an origin reach the app, so it must be the app's rule."""
     (rule,) = spec_schema()["properties"]["allowedOrigins"]["x-kubernetes-validations"]
     assert rule["rule"] == f"self.all(o, o.matches(r'{ORIGIN_PATTERN}'))"
+
+
+#: The CRD's rule for ``spec.trustedProxies``: a CIDR that is its own network address (no host
+#: bits set), as the app's ``ipaddress.ip_network(strict=True)`` requires.
+TRUSTED_PROXIES_RULE = "self.all(c, isCIDR(c) && cidr(c) == cidr(c).masked())"
+
+
+def test_should_admit_exactly_the_trusted_proxies_the_app_starts_with() -> None:
+    """The API server runs the CEL rule on the same cases (tests/e2e/operator/test_validation.py)."""
+    (rule,) = spec_schema()["properties"]["trustedProxies"]["x-kubernetes-validations"]
+    assert rule["rule"] == TRUSTED_PROXIES_RULE
+    for entry, admitted in TRUSTED_PROXY_CASES:
+        env = pod_environment(trustedProxies=[entry])
+        if admitted:
+            settings = load_settings(ApiSettings, env)
+            assert [str(n) for n in settings.trusted_proxies] == [entry], entry
+        else:
+            with pytest.raises(ConfigError, match="ALGOEDGE_TRUSTED_PROXIES"):
+                load_settings(ApiSettings, env)
 
 
 def test_should_only_set_variables_the_app_knows() -> None:
@@ -218,6 +238,7 @@ SHARED_DEFAULTS: list[tuple[str, str, type[ServiceSettings], str]] = [
     ("rateLimits.perUser", "ALGOEDGE_RATE_LIMIT_PER_USER", ApiSettings, "rate_limit_per_user"),
     ("rateLimits.perIP", "ALGOEDGE_RATE_LIMIT_PER_IP", ApiSettings, "rate_limit_per_ip"),
     ("rateLimits.auth", "ALGOEDGE_RATE_LIMIT_AUTH", ApiSettings, "rate_limit_auth"),
+    ("limits.accountsPerUser", "ALGOEDGE_ACCOUNTS_PER_USER", ApiSettings, "accounts_per_user"),
     ("workers.queues", "ALGOEDGE_WORKER_QUEUES", ServiceSettings, "worker_queues"),
     ("workers.concurrency", "ALGOEDGE_WORKER_CONCURRENCY", WorkerSettings, "worker_concurrency"),
     ("reports.dailyAt", "ALGOEDGE_REPORT_DAILY_AT", BeatSettings, "report_daily_at"),
@@ -513,3 +534,17 @@ def test_should_default_and_bound_the_lag_as_the_app_does() -> None:
     assert not _app_accepts(
         ApiSettings, pod_environment(), "ALGOEDGE_DATABASE_READ_MAX_LAG", str(field["maximum"] + 1)
     )
+
+
+def test_should_bound_accounts_per_user_as_the_app_does() -> None:
+    """The CRD's bounds are the app's: what the CRD admits, the API starts with."""
+    field = spec_schema()["properties"]["limits"]["properties"]["accountsPerUser"]
+    for value, valid in (
+        (field["minimum"], True),
+        (field["maximum"], True),
+        (field["minimum"] - 1, False),
+        (field["maximum"] + 1, False),
+    ):
+        env = pod_environment(limits={"accountsPerUser": value}) if valid else pod_environment()
+        accepted = _app_accepts(ApiSettings, env, "ALGOEDGE_ACCOUNTS_PER_USER", str(value))
+        assert accepted is valid, value

@@ -33,7 +33,7 @@ from algoedge.api.io import (
     render,
 )
 from algoedge.api.routes import Route
-from algoedge.api.state import BRIDGE_WAKE, CIPHER, DATABASE, SOCKETS, USER
+from algoedge.api.state import BRIDGE_WAKE, CIPHER, DATABASE, SETTINGS, SOCKETS, USER
 from algoedge.db import accounts
 from algoedge.db.accounts import ACCOUNT_STATUS_EVENT, account_status
 
@@ -100,6 +100,7 @@ async def link(request: web.Request) -> web.Response:
         server=body.server,
         platform=body.platform,
         encrypted_password=request.app[CIPHER].encrypt(body.password),
+        limit=request.app[SETTINGS].accounts_per_user,
     )
     request.app[SOCKETS].emit_to_user(user.id, "account.linked", {"id": account.id})
     request.app[BRIDGE_WAKE].account_changed(account.id)
@@ -160,7 +161,10 @@ ROUTES = (
         "/api/v1/accounts",
         link,
         summary="Link a MetaTrader account",
-        responses={201: ("Linked", "MtAccount"), 409: ("Already linked", "Problem")},
+        responses={
+            201: ("Linked", "MtAccount"),
+            409: ("Already linked, or the user has ALGOEDGE_ACCOUNTS_PER_USER accounts", "Problem"),
+        },
         body=AccountIn,
     ),
     Route(

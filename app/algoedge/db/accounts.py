@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 import psycopg2.errors
 
 from algoedge.db import Database
-from algoedge.db.errors import Conflict, NotFound
+from algoedge.db.errors import Conflict, LimitReached, NotFound
 
 #: What the bridge has achieved for an account (``mt_accounts.state``): waiting for a bridge,
 #: creating and deploying its MetaAPI account, connecting to the broker, loading its history,
@@ -97,10 +97,28 @@ def _account(row: Any) -> MtAccount:
 
 
 async def link_account(
-    db: Database, *, user_id: int, login: str, server: str, platform: str, encrypted_password: bytes
+    db: Database,
+    *,
+    user_id: int,
+    login: str,
+    server: str,
+    platform: str,
+    encrypted_password: bytes,
+    limit: int | None = None,
 ) -> MtAccount:
+    """Link one more account, unless the user already has ``limit`` (LimitReached; None: no
+    limit, for seeding tools). The user's row is locked for the count and the insert, so
+    concurrent links cannot both pass it."""
     try:
-        async with db.cursor() as cur:
+        async with db.transaction() as cur:
+            await cur.execute("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (user_id,))
+            await cur.execute("SELECT count(*) FROM mt_accounts WHERE user_id = %s", (user_id,))
+            ((linked,),) = await cur.fetchall()
+            if limit is not None and linked >= limit:
+                raise LimitReached(
+                    f"you have {linked} linked accounts and at most {limit} are allowed; "
+                    "unlink one to link another"
+                )
             await cur.execute(
                 "INSERT INTO mt_accounts (user_id, login, server, platform, encrypted_password) "
                 f"VALUES (%s, %s, %s, %s, %s) RETURNING {_COLUMNS}",

@@ -25,3 +25,7 @@ class NotFound(Exception):
 
 class Conflict(Exception):
     """A uniqueness rule would be broken (e.g. an email already registered)."""
+
+
+class LimitReached(Conflict):
+    """Creating one more would exceed a per-user limit; removing one first makes room."""

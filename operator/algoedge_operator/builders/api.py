@@ -23,6 +23,16 @@ from algoedge_operator.builders.config import INTERNAL_KEYS, api_checksum, read_
 from algoedge_operator.model import Tenant
 
 COMPONENT = "api"
+#: How long a terminating API pod keeps serving before it gets SIGTERM: endpoint removal reaches
+#: kube-proxies, ingresses and load balancers asynchronously, and until it has, new requests
+#: still arrive. The kubelet's own sleep action (Kubernetes >= 1.30): the image needs no `sleep`.
+PRE_STOP_SLEEP_SECONDS = 5
+#: What `algoedge api` takes after SIGTERM at most: in-flight requests drain for 20 s, the
+#: outbox gets 2 s (docs/architecture.md, "Images and commands").
+APP_SHUTDOWN_SECONDS = 22
+#: The grace period counts from the start of preStop: the sleep, the app's shutdown, and a
+#: margin before SIGKILL.
+TERMINATION_GRACE_SECONDS = PRE_STOP_SLEEP_SECONDS + APP_SHUTDOWN_SECONDS + 13
 
 
 def api_probes() -> dict[str, Any]:
@@ -85,6 +95,7 @@ def api_deployment(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
         ports=[{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         probes=api_probes(),
     )
+    api["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -105,6 +116,7 @@ def api_deployment(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
                 # safe in parallel (advisory lock), so a scale-up costs one no-op run.
                 init_containers=[migrate],
                 containers=[api],
+                termination_grace_seconds=TERMINATION_GRACE_SECONDS,
                 spread=True,
             ),
         },

@@ -6,6 +6,7 @@ migrate, worker, beat, bridge) gets its settings from here, so one checksum cove
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from algoedge_operator.builders.common import (
@@ -36,6 +37,13 @@ CREDENTIALS_KEY = "ALGOEDGE_CREDENTIALS_KEY"
 INTERNAL_KEYS = (INTERNAL_TOKEN, JWT_SECRET, CREDENTIALS_KEY)
 
 
+def credentials_key_fingerprint(key: str) -> str:
+    """``status.credentialsKeyFingerprint``: names the key MT5 passwords are encrypted with (the
+    first 16 hex digits of its SHA-256), so a missing key is noticed, never silently replaced;
+    useless for recovering the key."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def config_data(tenant: Tenant) -> dict[str, str]:
     """Non-secret settings every app process reads."""
     limits = tenant.spec.rate_limits
@@ -45,6 +53,7 @@ def config_data(tenant: Tenant) -> dict[str, str]:
         "ALGOEDGE_RATE_LIMIT_PER_USER": limits.per_user.env_value,
         "ALGOEDGE_RATE_LIMIT_PER_IP": limits.per_ip.env_value,
         "ALGOEDGE_RATE_LIMIT_AUTH": limits.auth.env_value,
+        "ALGOEDGE_ACCOUNTS_PER_USER": str(tenant.spec.accounts_per_user),
         # Workers consume these queues and the API's capacity endpoint reports their backlog:
         # both must read the same list, so it is shared config, not worker-only env.
         "ALGOEDGE_WORKER_QUEUES": ",".join(tenant.spec.workers.queues),

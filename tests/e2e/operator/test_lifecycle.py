@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import pytest
@@ -130,6 +131,43 @@ def test_adopts_an_existing_unlabelled_internal_secret_without_rotating_it(
         assert secret_value(k8s, namespace, "acme-internal", key) == value
     labels = get(k8s, namespace, "v1", "secrets", "acme-internal")["metadata"]["labels"]
     assert labels["app.kubernetes.io/managed-by"] == "algoedge-operator"
+
+
+def test_a_removed_credentials_key_is_never_regenerated(
+    k8s: KubeCluster, namespace: str, operator: Operator
+) -> None:
+    """The stored MT5 passwords are encrypted with it: the operator says so instead of writing a
+    new key, and carries on once the key is put back."""
+    ready_tenant(k8s, namespace)
+    key = secret_value(k8s, namespace, "acme-internal", "ALGOEDGE_CREDENTIALS_KEY")
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
+    wait_until(
+        "the key's fingerprint in the status",
+        lambda: (
+            read_tenant(k8s, namespace, "acme")["status"].get("credentialsKeyFingerprint")
+            == fingerprint
+        ),
+    )
+    before = checksum(k8s, namespace, "acme-api")
+    secret = f"/api/v1/namespaces/{namespace}/secrets/acme-internal"
+    removal = [{"op": "remove", "path": "/data/ALGOEDGE_CREDENTIALS_KEY"}]
+    raw(k8s, "PATCH", secret, removal, content_type="application/json-patch+json")
+    degraded = wait_until(
+        "Degraded with reason CredentialsKeyMissing",
+        condition_is(k8s, namespace, "acme", "Degraded", "True", "CredentialsKeyMissing"),
+    )
+    assert f"fingerprint {fingerprint}" in degraded["message"]
+    assert key not in degraded["message"]
+    assert (
+        "ALGOEDGE_CREDENTIALS_KEY"
+        not in get(k8s, namespace, "v1", "secrets", "acme-internal")["data"]
+    )
+    assert checksum(k8s, namespace, "acme-api") == before, "no pod rolled"
+    restore = {"stringData": {"ALGOEDGE_CREDENTIALS_KEY": key}}
+    raw(k8s, "PATCH", secret, restore, content_type="application/merge-patch+json")
+    wait_ready(k8s, namespace)
+    assert secret_value(k8s, namespace, "acme-internal", "ALGOEDGE_CREDENTIALS_KEY") == key
+    assert read_tenant(k8s, namespace, "acme")["status"]["credentialsKeyFingerprint"] == fingerprint
 
 
 @pytest.fixture(params=["true", "false"], ids=["watched", "polled"])

@@ -8,6 +8,7 @@ import pytest
 from kubernetes import client
 
 from devtools.controlplane.pytest_plugin import KubeCluster
+from tests.contract_cases import TRUSTED_PROXY_CASES
 from tests.e2e.operator.support import create_tenant, patch_tenant
 
 
@@ -65,7 +66,20 @@ def test_pool_larger_than_client_limit_is_rejected(
 
 def test_trusted_proxies_must_be_cidrs(k8s: KubeCluster, namespace: str, crd: None) -> None:
     message = rejected(k8s, namespace, trustedProxies=["10.0.0.0/8", "not-a-network"])
-    assert "every trustedProxies entry must be a CIDR" in message
+    assert "every trustedProxies entry must be a network address in CIDR form" in message
+
+
+def test_trusted_proxies_are_admitted_as_the_app_parses_them(
+    k8s: KubeCluster, namespace: str, crd: None
+) -> None:
+    """The CEL rule judges the contract's cases as the app does (tests/unit/test_contract.py):
+    an entry with host bits set (``10.0.0.1/8``) is refused here, not by crash-looping API pods."""
+    for number, (entry, admitted) in enumerate(TRUSTED_PROXY_CASES):
+        if admitted:
+            create_tenant(k8s, namespace, f"proxies-{number}", trustedProxies=[entry])
+        else:
+            message = rejected(k8s, namespace, trustedProxies=[entry])
+            assert "every trustedProxies entry must be a network address in CIDR form" in message
 
 
 def test_allowed_origins_must_be_origins(k8s: KubeCluster, namespace: str, crd: None) -> None:

@@ -237,6 +237,11 @@ class TestConfigMap:
         assert data["ALGOEDGE_MAIL_FROM"] == "AlgoEdge <reports@example.com>"
         assert not any("SMTP" in key for key in data), "the SMTP URL is a secret"
 
+    def test_should_cap_each_users_linked_accounts_as_the_spec_says(self) -> None:
+        assert config_map(tenant())["data"]["ALGOEDGE_ACCOUNTS_PER_USER"] == "10"
+        data = config_map(tenant(limits={"accountsPerUser": 3}))["data"]
+        assert data["ALGOEDGE_ACCOUNTS_PER_USER"] == "3"
+
     def test_should_join_trusted_proxies_only_when_set(self) -> None:
         assert "ALGOEDGE_TRUSTED_PROXIES" not in config_map(tenant())["data"]
         data = config_map(tenant(trustedProxies=["10.0.0.0/8", "fd00::/8"]))["data"]
@@ -278,6 +283,16 @@ class TestApiDeployment:
         assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert api["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+
+    def test_should_keep_serving_while_its_endpoint_is_removed(self) -> None:
+        """The kubelet's own sleep (the image needs no `sleep` binary) before SIGTERM, inside a
+        grace period that still leaves the app its 20 s drain and 2 s outbox."""
+        template = api_deployment(tenant(), tenant_secrets())["spec"]["template"]
+        api = container(api_deployment(tenant(), tenant_secrets()), "api")
+        assert api["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+        assert template["spec"]["terminationGracePeriodSeconds"] > 5 + 20 + 2
+        migrate = template["spec"]["initContainers"][0]
+        assert "lifecycle" not in migrate, "init containers take no lifecycle hooks"
 
     def test_should_give_the_api_every_contract_variable(self) -> None:
         api = container(api_deployment(tenant(), tenant_secrets()), "api")

@@ -349,3 +349,31 @@ class TestParseDatabaseUrl:
     def test_should_say_what_is_wrong(self, url: str, message: str) -> None:
         with pytest.raises(ValueError, match=message):
             parse_database_url(url)
+
+    @pytest.mark.parametrize(
+        ("url", "message"),
+        [
+            # A line break in the name would write its own line into pgbouncer.ini.
+            ("postgresql://u:p@h/acme%0Alisten_port%20%3D%201", "names a database pgBouncer"),
+            ("postgresql://u:p@h/acme%20x", "names a database pgBouncer"),
+            ("postgresql://u:p@h/ac%22me", "names a database pgBouncer"),
+            ("postgresql://u:p@h/" + "a" * 64, "names a database pgBouncer"),
+            ("postgresql://u%0A:p@h/acme", "control character .* in its user"),
+            # A line break in the password would add a user to the userlist.
+            ("postgresql://u:p%0A%22admin%22%20%22x%22@h/acme", "control character .* password"),
+            ("postgresql://u:p%00@h/acme", "control character .* password"),
+        ],
+    )
+    def test_should_refuse_values_pgbouncer_cannot_hold(self, url: str, message: str) -> None:
+        with pytest.raises(ValueError, match=message) as refused:
+            parse_database_url(url)
+        assert "admin" not in str(refused.value)
+        assert "listen_port" not in str(refused.value)
+
+    def test_should_accept_names_and_passwords_pgbouncer_takes_with_quoting(self) -> None:
+        target = parse_database_url("postgresql://app-user:p%27%22%5C%20w@db/trade-db.v2_x")
+        assert (target.dbname, target.user, target.password) == (
+            "trade-db.v2_x",
+            "app-user",
+            "p'\"\\ w",
+        )

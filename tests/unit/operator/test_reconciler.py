@@ -4,6 +4,7 @@ repaired, statuses computed, replicas carried over a restart."""
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
 import pytest
@@ -362,6 +363,24 @@ class TestSecrets:
         after = {name: checksum(server, name) for name in ("acme-api", "acme-worker")}
         assert all(after[name] != before[name] for name in before)
 
+    @pytest.mark.parametrize("position", [0, 15, 31])
+    def test_should_roll_every_app_pod_when_a_same_length_redis_password_rotates(
+        self, server: FakeApiServer, position: int
+    ) -> None:
+        """The whole URL is hashed: a new password of the old one's length, differing in one
+        character anywhere, still rolls the pods (a hash of the URL's tail would not)."""
+        old = "a" * 32
+        new = old[:position] + "b" + old[position + 1 :]
+        url = "rediss://:{}@redis.example.com:6380/0"
+        server.secret(NAMESPACE, "acme-redis-url", url=url.format(old))
+        aet = tenant(redis=EXTERNAL_REDIS)
+        first = run(server, aet)
+        before = {name: checksum(server, name) for name in ("acme-api", "acme-worker")}
+        server.secret(NAMESPACE, "acme-redis-url", url=url.format(new))
+        run(server, aet, previous=first)
+        after = {name: checksum(server, name) for name in ("acme-api", "acme-worker")}
+        assert all(after[name] != before[name] for name in before)
+
     def test_should_refuse_an_external_redis_url_the_app_would_refuse(
         self, server: FakeApiServer
     ) -> None:
@@ -371,6 +390,95 @@ class TestSecrets:
         assert (status, reason) == ("False", "SecretInvalid")
         assert "the Redis URL has a database that is not a number" in message
         assert ":pw@" not in message
+
+
+class TestCredentialsKey:
+    INTERNAL = ObjectRef("v1", "Secret", NAMESPACE, "acme-internal")
+
+    def stored_key(self, server: FakeApiServer) -> str:
+        internal = server.find("Secret", "acme-internal")
+        assert internal is not None
+        return base64.b64decode(internal["data"]["ALGOEDGE_CREDENTIALS_KEY"]).decode()
+
+    def test_should_record_the_keys_fingerprint(self, server: FakeApiServer) -> None:
+        result = run(server, tenant())
+        key = self.stored_key(server)
+        assert (
+            result.status["credentialsKeyFingerprint"]
+            == (hashlib.sha256(key.encode()).hexdigest()[:16])
+        )
+
+    def test_should_never_generate_a_key_over_a_recorded_one(self, server: FakeApiServer) -> None:
+        first = run(server, tenant())
+        key = self.stored_key(server)
+        fingerprint = first.status["credentialsKeyFingerprint"]
+        del server.objects[self.INTERNAL]["data"]["ALGOEDGE_CREDENTIALS_KEY"]
+        server.writes.clear()
+        second = run(server, tenant(), previous=first)
+        for kind in ("Ready", "Degraded"):
+            status, reason, message = condition(second, kind)
+            assert (status, reason) == (
+                "False" if kind == "Ready" else "True",
+                "CredentialsKeyMissing",
+            )
+        assert f"fingerprint {fingerprint}" in message
+        assert "Put that key back into the Secret" in message
+        assert key not in message
+        assert [w for w in server.writes if w[1] != "AlgoEdgeTenant/status"] == []
+        internal = server.find("Secret", "acme-internal")
+        assert internal is not None
+        assert "ALGOEDGE_CREDENTIALS_KEY" not in internal["data"]
+        assert second.status["credentialsKeyFingerprint"] == fingerprint
+        assert [e["reason"] for e in server.events] == ["CredentialsKeyMissing"]
+        third = run(server, tenant(), previous=second)
+        assert len(server.events) == 1, "announced once"
+        # Restored: the operator carries on with it.
+        server.objects[self.INTERNAL]["data"]["ALGOEDGE_CREDENTIALS_KEY"] = base64.b64encode(
+            key.encode()
+        ).decode()
+        fourth = run(server, tenant(), previous=third)
+        assert condition(fourth, "Ready")[:2] == ("True", "AllComponentsReady")
+        assert self.stored_key(server) == key
+        assert fourth.status["credentialsKeyFingerprint"] == fingerprint
+
+    def test_should_record_a_new_key_once_the_fingerprint_is_cleared(
+        self, server: FakeApiServer
+    ) -> None:
+        """The documented way to start over with a new key: remove the status field."""
+        first = run(server, tenant())
+        del server.objects[self.INTERNAL]["data"]["ALGOEDGE_CREDENTIALS_KEY"]
+        cleared = {k: v for k, v in first.status.items() if k != "credentialsKeyFingerprint"}
+        second = reconciler(server).reconcile(
+            tenant(), targets=TARGETS, scaling=ScalingState(), previous_status=cleared
+        )
+        assert condition(second, "Ready")[:2] == ("True", "AllComponentsReady")
+        key = self.stored_key(server)
+        assert (
+            second.status["credentialsKeyFingerprint"]
+            == (hashlib.sha256(key.encode()).hexdigest()[:16])
+        )
+
+
+class TestPgBouncerValues:
+    @pytest.mark.parametrize(
+        ("url", "part"),
+        [
+            ("postgresql://acme:pw@db.example.com/acme%0Aauth_type%20%3D%20trust", "database"),
+            ("postgresql://acme:pw%0A%22root%22%20%22x%22@db.example.com/acme", "password"),
+        ],
+    )
+    def test_should_write_no_pgbouncer_config_a_database_url_could_inject_into(
+        self, server: FakeApiServer, url: str, part: str
+    ) -> None:
+        server.secret(NAMESPACE, "acme-db", url=url)
+        result = run(server, tenant())
+        status, reason, message = condition(result, "Ready")
+        assert (status, reason) == ("False", "SecretInvalid")
+        assert message.startswith("Secret trading/acme-db key 'url': the database URL ")
+        assert part in message
+        assert "trust" not in message
+        assert "root" not in message
+        assert [w for w in server.writes if w[1] != "AlgoEdgeTenant/status"] == []
 
 
 class TestMetaApiToken:
