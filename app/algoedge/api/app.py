@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import resource
 from collections.abc import AsyncIterator
@@ -47,6 +46,7 @@ from algoedge.api.state import (
 )
 from algoedge.auth import Passwords, Sessions, Tokens
 from algoedge.cache import connect_redis
+from algoedge.cancellation import stop_tasks
 from algoedge.config import ApiSettings
 from algoedge.credentials import CredentialsCipher
 from algoedge.db import Database
@@ -161,11 +161,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     yield
     # Events of the last requests still go out, for a moment; Redis closes after this.
     await app[OUTBOX].flush(within=2.0)
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_tasks(tasks)
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from algoedge.bridge import metrics
 from algoedge.bridge.backoff import Backoff, retry_after
-from algoedge.db import honour_cancellation
+from algoedge.cancellation import honour_cancellation
 from algoedge.db.bridge import LinkedAccount
 
 log = logging.getLogger(__name__)

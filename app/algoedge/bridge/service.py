@@ -39,6 +39,7 @@ from algoedge.bridge.connection import (
 from algoedge.bridge.deals import Closed, Opened, read_deal
 from algoedge.bridge.leases import Leases, Taken
 from algoedge.bridge.ownership import assign, owner_of
+from algoedge.cancellation import stop_tasks
 from algoedge.config import BridgeSettings
 from algoedge.db import Database
 from algoedge.db import bridge as store
@@ -143,9 +144,8 @@ class Bridge:
                     raise task.exception()  # type: ignore[misc]
         finally:
             self.stopping = True
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # A loop may be closing released accounts (each close up to 10 s): patience first.
+            await stop_tasks(tasks, within=60, patience=15)
             await self._shutdown()
 
     async def _shutdown(self) -> None:

@@ -13,7 +13,6 @@ enough (``db.replica``), else the primary. Docs: docs/architecture.md, "Read rep
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import select
 from collections.abc import AsyncIterator, Sequence
@@ -24,23 +23,10 @@ from typing import Any
 import aiopg
 import aiopg.connection
 
+from algoedge.cancellation import honour_cancellation
 from algoedge.config import MigrateSettings, ReadReplicaSettings
 from algoedge.db.replica import READ_FAILURES, Replica, check_read_only
 from algoedge.metrics import DB_QUERIES, DB_REPLICA_FALLBACKS
-
-
-def honour_cancellation() -> None:
-    """Raise the current task's cancellation if a query swallowed it.
-
-    aiopg awaits every query with ``asyncio.wait_for``, which on Python 3.11 returns the result
-    instead of raising when the task is cancelled just as the query completes (measured: 193 of
-    1,500 tasks cancelled mid-query ran on). A task stopped that way would run on; the bridge's
-    runners and loops then never finish their stop. ``Task.cancelling()`` still counts the
-    request, so it is raised when the cursor is given back.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class _PollSelect:
