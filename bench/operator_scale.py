@@ -342,7 +342,7 @@ def prepare_namespaces(
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": f"{name}-db"},
+                "metadata": {"name": f"{name}-db", "labels": {"algoedge.io/tenant": name}},
                 "stringData": {"url": DATABASE_URL},
             },
         )

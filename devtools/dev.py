@@ -150,8 +150,9 @@ class DevCluster:
             "dev-db",
             f"--from-literal=url={database_url}",
         )
-        # The operator generates this Secret only when it is missing and then adopts it: with
-        # the dev API's own values, its capacity reads are authorised by that API.
+        # The operator generates this Secret only when it is missing; made beforehand with the
+        # dev API's own values (so that API authorises its capacity reads), it is adopted only
+        # with the annotation naming the tenant (docs/operator.md, "Names it does not own").
         internal = [
             f"--from-literal={key}={api_env[key]}"
             for key in (
@@ -161,6 +162,9 @@ class DevCluster:
             )
         ]
         self.kubectl("--namespace=dev", "create", "secret", "generic", "dev-internal", *internal)
+        self.kubectl(
+            "--namespace=dev", "annotate", "secret", "dev-internal", "algoedge.io/adopt=dev"
+        )
         # The simulator's token: the bridge runs no pods until the tenant references one.
         self.kubectl(
             "--namespace=dev",
@@ -169,6 +173,10 @@ class DevCluster:
             "generic",
             "dev-metaapi",
             f"--from-literal=token={metaapi_token}",
+        )
+        # The Secrets the tenant references must be labelled for it (docs/operator.md).
+        self.kubectl(
+            "--namespace=dev", "label", "secret", "dev-db", "dev-metaapi", "algoedge.io/tenant=dev"
         )
         self.kubectl("apply", "--filename=-", stdin=DEV_TENANT)
         self.metrics_port = free_port()

@@ -57,7 +57,7 @@ from algoedge_operator.model import (
     check_read_replica,
     parse_database_url,
 )
-from algoedge_operator.settings import OperatorSettings
+from algoedge_operator.settings import OperatorSettings, image_allowed, variable
 from algoedge_operator.status import (
     KEY_FINGERPRINT,
     ComponentState,
@@ -78,6 +78,16 @@ METAAPI_TOKEN_NOT_SET = Problem(
     "spec.bridge.metaapi.tokenSecretRef is not set: the bridge runs no pods and linked accounts "
     "are not connected to MetaAPI",
 )
+#: Annotation on an existing object that lets the named tenant take it over (its value is the
+#: tenant's name); without it an object of a child's name this tenant does not control is left
+#: alone (NameConflict).
+ADOPT_ANNOTATION = "algoedge.io/adopt"
+#: Label every Secret a tenant references must carry, valued with the tenant's name: whoever
+#: may write a tenant can name any Secret of its namespace, and its values reach the tenant's
+#: pods.
+TENANT_LABEL = "algoedge.io/tenant"
+#: Degraded while an object of a child's name exists that is not this tenant's.
+NAME_CONFLICT = "NameConflict"
 #: A StatefulSet retention policy under which its controller puts no owner reference on the
 #: volume claims, so deleting the StatefulSet cannot take them along.
 RELEASED_CLAIMS = {"whenDeleted": "Retain", "whenScaled": "Retain"}
@@ -93,6 +103,34 @@ def credentials_key_missing(tenant: Tenant, fingerprint: str) -> Problem:
         f"encrypted with the key of fingerprint {fingerprint} (status.{KEY_FINGERPRINT}); no "
         "new key is generated, since the stored passwords could not be decrypted with it. "
         "Put that key back into the Secret, or see docs/security.md to start over with a new one",
+    )
+
+
+def name_conflict(tenant: Tenant, refs: list[ObjectRef]) -> Problem:
+    """Objects of the children's names that exist without this tenant controlling them."""
+    named = ", ".join(f"{ref.kind} {ref.name}" for ref in refs)
+    return Problem(
+        NAME_CONFLICT,
+        f"{named} already exist(s) in namespace {tenant.namespace} without this tenant's "
+        "controller ownerReference and are left untouched; rename or delete them, or annotate "
+        f"them {ADOPT_ANNOTATION}={tenant.name} to let this tenant take them over",
+    )
+
+
+def image_not_allowed(spec: TenantSpec, prefixes: tuple[str, ...]) -> Problem | None:
+    """ImageNotAllowed naming each of the tenant's images outside the operator's allowlist."""
+    refused = [
+        f"{field} {image}"
+        for field, image in (("spec.image", spec.image), ("spec.bridgeImage", spec.bridge_image))
+        if not image_allowed(image, prefixes)
+    ]
+    if not refused:
+        return None
+    return Problem(
+        "ImageNotAllowed",
+        f"{', '.join(refused)}: not under any prefix this operator allows "
+        f"({variable('image_allowlist')}: {', '.join(prefixes)}); nothing is rolled out until "
+        "the tenant names an image from an allowed registry/repository",
     )
 
 
@@ -137,8 +175,21 @@ def _observed(live: Mapping[str, Any]) -> bool:
 
 
 def _owned_by(live: Mapping[str, Any], tenant: Tenant) -> bool:
+    """This tenant is the object's controller (as every child's ownerReference says)."""
     references = (live.get("metadata") or {}).get("ownerReferences") or []
-    return any(reference.get("uid") == tenant.uid for reference in references)
+    return any(
+        reference.get("uid") == tenant.uid and reference.get("controller") is True
+        for reference in references
+    )
+
+
+def _may_write(live: Mapping[str, Any] | None, tenant: Tenant) -> bool:
+    """Whether this tenant may apply over ``live``: absent, its own, or annotated for adoption
+    by it."""
+    if live is None or _owned_by(live, tenant):
+        return True
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(ADOPT_ANNOTATION) == tenant.name
 
 
 def targets_within(spec: TenantSpec, running: ScaleTargets | None) -> ScaleTargets:
@@ -185,6 +236,8 @@ class _Pass:
     #: Children in the middle of a recreate: claims being released, or the old object still
     #: being deleted.
     waiting: list[ObjectRef] = dataclasses.field(default_factory=list)
+    #: Objects of a child's name that are not this tenant's: left alone (NameConflict).
+    conflicts: list[ObjectRef] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -213,17 +266,22 @@ class TenantReconciler:
         self._api = api
         self._children = ChildCache(api, store)
         self._images = Images(redis=settings.redis_image, pgbouncer=settings.pgbouncer_image)
+        self._image_allowlist = settings.image_allowlist
         self._new_secret_value = new_secret_value
         self._clock = clock
 
     # -- inputs -----------------------------------------------------------------------------
 
-    def _owned_values(self, tenant: Tenant, component: str) -> dict[str, str]:
-        """The values of an operator-generated Secret as they are now."""
+    def _owned_values(self, tenant: Tenant, component: str) -> dict[str, str] | Problem:
+        """The values of an operator-generated Secret as they are now, or NameConflict when a
+        Secret of that name is not this tenant's (its values must not reach the tenant's pods)."""
         # A miss is confirmed with a GET: generating values for a Secret that exists unlabelled
         # would rotate them.
         own = ObjectRef("v1", "Secret", tenant.namespace, child_name(tenant, component))
-        return _decoded(self._children.get(own, verify_absence=True))
+        live = self._children.get(own, verify_absence=True)
+        if not _may_write(live, tenant):
+            return name_conflict(tenant, [own])
+        return _decoded(live)
 
     def _completed(self, values: Mapping[str, str], keys: tuple[str, ...]) -> dict[str, str]:
         """``values`` with each missing key generated (once: they are applied, and read back
@@ -234,8 +292,19 @@ class TenantReconciler:
         self, tenant: Tenant, secret_ref: SecretKeyRef, field: str
     ) -> str | Problem:
         """A key of a Secret the tenant references (``field`` names the reference), or the
-        SecretMissing Problem naming it."""
+        Problem naming it: SecretMissing, or SecretNotLabelled when the Secret is not labelled
+        for this tenant (checked before its keys, which are not looked at then)."""
         secret = self._api.get(ObjectRef("v1", "Secret", tenant.namespace, secret_ref.name))
+        labels = ((secret or {}).get("metadata") or {}).get("labels") or {}
+        if secret is not None and labels.get(TENANT_LABEL) != tenant.name:
+            where = f"{tenant.namespace}/{secret_ref.name}"
+            return Problem(
+                "SecretNotLabelled",
+                f"Secret {where} ({field}) is not labelled {TENANT_LABEL}={tenant.name}, "
+                "which marks it as meant for this tenant; nothing is deployed until it is: "
+                f"kubectl -n {tenant.namespace} label secret {secret_ref.name} "
+                f"{TENANT_LABEL}={tenant.name}",
+            )
         value = _decoded(secret).get(secret_ref.key)
         if value is None:
             what = "does not exist" if secret is None else f"has no key {secret_ref.key!r}"
@@ -284,8 +353,10 @@ class TenantReconciler:
             # Redis' own default port when the URL names none, as the app's client assumes.
             external_port = split_url(redis_url, schemes=REDIS_SCHEMES).port or 6379
         else:
-            redis = self._completed(self._owned_values(tenant, "redis"), ("password",))
-            redis_password = redis["password"]
+            redis_values = self._owned_values(tenant, "redis")
+            if isinstance(redis_values, Problem):
+                return redis_values
+            redis_password = self._completed(redis_values, ("password",))["password"]
         smtp_digest = ""
         smtp = tenant.spec.mail.smtp_secret
         if smtp is not None:
@@ -321,6 +392,8 @@ class TenantReconciler:
                 )
             token_digest = secret_digest(token)
         internal = self._owned_values(tenant, "internal")
+        if isinstance(internal, Problem):
+            return internal
         if key_fingerprint is not None and not internal.get(CREDENTIALS_KEY):
             return credentials_key_missing(tenant, key_fingerprint)
         return TenantSecrets(
@@ -360,8 +433,8 @@ class TenantReconciler:
         return replica
 
     def internal_token(self, tenant: Tenant) -> str | None:
-        internal = ObjectRef("v1", "Secret", tenant.namespace, child_name(tenant, "internal"))
-        return _decoded(self._children.get(internal, verify_absence=True)).get(INTERNAL_TOKEN)
+        internal = self._owned_values(tenant, "internal")
+        return None if isinstance(internal, Problem) else internal.get(INTERNAL_TOKEN)
 
     def _read(self, tenant: Tenant, child: Child) -> dict[str, Any] | None:
         return self._children.get(_ref(tenant, child))
@@ -379,7 +452,9 @@ class TenantReconciler:
         """One pass over every child. ``targets``: the scalers' replicas, None to keep (within
         the spec's bounds) what the workloads run with now, as after an operator restart."""
         recorded = previous_status.get(KEY_FINGERPRINT)
-        inputs = self.read_secrets(
+        # An image outside the allowlist stops the pass before any read or write, like a
+        # missing Secret: nothing of the tenant is rolled out with it.
+        inputs = image_not_allowed(tenant.spec, self._image_allowlist) or self.read_secrets(
             tenant, key_fingerprint=str(recorded) if recorded is not None else None
         )
         seen = _Pass(tenant)
@@ -393,7 +468,9 @@ class TenantReconciler:
                 self._converge(tenant, child, build, seen)
             for child in prunable_children(tenant):
                 self._prune(tenant, child, seen)
-            if seen.failures:
+            if seen.conflicts:
+                problem = name_conflict(tenant, seen.conflicts)
+            elif seen.failures:
                 problem = Problem(APPLY_FAILED, "; ".join(f.line for f in seen.failures))
         components: dict[str, ComponentState] = {}
         for child in wanted_children(tenant):
@@ -462,7 +539,8 @@ class TenantReconciler:
                     before.get("message", "")
                 ):
                     self.post_event(tenant, reason=APPLY_FAILED, message=failure.line, warning=True)
-            return
+            if problem.reason == APPLY_FAILED:
+                return
         shown = _condition(status, "Degraded").get("reason")
         if shown == problem.reason and before.get("reason") != shown:
             self.post_event(tenant, reason=problem.reason, message=problem.message, warning=True)
@@ -472,7 +550,14 @@ class TenantReconciler:
         ref = _ref(tenant, child)
         live = None
         try:
-            live = self._children.get(ref)
+            # A miss is confirmed with a GET: the informers only see labelled objects, and an
+            # unlabelled one of this name may be another's, which the apply would take over.
+            live = self._children.get(ref, verify_absence=True)
+            if not _may_write(live, tenant):
+                log.warning("%s exists and is not this tenant's; leaving it alone", ref)
+                seen.conflicts.append(ref)
+                seen.live[ref] = None  # not this tenant's component: not reported as one
+                return
             manifest = stamp(child.build(tenant, build))
             if not tenant.paused and not _terminating(live) and needs_apply(manifest, live):
                 log.info("applying %s", ref)

@@ -7,6 +7,7 @@ person must give it, and a malformed variable stops the operator with
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from string import Formatter
 from typing import Annotated, Any
@@ -37,6 +38,40 @@ def _boolean(value: object) -> object:
     if isinstance(value, str) and value not in ("true", "false"):
         raise ValueError("is neither true nor false")
     return value
+
+
+#: One image prefix: a registry host (with its port) and repository path (a tag at most), without
+#: whitespace or digest.
+_IMAGE_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-/:]*")
+
+
+def _image_prefixes(value: object) -> object:
+    # The variable is one comma-separated string; blanks around an entry are ignored.
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+def _checked_prefixes(prefixes: tuple[str, ...]) -> tuple[str, ...]:
+    for prefix in prefixes:
+        if not _IMAGE_PREFIX.fullmatch(prefix) or "@" in prefix:
+            raise ValueError("is not a registry/repository prefix")
+    return prefixes
+
+
+def image_allowed(image: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether ``image`` is under one of ``prefixes`` (none: every image is). A prefix matches
+    at a path boundary: ``registry.example.com/team`` allows ``registry.example.com/team:1``
+    and ``registry.example.com/team/api:1``, not ``registry.example.com/team-b/api:1``; one
+    ending in ``/`` allows everything below it. The image itself (no tag: ``latest``) is under
+    its own name."""
+    if not prefixes:
+        return True
+    return any(
+        image.startswith(prefix)
+        and (prefix.endswith("/") or image[len(prefix) : len(prefix) + 1] in ("", "/", ":", "@"))
+        for prefix in prefixes
+    )
 
 
 def _form(form: str) -> Any:
@@ -100,6 +135,17 @@ class OperatorSettings(BaseModel):
     #: list/watch RBAC, costs ~25 GETs per tenant per resync).
     watch_children: Annotated[bool, BeforeValidator(_boolean)] = Field(
         default=True, json_schema_extra=_form("true or false")
+    )
+
+    #: Registry/repository prefixes that a tenant's ``spec.image`` and ``spec.bridgeImage`` must
+    #: start with (at a path boundary, :func:`image_allowed`); empty allows every image.
+    image_allowlist: Annotated[
+        tuple[str, ...], BeforeValidator(_image_prefixes), AfterValidator(_checked_prefixes)
+    ] = Field(
+        default=(),
+        json_schema_extra=_form(
+            "comma-separated registry/repository prefixes such as registry.example.com/algoedge"
+        ),
     )
 
     def capacity_url_for(self, *, name: str, namespace: str) -> str:

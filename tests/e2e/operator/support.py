@@ -69,19 +69,32 @@ def tenant_body(name: str, *, metaapi: bool = True, **spec: Any) -> dict[str, An
     }
 
 
-def create_secret(k8s: KubeCluster, namespace: str, name: str, **values: str) -> None:
-    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": values}
+def create_secret(
+    k8s: KubeCluster, namespace: str, name: str, *, for_tenant: str | None = "acme", **values: str
+) -> None:
+    """A Secret of ``values``, labelled ``algoedge.io/tenant=<for_tenant>`` as a Secret a tenant
+    references must be (None: unlabelled)."""
+    labels = {"algoedge.io/tenant": for_tenant} if for_tenant is not None else {}
+    metadata = {"name": name, "labels": labels}
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "stringData": values}
     raw(k8s, "POST", f"/api/v1/namespaces/{namespace}/secrets", body)
 
 
-def create_db_secret(k8s: KubeCluster, namespace: str, name: str, url: str = DATABASE_URL) -> None:
-    create_secret(k8s, namespace, name, url=url)
+def create_db_secret(
+    k8s: KubeCluster,
+    namespace: str,
+    name: str,
+    url: str = DATABASE_URL,
+    *,
+    for_tenant: str = "acme",
+) -> None:
+    create_secret(k8s, namespace, name, for_tenant=for_tenant, url=url)
 
 
 def create_tenant_secrets(k8s: KubeCluster, namespace: str, name: str = "acme") -> None:
     """The Secrets :func:`tenant_body` references: the database URL and the MetaAPI token."""
-    create_db_secret(k8s, namespace, f"{name}-db")
-    create_secret(k8s, namespace, f"{name}-metaapi", token=METAAPI_TOKEN)
+    create_db_secret(k8s, namespace, f"{name}-db", for_tenant=name)
+    create_secret(k8s, namespace, f"{name}-metaapi", for_tenant=name, token=METAAPI_TOKEN)
 
 
 def tenants_path(namespace: str, name: str = "") -> str:

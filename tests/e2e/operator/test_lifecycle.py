@@ -117,14 +117,19 @@ def test_spec_change_rolls_the_checksum_and_keeps_generated_secrets(
 def test_adopts_an_existing_unlabelled_internal_secret_without_rotating_it(
     k8s: KubeCluster, namespace: str, operator: Operator
 ) -> None:
-    """Restored from a backup, or made by hand so the API keeps its tokens: the informers never
-    saw it (no managed-by label), and the operator must read it rather than generate anew."""
+    """Restored from a backup, or made by hand so the API keeps its tokens, and annotated for
+    adoption: the informers never saw it (no managed-by label), and the operator must read it
+    rather than generate anew."""
     values = {
         "ALGOEDGE_INTERNAL_TOKEN": "restored-internal-token-0123456789",
         "ALGOEDGE_JWT_SECRET": "restored-jwt-secret-0123456789abcdefghij",
         "ALGOEDGE_CREDENTIALS_KEY": "A" * 43 + "=",
     }
-    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acme-internal"}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "acme-internal", "annotations": {"algoedge.io/adopt": "acme"}},
+    }
     raw(k8s, "POST", f"/api/v1/namespaces/{namespace}/secrets", {**body, "stringData": values})
     ready_tenant(k8s, namespace)
     for key, value in values.items():

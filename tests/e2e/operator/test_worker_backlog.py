@@ -73,7 +73,8 @@ async def test_workers_follow_waiting_and_reserved_tasks_through_the_real_capaci
     operator: Operator,
 ) -> None:
     # The tenant's internal Secret carries the API's token, as `make dev` does: the operator's
-    # capacity reads are then authorised by the real API.
+    # capacity reads are then authorised by the real API. Annotated for adoption: made before
+    # the tenant, it is not the tenant's until then.
     internal = {
         key: api_env[key]
         for key in ("ALGOEDGE_INTERNAL_TOKEN", "ALGOEDGE_JWT_SECRET", "ALGOEDGE_CREDENTIALS_KEY")
@@ -85,7 +86,7 @@ async def test_workers_follow_waiting_and_reserved_tasks_through_the_real_capaci
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "acme-internal"},
+            "metadata": {"name": "acme-internal", "annotations": {"algoedge.io/adopt": "acme"}},
             "stringData": internal,
         },
     )

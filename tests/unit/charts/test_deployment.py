@@ -80,6 +80,7 @@ def test_should_pass_each_setting_as_its_variable_within_the_operators_bounds(he
             "redisImage": "redis.example.com/redis:7.4.3",
             "pgbouncerImage": "pgb.example.com/pgbouncer:1.24.1",
             "concurrency": 64,
+            "imageAllowlist": ["registry.example.com/algoedge", "ghcr.io/acme/"],
         }
     }
     deployment = render(helm, values=values)
@@ -94,10 +95,22 @@ def test_should_pass_each_setting_as_its_variable_within_the_operators_bounds(he
         redis_image="redis.example.com/redis:7.4.3",
         pgbouncer_image="pgb.example.com/pgbouncer:1.24.1",
         concurrency=64,
+        image_allowlist=("registry.example.com/algoedge", "ghcr.io/acme/"),
     )
     assert container(deployment)["ports"] == [
         {"name": "http", "containerPort": 9102, "protocol": "TCP"}
     ]
+
+
+def test_should_leave_the_image_allowlist_unset_as_the_plain_manifest_does(helm: Helm) -> None:
+    # Unset by default in both (every image allowed); the API server would drop an empty value.
+    plain = {
+        e["name"]: e["value"]
+        for e in plain_deployment()["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert "ALGOEDGE_OPERATOR_IMAGE_ALLOWLIST" not in plain
+    assert "ALGOEDGE_OPERATOR_IMAGE_ALLOWLIST" not in env_of(render(helm))
+    assert load_operator_settings(plain).image_allowlist == ()
 
 
 def test_should_append_extra_env_after_the_settings(helm: Helm) -> None:

@@ -93,13 +93,17 @@ class FakeApiServer:
         self.objects[self.key(stored)] = stored
         return copy.deepcopy(stored)
 
-    def secret(self, namespace: str, name: str, **values: str) -> None:
+    def secret(
+        self, namespace: str, name: str, *, for_tenant: str | None = "acme", **values: str
+    ) -> None:
+        """A Secret of ``values``, labelled as meant for tenant ``for_tenant`` (None: not)."""
         data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+        labels = {"algoedge.io/tenant": for_tenant} if for_tenant is not None else {}
         self.put(
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": name, "namespace": namespace},
+                "metadata": {"name": name, "namespace": namespace, "labels": labels},
                 "data": data,
             }
         )

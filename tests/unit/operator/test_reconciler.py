@@ -128,6 +128,40 @@ class TestChildren:
         assert server.find("StatefulSet", "acme-redis") is None
         assert server.find("ConfigMap", "acme-redis") is not None, "not this tenant's"
 
+    def test_should_neither_read_nor_overwrite_a_secret_of_its_name_that_is_not_its_own(
+        self, server: FakeApiServer
+    ) -> None:
+        server.secret(NAMESPACE, "acme-internal", ALGOEDGE_INTERNAL_TOKEN="another-teams-token")
+        result = run(server, tenant())
+        assert condition(result, "Degraded")[:2] == ("True", "NameConflict")
+        assert "Secret acme-internal" in condition(result, "Degraded")[2]
+        assert [w for w in server.writes if w[1] != "AlgoEdgeTenant/status"] == []
+        assert reconciler(server).internal_token(tenant()) is None
+        assert [e["reason"] for e in server.events] == ["NameConflict"]
+
+    def test_should_roll_nothing_out_with_an_image_outside_the_allowlist(
+        self, server: FakeApiServer
+    ) -> None:
+        settings = OperatorSettings(image_allowlist=("registry.example.com/algoedge-bridge",))
+        result = TenantReconciler(server, settings).reconcile(
+            tenant(), targets=TARGETS, scaling=ScalingState(), previous_status={}
+        )
+        assert condition(result, "Degraded")[:2] == ("True", "ImageNotAllowed")
+        assert "spec.image " in condition(result, "Degraded")[2]
+        assert [w for w in server.writes if w[1] != "AlgoEdgeTenant/status"] == []
+
+    @pytest.mark.parametrize("label", [None, "another-tenant"])
+    def test_should_not_read_a_referenced_secret_not_labelled_for_the_tenant(
+        self, server: FakeApiServer, label: str | None
+    ) -> None:
+        server.secret(NAMESPACE, "acme-redis-url", for_tenant=label, url="redis://:pw@r:6379/0")
+        result = run(server, tenant(redis=EXTERNAL_REDIS))
+        status, reason, message = condition(result, "Degraded")
+        assert (status, reason) == ("True", "SecretNotLabelled")
+        assert "Secret trading/acme-redis-url (spec.redis.external.secretRef)" in message
+        assert "kubectl -n trading label secret acme-redis-url algoedge.io/tenant=acme" in message
+        assert [w for w in server.writes if w[1] != "AlgoEdgeTenant/status"] == []
+
     def test_should_write_nothing_while_a_referenced_secret_is_missing(
         self, server: FakeApiServer
     ) -> None:

@@ -6,6 +6,7 @@ import pytest
 from algoedge_operator.settings import (
     DEFAULT_CAPACITY_URL,
     SettingsError,
+    image_allowed,
     load_operator_settings,
 )
 
@@ -45,6 +46,8 @@ class TestOperatorSettings:
             ("ALGOEDGE_OPERATOR_CAPACITY_URL", "http://{name/"),
             ("ALGOEDGE_OPERATOR_WATCH_CHILDREN", "yes"),
             ("ALGOEDGE_OPERATOR_WATCH_CHILDREN", "True"),
+            ("ALGOEDGE_OPERATOR_IMAGE_ALLOWLIST", "registry.example.com/a b"),
+            ("ALGOEDGE_OPERATOR_IMAGE_ALLOWLIST", "registry.example.com/a@sha256"),
         ],
     )
     def test_should_name_the_malformed_variable(self, variable: str, value: str) -> None:
@@ -55,3 +58,35 @@ class TestOperatorSettings:
         with pytest.raises(SettingsError) as raised:
             load_operator_settings({"ALGOEDGE_OPERATOR_SCALE_INTERVAL": "secret-ish"})
         assert "secret-ish" not in str(raised.value)
+
+
+class TestImageAllowlist:
+    def test_should_allow_every_image_when_empty(self) -> None:
+        assert (
+            load_operator_settings({"ALGOEDGE_OPERATOR_IMAGE_ALLOWLIST": ""}).image_allowlist == ()
+        )
+        assert image_allowed("anything.example.org/x:1", ())
+
+    def test_should_read_comma_separated_prefixes(self) -> None:
+        settings = load_operator_settings(
+            {"ALGOEDGE_OPERATOR_IMAGE_ALLOWLIST": " registry.example.com/team , ghcr.io/acme/ "}
+        )
+        assert settings.image_allowlist == ("registry.example.com/team", "ghcr.io/acme/")
+
+    @pytest.mark.parametrize(
+        ("image", "allowed"),
+        [
+            ("registry.example.com/team", True),
+            ("registry.example.com/team:1", True),
+            ("registry.example.com/team/api:1", True),
+            ("registry.example.com/team@sha256:" + "0" * 64, True),
+            ("ghcr.io/acme/anything/below:2", True),
+            ("registry.example.com/team-b/api:1", False),
+            ("registry.example.com/teamb:1", False),
+            ("evil.example.com/registry.example.com/team:1", False),
+            ("ghcr.io/acmecorp/x:1", False),
+        ],
+    )
+    def test_should_match_a_prefix_only_at_a_path_boundary(self, image: str, allowed: bool) -> None:
+        prefixes = ("registry.example.com/team", "ghcr.io/acme/")
+        assert image_allowed(image, prefixes) is allowed
