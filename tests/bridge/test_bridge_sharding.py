@@ -37,7 +37,7 @@ async def deployment(
 ) -> AsyncIterator[Deployment]:
     d = await make_deployment(postgres, pgbouncer, redis_server, simulator, tmp_path)
     yield d
-    d.stop_all()
+    await d.stop_all()
     await d.db.close()
 
 
@@ -70,6 +70,8 @@ async def wait_even(live: list[BridgeProcess], total: int, *, within: float) -> 
         await asyncio.sleep(0.5)
 
 
+# Five phases of up to minutes each on a busy 2-core machine; the suite default is 300 s.
+@pytest.mark.timeout(600)
 async def test_should_share_accounts_evenly_and_never_connect_one_twice(
     deployment: Deployment,
 ) -> None:
@@ -122,6 +124,7 @@ async def test_should_share_accounts_evenly_and_never_connect_one_twice(
     assert trades == []
 
 
+@pytest.mark.timeout(600)
 async def test_should_hand_accounts_over_when_scaling_down(deployment: Deployment) -> None:
     d = deployment
     ids = await d.seed(ACCOUNTS, users=30)

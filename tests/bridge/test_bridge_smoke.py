@@ -22,7 +22,7 @@ async def deployment(
 ) -> AsyncIterator[Deployment]:
     d = await make_deployment(postgres, pgbouncer, redis_server, simulator, tmp_path)
     yield d
-    d.stop_all()
+    await d.stop_all()
     await d.db.close()
 
 
