@@ -153,13 +153,12 @@ class Deployment:
                 pytest.fail(f"timed out after {within} s waiting for {what}\n{logs}")
             await asyncio.sleep(0.25)
 
-    async def stop_all(self) -> None:
-        """SIGTERM every bridge at once and wait off the event loop, which the simulator runs on:
-        it keeps answering, so the bridges' unsubscribes are confirmed and they stop quickly."""
-        for bridge in self.bridges.values():
-            if bridge.process is not None and bridge.process.poll() is None:
-                bridge.process.terminate()
-        await asyncio.gather(*(asyncio.to_thread(b.stop) for b in self.bridges.values()))
+    async def stop_all(self) -> list[int | None]:
+        """SIGTERM every bridge and wait, off the event loop the simulator runs on (it keeps
+        answering, so their closes are confirmed and they stop quickly); their exit codes."""
+        return list(
+            await asyncio.gather(*(asyncio.to_thread(b.stop) for b in self.bridges.values()))
+        )
 
 
 def scrape(url: str) -> dict[str, float]:

@@ -88,9 +88,8 @@ async def redis_deployment(
 async def stop_bridges(d: Deployment) -> None:
     """SIGTERM and wait off the event loop (the simulator runs on it and serves their closes);
     each must exit by itself, cleanly."""
-    bridges = list(d.bridges.values())
-    codes = await asyncio.gather(*(asyncio.to_thread(b.stop) for b in bridges))
-    assert codes == [0] * len(bridges), [(b.name, b.log()[-2000:]) for b in bridges]
+    codes = await d.stop_all()
+    assert codes == [0] * len(codes), [(b.name, b.log()[-2000:]) for b in d.bridges.values()]
 
 
 def metric(bridge: BridgeProcess, name: str) -> float:
