@@ -42,11 +42,19 @@ lock: $(UV) ## re-resolve uv.lock after changing pyproject.toml
 	$(UV) lock
 
 .PHONY: charts
-charts: controlplane ## lint the Helm charts (algoedge-crds, algoedge-operator) and render them
+charts: controlplane ## lint the Helm charts (algoedge-crds, algoedge-operator, algoedge-tenant) and render them
 	@helm="$$(devtools/controlplane/build.sh | tail -1)/helm"; \
 	  "$$helm" lint --strict charts/algoedge-crds charts/algoedge-operator; \
 	  "$$helm" template algoedge-crds charts/algoedge-crds >/dev/null; \
-	  "$$helm" template algoedge-operator charts/algoedge-operator >/dev/null
+	  "$$helm" template algoedge-operator charts/algoedge-operator >/dev/null; \
+	  for values in charts/algoedge-tenant/ci/*-values.yaml; do \
+	    "$$helm" lint --strict charts/algoedge-tenant --values "$$values"; \
+	    "$$helm" template acme charts/algoedge-tenant --values "$$values" >/dev/null; \
+	  done
+
+.PHONY: crd
+crd: venv ## write the CRD's descriptions (from the operator's model) and the tenant chart's spec schema (devtools/crd.py)
+	$(PY) -m devtools.crd
 
 .PHONY: lint
 lint: venv charts ## ruff lint and format check, import-linter contracts (.importlinter), helm lint

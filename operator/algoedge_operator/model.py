@@ -12,7 +12,7 @@ read; explicit fields always win. Every refusal is a :class:`SpecError` naming t
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -29,13 +29,31 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from algoedge_operator.profile import CapacityProfile, Resources, mebibytes, profile_for
+from algoedge_operator.profile import (
+    PROFILES,
+    CapacityProfile,
+    Resources,
+    mebibytes,
+    profile_for,
+)
 
 GROUP = "algoedge.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "AlgoEdgeTenant"
 PLURAL = "algoedgetenants"
+
+#: What ``kubectl explain algoedgetenant`` and ``…spec`` say first (devtools/crd.py writes them).
+TENANT_DESCRIPTION = (
+    "One complete AlgoEdge deployment (API, Celery workers and beat, Redis, pgBouncer, MetaAPI "
+    "bridge) in this namespace, kept as its spec says by algoedge-operator. Children are named "
+    "<tenant>-<component> and deleted with it. Annotate algoedge.io/paused=true to stop every "
+    "write. Fields: docs/operator.md."
+)
+SPEC_DESCRIPTION = (
+    "The tenant as you want it. Sizes left unset come from the capacity profile "
+    "spec.expectedUsers picks; explicit fields always win."
+)
 
 #: Annotation that stops every write for one tenant while it is "true".
 PAUSED_ANNOTATION = "algoedge.io/paused"
@@ -72,40 +90,145 @@ class _Fields(BaseModel):
     )
 
 
+def _by_profile(what: str, value: Callable[[CapacityProfile], object]) -> str:
+    """How the capacity profile sizes a field left unset, with each profile's value (so the CRD's
+    description follows profile.py)."""
+    sizes = ", ".join(f"{p.name} {value(p)}" for p in PROFILES)
+    return f"Unset: {what} from the capacity profile spec.expectedUsers picks ({sizes})."
+
+
+def _resources(default: Callable[[CapacityProfile], Resources] | Resources) -> str:
+    def text(r: Resources) -> str:
+        return f"requests {r.cpu_request}/{r.memory_request}, limits {r.cpu_limit}/{r.memory_limit}"
+
+    if isinstance(default, Resources):
+        fallback = f"Unset values keep the fixed default ({text(default)}; cpu/memory)."
+    else:
+        fallback = _by_profile("each value", lambda p: f"[{text(default(p))}]")
+    return (
+        "CPU and memory requests and limits of the container; each value given replaces only "
+        f"itself. {fallback}"
+    )
+
+
+#: Said of every Secret reference (the operator refuses one without it: SecretNotLabelled).
+_REFERENCED_NAME = (
+    "Name of the Secret, in the tenant's namespace. It must carry the label "
+    "algoedge.io/tenant=<tenant name>, or nothing is deployed (Degraded, reason "
+    "SecretNotLabelled); the operator reads it at every resync and does not watch it."
+)
+_REPLICAS_NOTE = "must not exceed maxReplicas (CEL rule)"
+
+
 class SecretRefFields(_Fields):
-    name: Text
-    key: Text = "url"
+    name: Text = Field(description=_REFERENCED_NAME)
+    key: Text = Field(default="url", description="Key in the Secret whose value is the URL.")
 
 
 class PoolFields(_Fields):
-    mode: Literal["transaction", "session"] = "transaction"
-    #: Profile-sized when unset.
-    default_pool_size: StrictInt | None = None
-    max_client_connections: StrictInt | None = None
+    mode: Literal["transaction", "session"] = Field(
+        default="transaction",
+        description=(
+            "pgBouncer pool_mode: transaction (a server connection per transaction; what the app "
+            "is written for) or session (a server connection per client connection)."
+        ),
+    )
+    default_pool_size: StrictInt | None = Field(
+        default=None,
+        description=(
+            "pgBouncer default_pool_size: server connections to PostgreSQL per database and "
+            "user, 1-10000; must not exceed maxClientConnections (CEL rule). "
+            + _by_profile("connections", lambda p: p.pool_default_size)
+        ),
+    )
+    max_client_connections: StrictInt | None = Field(
+        default=None,
+        description=(
+            "pgBouncer max_client_conn: client connections (app pods' pools) pgBouncer accepts, "
+            "1-100000; size it for api maxReplicas x 10 (the app's pool) plus workers if you "
+            "raise those. " + _by_profile("connections", lambda p: p.pool_max_client_connections)
+        ),
+    )
 
 
 class ReadReplicasFields(_Fields):
-    secret_ref: SecretRefFields
-    max_lag_seconds: Annotated[StrictInt, Field(ge=1, le=3600)] = 5
+    secret_ref: SecretRefFields = Field(
+        description=(
+            "Secret whose key holds postgresql://USER:PASSWORD@HOST:PORT/DBNAME of a streaming "
+            "replica, or of a Service in front of several; not the primary's own Secret and key "
+            "(CEL rule). Same sslmode as the primary's URL."
+        )
+    )
+    max_lag_seconds: Annotated[StrictInt, Field(ge=1, le=3600)] = Field(
+        default=5,
+        description=(
+            "Seconds, 1-3600, a replica may trail the primary before the app reads from the "
+            "primary instead (ALGOEDGE_DATABASE_READ_MAX_LAG)."
+        ),
+    )
 
 
 class DatabaseFields(_Fields):
-    secret_ref: SecretRefFields
-    pool: PoolFields = PoolFields()
-    #: Unset: every query goes to the primary.
-    read_replicas: ReadReplicasFields | None = None
+    secret_ref: SecretRefFields = Field(
+        description=(
+            "Secret whose key holds the tenant's PostgreSQL as "
+            "postgresql://USER:PASSWORD@HOST:PORT/DBNAME[?sslmode=...]; pgBouncer connects "
+            "to it, the app connects to pgBouncer. Missing or invalid: nothing is deployed "
+            "(SecretMissing / SecretInvalid)."
+        )
+    )
+    pool: PoolFields = Field(
+        default=PoolFields(),
+        description="pgBouncer's pooling in front of the database; sizes follow the capacity profile.",
+    )
+    read_replicas: ReadReplicasFields | None = Field(
+        default=None,
+        description=(
+            "Streaming replicas for the app's listing and report reads (pgBouncer alias "
+            "<dbname>_ro, ALGOEDGE_DATABASE_READ_URL of api and workers). Unset: every query "
+            "goes to the primary."
+        ),
+    )
 
 
 class ExternalRedisFields(_Fields):
-    secret_ref: SecretRefFields | None = None
+    secret_ref: SecretRefFields | None = Field(
+        default=None,
+        description=(
+            "Secret whose key holds redis://[:PASSWORD@]HOST:PORT/DB or rediss://...; required "
+            "in external mode (CEL rule). Given to app pods as ALGOEDGE_REDIS_URL."
+        ),
+    )
 
 
 class RedisFields(_Fields):
-    mode: Literal["managed", "external"] = "managed"
-    storage: Text = "1Gi"
-    #: Profile-sized when unset.
-    max_memory: Annotated[StrictStr, Field(pattern=MEMORY_PATTERN)] | None = None
-    external: ExternalRedisFields | None = None
+    mode: Literal["managed", "external"] = Field(
+        default="managed",
+        description=(
+            "managed: the operator runs Redis (<tenant>-redis StatefulSet, password, AOF, "
+            "noeviction); external: the app uses the Redis of redis.external.secretRef."
+        ),
+    )
+    storage: Text = Field(
+        default="1Gi",
+        description=(
+            "Size of the managed Redis volume (Mi, Gi or Ti). Fixed at creation: "
+            "StatefulSet volume claims are immutable (CEL transition rule); resize the "
+            "PersistentVolumeClaim itself."
+        ),
+    )
+    max_memory: Annotated[StrictStr, Field(pattern=MEMORY_PATTERN)] | None = Field(
+        default=None,
+        description=(
+            "Managed Redis maxmemory (Mi or Gi; noeviction, so writes fail beyond it); the "
+            "container's memory limit is this plus 64Mi. "
+            + _by_profile("MiB", lambda p: p.redis_max_memory_mib)
+        ),
+    )
+    external: ExternalRedisFields | None = Field(
+        default=None,
+        description="The Redis to use in external mode; only allowed when mode is external (CEL rule).",
+    )
 
     @model_validator(mode="after")
     def _external_needs_a_secret(self) -> RedisFields:
@@ -118,15 +241,27 @@ class RedisFields(_Fields):
 
 
 class QuantityFields(_Fields):
-    cpu: Text | None = None
-    memory: Text | None = None
+    cpu: Text | None = Field(
+        default=None,
+        description="CPU in cores (1, 0.5) or millicores (250m). Unset: the default named above.",
+    )
+    memory: Text | None = Field(
+        default=None,
+        description="Memory in Ki, Mi or Gi (512Mi). Unset: the default named above.",
+    )
 
 
 class ResourceFields(_Fields):
     """Requests and limits; unset values keep the component's default."""
 
-    requests: QuantityFields = QuantityFields()
-    limits: QuantityFields = QuantityFields()
+    requests: QuantityFields = Field(
+        default=QuantityFields(),
+        description="What the scheduler reserves for the container (and the HPA's CPU base).",
+    )
+    limits: QuantityFields = Field(
+        default=QuantityFields(),
+        description="The most the container may use (memory beyond it: the container is killed).",
+    )
 
     def over(self, fallback: Resources) -> Resources:
         return Resources(
@@ -138,65 +273,188 @@ class ResourceFields(_Fields):
 
 
 class ApiFields(_Fields):
-    min_replicas: StrictInt | None = None
-    max_replicas: StrictInt | None = None
-    target_cpu_utilization_percentage: StrictInt = Field(
-        default=70, alias="targetCPUUtilizationPercentage"
+    min_replicas: StrictInt | None = Field(
+        default=None,
+        description=(
+            f"Fewest API pods the HPA keeps, 1-100; {_REPLICAS_NOTE}. An explicit value above "
+            "the profile's maximum lifts the maximum with it. "
+            + _by_profile("pods", lambda p: p.api_min_replicas)
+        ),
     )
-    resources: ResourceFields = ResourceFields()
+    max_replicas: StrictInt | None = Field(
+        default=None,
+        description=(
+            "Most API pods the HPA may run, 1-100. "
+            + _by_profile("pods", lambda p: p.api_max_replicas)
+        ),
+    )
+    target_cpu_utilization_percentage: StrictInt = Field(
+        default=70,
+        alias="targetCPUUtilizationPercentage",
+        description="Average CPU use, in percent of the CPU request (10-100), the HPA aims for.",
+    )
+    resources: ResourceFields = Field(
+        default=ResourceFields(), description=_resources(lambda p: p.api_resources)
+    )
 
 
 class WorkersFields(_Fields):
-    queues: tuple[Text, ...] = Field(default=("default", "reports", "emails"), min_length=1)
-    min_replicas: StrictInt | None = None
-    max_replicas: StrictInt | None = None
-    tasks_per_replica: StrictInt = 50
-    concurrency: StrictInt = 4
-    scale_down_stabilization_seconds: StrictInt = 300
-    resources: ResourceFields = ResourceFields()
+    queues: tuple[Text, ...] = Field(
+        default=("default", "reports", "emails"),
+        min_length=1,
+        description=(
+            "Celery queues the workers consume and the API's capacity endpoint counts "
+            "(ALGOEDGE_WORKER_QUEUES), 1-32 names; report and e-mail tasks go to reports and "
+            "emails when listed, else to default."
+        ),
+    )
+    min_replicas: StrictInt | None = Field(
+        default=None,
+        description=(
+            f"Fewest worker pods the backlog scaler keeps, 0-500 (0: none without backlog); "
+            f"{_REPLICAS_NOTE}. " + _by_profile("pods", lambda p: p.worker_min_replicas)
+        ),
+    )
+    max_replicas: StrictInt | None = Field(
+        default=None,
+        description=(
+            "Most worker pods the backlog scaler runs, 1-500. "
+            + _by_profile("pods", lambda p: p.worker_max_replicas)
+        ),
+    )
+    tasks_per_replica: StrictInt = Field(
+        default=50,
+        description=(
+            "Queued tasks one worker pod is expected to absorb: the scaler runs "
+            "ceil(backlog / this) pods, within the bounds."
+        ),
+    )
+    concurrency: StrictInt = Field(
+        default=4,
+        description="Tasks one worker pod runs at once, 1-64 (ALGOEDGE_WORKER_CONCURRENCY).",
+    )
+    scale_down_stabilization_seconds: StrictInt = Field(
+        default=300,
+        description=(
+            "Seconds, 0-3600, the scaler looks back before scaling down: it goes down only to "
+            "the highest recommendation of that window (scaling up is at once)."
+        ),
+    )
+    resources: ResourceFields = Field(
+        default=ResourceFields(), description=_resources(WORKER_RESOURCES)
+    )
 
 
 class BeatFields(_Fields):
-    enabled: StrictBool = True
+    enabled: StrictBool = Field(
+        default=True,
+        description=(
+            "Run <tenant>-beat (one Celery beat: daily and weekly reports, the sweeper); false "
+            "deletes it."
+        ),
+    )
 
 
 class ReportsFields(_Fields):
-    daily_at: Annotated[StrictStr, Field(pattern=DAILY_AT_PATTERN)] = "00:15"
+    daily_at: Annotated[StrictStr, Field(pattern=DAILY_AT_PATTERN)] = Field(
+        default="00:15",
+        description=(
+            "UTC time, HH:MM, of the daily report run; the weekly run is on Mondays at the same "
+            "time (ALGOEDGE_REPORT_DAILY_AT, read by beat)."
+        ),
+    )
 
 
 class MailFields(_Fields):
-    #: The app's default sender when unset.
-    from_: Text | None = Field(default=None, alias="from")
-    smtp_secret_ref: SecretRefFields | None = None
+    from_: Text | None = Field(
+        default=None,
+        alias="from",
+        description=(
+            "The From: mailbox, e.g. AlgoEdge <reports@example.com>, at most 320 characters "
+            "(ALGOEDGE_MAIL_FROM). Unset: the app's default, AlgoEdge <no-reply@localhost>."
+        ),
+    )
+    smtp_secret_ref: SecretRefFields | None = Field(
+        default=None,
+        description=(
+            "Secret whose key holds smtp://[USER:PASSWORD@]HOST:PORT[?starttls=true] or "
+            "smtps://...; given to worker pods only (ALGOEDGE_SMTP_URL). Unset: e-mail tasks "
+            "fail, saying so."
+        ),
+    )
 
 
 class TokenSecretRefFields(_Fields):
-    name: Text
-    key: Text = "token"
+    name: Text = Field(description=_REFERENCED_NAME)
+    key: Text = Field(default="token", description="Key in the Secret whose value is the token.")
 
 
 class MetaApiFields(_Fields):
-    #: Unset: the bridge runs no pods (every one would exit without a token).
-    token_secret_ref: TokenSecretRefFields | None = None
-    region: Annotated[StrictStr, Field(pattern=METAAPI_REGION_PATTERN)] | None = None
-    domain: Annotated[StrictStr, Field(pattern=METAAPI_DOMAIN_PATTERN)] = (
-        "agiliumtrade.agiliumtrade.ai"
+    token_secret_ref: TokenSecretRefFields | None = Field(
+        default=None,
+        description=(
+            "Secret whose key holds the MetaAPI API token (a JWT), given to bridge pods only "
+            "(ALGOEDGE_METAAPI_TOKEN). Unset: the bridge runs 0 pods, linked accounts are not "
+            "connected and the tenant is Degraded, reason MetaApiTokenNotSet."
+        ),
+    )
+    region: Annotated[StrictStr, Field(pattern=METAAPI_REGION_PATTERN)] | None = Field(
+        default=None,
+        description=(
+            "MetaAPI region new accounts are created in, a DNS label such as london, new-york, "
+            "singapore, vint-hill (ALGOEDGE_METAAPI_REGION). Unset: MetaAPI's default."
+        ),
+    )
+    domain: Annotated[StrictStr, Field(pattern=METAAPI_DOMAIN_PATTERN)] = Field(
+        default="agiliumtrade.agiliumtrade.ai",
+        description="MetaAPI's domain, a DNS name (ALGOEDGE_METAAPI_DOMAIN).",
     )
 
 
 class BridgeFields(_Fields):
-    accounts_per_replica: StrictInt = 100
-    min_replicas: StrictInt = 1
-    max_replicas: StrictInt = 50
-    scale_down_stabilization_seconds: StrictInt = 300
-    max_concurrent_syncs: StrictInt = 10
-    metaapi: MetaApiFields = MetaApiFields()
-    resources: ResourceFields = ResourceFields()
+    accounts_per_replica: StrictInt = Field(
+        default=100,
+        description=(
+            "Linked MetaTrader accounts per bridge pod, 1-100 (one MetaAPI socket carries at "
+            "most 100): the scaler runs ceil(linked accounts / this) pods, within the bounds."
+        ),
+    )
+    min_replicas: StrictInt = Field(
+        default=1,
+        description=(
+            f"Fewest bridge pods, 0-500, once a MetaAPI token is referenced (without one: 0); "
+            f"{_REPLICAS_NOTE}. Not sized by the capacity profile."
+        ),
+    )
+    max_replicas: StrictInt = Field(
+        default=50, description="Most bridge pods the scaler runs, 1-500."
+    )
+    scale_down_stabilization_seconds: StrictInt = Field(
+        default=300,
+        description=(
+            "Seconds, 0-3600, the scaler looks back before scaling down: it goes down only to "
+            "the highest recommendation of that window (scaling up is at once)."
+        ),
+    )
+    max_concurrent_syncs: StrictInt = Field(
+        default=10,
+        description=(
+            "Account connects and synchronizations one bridge pod runs at once, 1-100 "
+            "(ALGOEDGE_BRIDGE_MAX_CONCURRENT_SYNCS)."
+        ),
+    )
+    metaapi: MetaApiFields = Field(
+        default=MetaApiFields(),
+        description="MetaAPI, through which the bridge connects the linked MetaTrader accounts.",
+    )
+    resources: ResourceFields = Field(
+        default=ResourceFields(), description=_resources(BRIDGE_RESOURCES)
+    )
 
 
 class RateFields(_Fields):
-    requests: StrictInt
-    window_seconds: StrictInt
+    requests: StrictInt = Field(description="Requests allowed per window, 1-1000000.")
+    window_seconds: StrictInt = Field(description="Length of the window in seconds, 1-86400.")
 
     @property
     def limit(self) -> RateLimit:
@@ -204,50 +462,146 @@ class RateFields(_Fields):
 
 
 class PerUserRateFields(RateFields):
-    requests: StrictInt = 100
-    window_seconds: StrictInt = 900
+    requests: StrictInt = Field(
+        default=100, description=RateFields.model_fields["requests"].description
+    )
+    window_seconds: StrictInt = Field(
+        default=900, description=RateFields.model_fields["window_seconds"].description
+    )
 
 
 class PerIPRateFields(RateFields):
-    requests: StrictInt = 300
-    window_seconds: StrictInt = 900
+    requests: StrictInt = Field(
+        default=300, description=RateFields.model_fields["requests"].description
+    )
+    window_seconds: StrictInt = Field(
+        default=900, description=RateFields.model_fields["window_seconds"].description
+    )
 
 
 class AuthRateFields(RateFields):
-    requests: StrictInt = 10
-    window_seconds: StrictInt = 900
+    requests: StrictInt = Field(
+        default=10, description=RateFields.model_fields["requests"].description
+    )
+    window_seconds: StrictInt = Field(
+        default=900, description=RateFields.model_fields["window_seconds"].description
+    )
 
 
 class RateLimitsFields(_Fields):
-    per_user: PerUserRateFields = PerUserRateFields()
-    per_ip: PerIPRateFields = Field(default=PerIPRateFields(), alias="perIP")
-    auth: AuthRateFields = AuthRateFields()
+    per_user: PerUserRateFields = Field(
+        default=PerUserRateFields(),
+        description="Per signed-in user, every API route (ALGOEDGE_RATE_LIMIT_PER_USER); 429 beyond it.",
+    )
+    per_ip: PerIPRateFields = Field(
+        default=PerIPRateFields(),
+        alias="perIP",
+        description="Per client IP, every API route (ALGOEDGE_RATE_LIMIT_PER_IP); 429 beyond it.",
+    )
+    auth: AuthRateFields = Field(
+        default=AuthRateFields(),
+        description=(
+            "Login and registration per client IP, a brute-force guard "
+            "(ALGOEDGE_RATE_LIMIT_AUTH); 429 beyond it."
+        ),
+    )
 
 
 class LimitsFields(_Fields):
-    accounts_per_user: StrictInt = Field(default=10, ge=1, le=1000)
+    accounts_per_user: StrictInt = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description=(
+            "MetaTrader accounts one user may have linked at once, 1-1000 "
+            "(ALGOEDGE_ACCOUNTS_PER_USER); linking one more answers 409."
+        ),
+    )
 
 
 class SpecFields(_Fields):
     """``spec`` of an AlgoEdgeTenant, field for field and default for default as in the CRD."""
 
-    image: Text
-    bridge_image: Text
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    expected_users: StrictInt = Field(default=100, ge=1)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    trusted_proxies: tuple[Text, ...] | None = None
-    allowed_origins: tuple[Text, ...] | None = None
-    database: DatabaseFields
-    redis: RedisFields = RedisFields()
-    api: ApiFields = ApiFields()
-    workers: WorkersFields = WorkersFields()
-    beat: BeatFields = BeatFields()
-    reports: ReportsFields = ReportsFields()
-    mail: MailFields = MailFields()
-    bridge: BridgeFields = BridgeFields()
-    rate_limits: RateLimitsFields = RateLimitsFields()
-    limits: LimitsFields = LimitsFields()
+    image: Text = Field(
+        description=(
+            "Image of api, worker, beat and migrate (`algoedge <command>`; images/Dockerfile "
+            "target app). Must match the operator's image allow-list when one is set."
+        )
+    )
+    bridge_image: Text = Field(
+        description=(
+            "Image of the MetaAPI bridge (`algoedge bridge`; images/Dockerfile target bridge). "
+            "Must match the operator's image allow-list when one is set."
+        )
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", description="When the kubelet pulls the two images."
+    )
+    expected_users: StrictInt = Field(
+        default=100,
+        ge=1,
+        description=(
+            "Users the tenant is sized for, 1-1000000: picks the capacity profile (<= 100 "
+            "small, <= 250 medium, more large) that sizes every replica bound, resource, pool "
+            "and Redis memory left unset; explicit fields always win. Changing it resizes the "
+            "tenant."
+        ),
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level of every app process (ALGOEDGE_LOG_LEVEL)."
+    )
+    trusted_proxies: tuple[Text, ...] | None = Field(
+        default=None,
+        description=(
+            "Networks in CIDR form, no host bits set (10.0.0.0/8, not 10.0.0.1/8; CEL rule), "
+            "whose X-Forwarded-For the API trusts for the client address (ALGOEDGE_TRUSTED_PROXIES), "
+            "at most 32. Unset: none."
+        ),
+    )
+    allowed_origins: tuple[Text, ...] | None = Field(
+        default=None,
+        description=(
+            "Browser origins such as https://app.example.com (scheme, host, optional port; CEL "
+            "rule) that may call the API cross-origin and open sockets "
+            "(ALGOEDGE_ALLOWED_ORIGINS), at most 32. Unset: no cross-origin access."
+        ),
+    )
+    database: DatabaseFields = Field(
+        description="The tenant's own PostgreSQL, reached through the pgBouncer the operator runs."
+    )
+    redis: RedisFields = Field(
+        default=RedisFields(),
+        description="Redis for sessions, cache, rate limits, socket.io fan-out and the Celery broker.",
+    )
+    api: ApiFields = Field(
+        default=ApiFields(),
+        description="The API Deployment (aiohttp + socket.io) and its HorizontalPodAutoscaler.",
+    )
+    workers: WorkersFields = Field(
+        default=WorkersFields(),
+        description="The Celery workers, scaled by the operator on the queues' backlog.",
+    )
+    beat: BeatFields = Field(default=BeatFields(), description="The Celery beat scheduler.")
+    reports: ReportsFields = Field(
+        default=ReportsFields(), description="When beat runs the report jobs."
+    )
+    mail: MailFields = Field(
+        default=MailFields(),
+        description="Outgoing e-mail (reports, notifications); only worker pods send it.",
+    )
+    bridge: BridgeFields = Field(
+        default=BridgeFields(),
+        description=(
+            "The MetaAPI bridge StatefulSet, scaled by the operator on the linked accounts."
+        ),
+    )
+    rate_limits: RateLimitsFields = Field(
+        default=RateLimitsFields(),
+        description="The API's rate limits: requests per window, answered 429 beyond.",
+    )
+    limits: LimitsFields = Field(
+        default=LimitsFields(), description="Per-user limits the API enforces."
+    )
 
 
 # -- the spec as the builders read it -------------------------------------------------------------

@@ -9,6 +9,64 @@ from typing import Any
 #: Status field naming the tenant's credentials key (builders.config.credentials_key_fingerprint).
 KEY_FINGERPRINT = "credentialsKeyFingerprint"
 
+#: What each field of the status means, by its path under ``status`` (``[]``: each item of a
+#: list, ``*``: each value of a map). devtools/crd.py writes these into the CRD, so
+#: ``kubectl explain algoedgetenant.status`` shows them; a test fails on a field without one.
+STATUS_DESCRIPTIONS: dict[str, str] = {
+    "": (
+        "What the operator last saw and did; written by the operator only, never read back as "
+        "desired state (except lastScaleTime and credentialsKeyFingerprint, kept across passes)."
+    ),
+    "observedGeneration": "metadata.generation of the spec the last reconcile acted on.",
+    "profile": "Capacity profile chosen by spec.expectedUsers: small, medium or large.",
+    "conditions": (
+        "Ready (every component ready, no problem), Progressing (a rollout is under way, or "
+        "Paused), Degraded (the first problem: SecretMissing, SecretNotLabelled, SecretInvalid, "
+        "CredentialsKeyMissing, ImageNotAllowed, NameConflict, ApplyFailed, "
+        "CapacityUnavailable, MetaApiTokenNotSet; else AsExpected)."
+    ),
+    "conditions[].type": "Ready, Progressing or Degraded.",
+    "conditions[].status": "True, False or Unknown.",
+    "conditions[].reason": "One CamelCase word saying why (docs/operator.md lists them).",
+    "conditions[].message": "What is wrong and how to fix it, naming the field or object.",
+    "conditions[].observedGeneration": "metadata.generation this condition was computed for.",
+    "conditions[].lastTransitionTime": "When status last changed (kept while it does not).",
+    "components": (
+        "Per workload (api, worker, beat, redis, pgbouncer, bridge): the replicas wanted and "
+        "ready, as its Deployment or StatefulSet reports them."
+    ),
+    "components.*": "One workload's replica counts.",
+    "components.*.replicas": "Pods wanted (the spec's replicas; the HPA's choice for api).",
+    "components.*.readyReplicas": "Pods ready.",
+    "linkedAccounts": (
+        "MetaTrader accounts linked across all users at the last capacity read "
+        "(GET /internal/v1/capacity); drives the bridge scaler."
+    ),
+    "connectedAccounts": "Linked accounts whose MetaAPI connection was up at the last capacity read.",
+    "queueBacklog": (
+        "Tasks waiting or reserved in the workers' queues at the last capacity read; drives the "
+        "worker scaler."
+    ),
+    "bridgeReplicas": "Bridge pods the scaler chose last (0 while no MetaAPI token is referenced).",
+    "workerReplicas": "Worker pods the scaler chose last.",
+    "lastScaleTime": "When a scaler last changed the bridge's or the workers' replicas.",
+    KEY_FINGERPRINT: (
+        "First 16 hex digits of the SHA-256 of ALGOEDGE_CREDENTIALS_KEY (the key MT5 passwords "
+        "are encrypted with). While set, the operator never generates a new key; remove it only "
+        "after re-encrypting with a new key (docs/security.md)."
+    ),
+}
+
+#: Descriptions of the CRD's printer columns (``kubectl get aet``), by column name.
+PRINTER_COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "Ready": "The Ready condition: True when every component is ready and nothing is wrong.",
+    "API": "Ready API pods.",
+    "Workers": "Ready Celery worker pods.",
+    "Bridge": "Bridge replicas chosen by the scaler.",
+    "Accounts": "Linked MetaTrader accounts at the last capacity read.",
+    "Age": "Time since the tenant was created.",
+}
+
 
 @dataclass(frozen=True)
 class ComponentState:

@@ -26,6 +26,9 @@ REPO = Path(__file__).resolve().parents[3]
 CHARTS = REPO / "charts"
 OPERATOR_CHART = CHARTS / "algoedge-operator"
 CRDS_CHART = CHARTS / "algoedge-crds"
+TENANT_CHART = CHARTS / "algoedge-tenant"
+#: The least the tenant chart renders with: a database (it refuses to render without one).
+TENANT_VALUES = {"database": {"url": "postgresql://acme:s3cret@db.example.com:5432/acme"}}
 CRD_FILE = REPO / "crds" / "algoedge.io_algoedgetenants.yaml"
 RBAC_FILE = REPO / "k8s" / "operator" / "rbac.yaml"
 DEPLOYMENT_FILE = REPO / "k8s" / "operator" / "deployment.yaml"

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.charts.support import CRDS_CHART, OPERATOR_CHART, REPO, Helm
+from tests.unit.charts.support import (
+    CRDS_CHART,
+    OPERATOR_CHART,
+    REPO,
+    TENANT_CHART,
+    TENANT_VALUES,
+    Helm,
+)
 
 DEPLOY_DOC = REPO / "docs" / "deploy.md"
 #: Kubernetes objects the operator chart passes through as they are (the API server checks
@@ -52,7 +59,12 @@ def leaf_keys(values: dict[str, Any], prefix: str = "") -> Iterator[str]:
             yield path
 
 
-@pytest.mark.parametrize("chart", [OPERATOR_CHART, CRDS_CHART], ids=lambda c: c.name)
+ALL_CHARTS = pytest.mark.parametrize(
+    "chart", [OPERATOR_CHART, CRDS_CHART, TENANT_CHART], ids=lambda c: c.name
+)
+
+
+@ALL_CHARTS
 def test_should_close_every_object_of_the_schema(chart: Path) -> None:
     for path, node in object_nodes(schema_of(chart)):
         if path in PASS_THROUGH:
@@ -62,9 +74,11 @@ def test_should_close_every_object_of_the_schema(chart: Path) -> None:
             assert node["additionalProperties"] is False, path
 
 
-@pytest.mark.parametrize("chart", [OPERATOR_CHART, CRDS_CHART], ids=lambda c: c.name)
+@ALL_CHARTS
 def test_should_refuse_an_unknown_key_by_name(helm: Helm, chart: Path) -> None:
-    error = helm.render_error(chart, set_values={"replicaCount": "2"})
+    values = {**TENANT_VALUES, "replicaCount": 2} if chart == TENANT_CHART else None
+    set_values = None if values else {"replicaCount": "2"}
+    error = helm.render_error(chart, values=values, set_values=set_values)
     assert chart.name in error
     assert "additional properties 'replicaCount' not allowed" in error
 
@@ -132,7 +146,7 @@ def test_should_refuse_a_non_boolean_keep(helm: Helm) -> None:
     assert "at '/keep'" in helm.render_error(CRDS_CHART, values={"keep": "yes"})
 
 
-@pytest.mark.parametrize("chart", [OPERATOR_CHART, CRDS_CHART], ids=lambda c: c.name)
+@ALL_CHARTS
 def test_should_document_every_value_with_a_helm_docs_comment(chart: Path) -> None:
     lines = (chart / "values.yaml").read_text().splitlines()
     values = yaml.safe_load("\n".join(lines))
@@ -156,7 +170,7 @@ def test_should_document_every_value_with_a_helm_docs_comment(chart: Path) -> No
     )
 
 
-@pytest.mark.parametrize("chart", [OPERATOR_CHART, CRDS_CHART], ids=lambda c: c.name)
+@ALL_CHARTS
 def test_should_list_every_value_in_docs_deploy_md(chart: Path) -> None:
     doc = DEPLOY_DOC.read_text()
     values = yaml.safe_load((chart / "values.yaml").read_text())
