@@ -55,8 +55,9 @@ STANDARD_DESCRIPTIONS = {
         "algoedge.io/v1alpha1."
     ),
     "kind": "Kind is the REST resource this object represents: AlgoEdgeTenant.",
-    "metadata": "Standard object's metadata: name (the prefix of every child), namespace, labels.",
 }
+#: Fields the API server forbids a description on (it describes ObjectMeta itself).
+UNDESCRIBED = frozenset({"metadata"})
 
 #: Fields the tenant chart sets from its own values; its ``spec`` value may not hold them.
 CHART_OWNED = (
@@ -166,6 +167,8 @@ def describe_crd(
     version = _version(described.crd)
     root = version["schema"]["openAPIV3Schema"]
     root["description"] = TENANT_DESCRIPTION
+    for name in UNDESCRIBED:
+        root["properties"][name].pop("description", None)
     for name, standard in STANDARD_DESCRIPTIONS.items():
         _set(root["properties"][name], standard, name, missing)
     spec_root = root["properties"]["spec"]
