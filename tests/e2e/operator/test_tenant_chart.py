@@ -45,7 +45,7 @@ def values_args(*, expected_users: int) -> list[str]:
 
 
 def exists(k8s: KubeCluster, path: str) -> bool:
-    return raw(k8s, "GET", path, ok=(200, 404)).get("kind") != "Status"
+    return bool(raw(k8s, "GET", path, ok=(200, 404)).get("kind") != "Status")
 
 
 def hpa_min_replicas(k8s: KubeCluster, namespace: str) -> int | None:
