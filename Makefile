@@ -56,6 +56,20 @@ charts: controlplane ## lint the Helm charts (algoedge-crds, algoedge-operator, 
 crd: venv ## write the CRD's descriptions (from the operator's model) and the tenant chart's spec schema (devtools/crd.py)
 	$(PY) -m devtools.crd
 
+.PHONY: tilt-check
+tilt-check: controlplane ## Tilt's own reading of the Tiltfile (`tilt alpha tiltfile-result`; needs tilt and a kind context)
+	@if ! command -v tilt >/dev/null; then \
+	  echo "tilt-check: tilt is not installed (it is on no package registry): install it from" \
+	       "https://docs.tilt.dev/install.html, then make kind-up (the Tiltfile accepts only kind" \
+	       "contexts) and run make tilt-check again. Without tilt, tests/unit/test_tiltfile.py runs" \
+	       "the Tiltfile in a Starlark interpreter with a stand-in for Tilt's built-ins" \
+	       "(.venv/bin/python -m pytest tests/unit/test_tiltfile.py): close, not the same." >&2; \
+	  exit 1; \
+	fi
+	@mkdir -p .run
+	PATH="$$(devtools/controlplane/build.sh | tail -1):$$PATH" tilt alpha tiltfile-result --file Tiltfile >.run/tiltfile-result.json
+	@echo "tilt-check: Tilt evaluated the Tiltfile; its result is in .run/tiltfile-result.json"
+
 .PHONY: lint
 lint: venv charts ## ruff lint and format check, import-linter contracts (.importlinter), helm lint
 	.venv/bin/ruff check .
