@@ -102,6 +102,14 @@ operator: venv ## run the AlgoEdgeTenant operator against $$KUBECONFIG (applies 
 	$(or $(KUBECTL),kubectl) apply --server-side -f crds/
 	.venv/bin/kopf run --all-namespaces --standalone -m algoedge_operator
 
+.PHONY: kind-up
+kind-up: venv controlplane ## kind cluster, images built (docker) and loaded, CRDs, operator, sample tenant (needs Docker and kind; KIND_ARGS=--cluster-only before tilt up)
+	$(PY) -m devtools.kind up $(KIND_ARGS)
+
+.PHONY: kind-down
+kind-down: venv ## delete the kind cluster of make kind-up
+	$(PY) -m devtools.kind down
+
 .PHONY: test
 test: system-deps venv bridge-venv controlplane lint typecheck ## install what is missing, check, run every test
 	UV_BIN=$(UV) $(PY) -m pytest tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
