@@ -1,6 +1,6 @@
 """charts/algoedge-tenant/templates/tests/test-ready.yaml: `helm test` waits for the tenant's Ready
 condition with the least rights. On the local control plane the pod never runs (kwok plays the
-kubelet); tests/e2e/test_tenant_chart.py runs its command with its ServiceAccount's rights."""
+kubelet); tests/e2e/operator/test_tenant_chart.py runs its command with its ServiceAccount's rights."""
 
 from __future__ import annotations
 
