@@ -115,7 +115,7 @@ def _version(crd: Schema) -> Schema:
 
 def schema_fields(node: Schema, prefix: str = "") -> Iterator[tuple[str, Schema]]:
     """Every field under ``node`` as (path, schema): ``a.b`` for properties, ``a[].b`` for items
-    of a list of objects, ``a.*.b`` for values of a map."""
+    of a list of objects, ``a.*`` and ``a.*.b`` for values of a map of objects."""
     for name, child in node.get("properties", {}).items():
         path = f"{prefix}{name}"
         yield path, child
@@ -124,7 +124,9 @@ def schema_fields(node: Schema, prefix: str = "") -> Iterator[tuple[str, Schema]
         if isinstance(items, dict) and "properties" in items:
             yield from schema_fields(items, path + "[].")
         values = child.get("additionalProperties")
-        if isinstance(values, dict):
+        # A map of objects (status.components) describes its values; a map of strings (labels)
+        # has nothing more to say than the map's own description.
+        if isinstance(values, dict) and "properties" in values:
             yield f"{path}.*", values
             yield from schema_fields(values, path + ".*.")
 

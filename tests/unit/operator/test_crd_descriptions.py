@@ -95,7 +95,10 @@ def test_should_list_a_field_without_a_source_and_keep_its_text() -> None:
     spec = openapi(manifest)["properties"]["spec"]
     spec["properties"]["monitoring"] = {
         "type": "object",
-        "properties": {"enabled": {"type": "boolean", "description": "hand-written"}},
+        "properties": {
+            "enabled": {"type": "boolean", "description": "hand-written"},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
     }
     openapi(manifest)["properties"]["status"]["properties"]["cost"] = {"type": "object"}
     (version,) = manifest["spec"]["versions"]
@@ -110,6 +113,7 @@ def test_should_list_a_field_without_a_source_and_keep_its_text() -> None:
     assert described.missing == [
         "spec.monitoring",
         "spec.monitoring.enabled",
+        "spec.monitoring.labels",
         "status.cost",
         "printer column Cost",
     ]
