@@ -4,11 +4,12 @@ for Tilt's own `tilt alpha tiltfile-result` (`make tilt-check`), which needs the
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
 
-from devtools.tilt import TiltfileError, TiltRun, image_name, run_tiltfile
+from devtools.tilt import TiltfileError, TiltRun, image_name, matches, run_tiltfile
 from tests.unit.charts.support import find_helm
 from tests.unit.test_images import DEV_TARGET, DOCKERFILE, STAGES, env_of, extras_in
 
@@ -55,16 +56,16 @@ class TestTheTiltfileRuns:
             if arguments["workload"]:
                 assert arguments["workload"] in workloads, f"{name}: no such workload"
             for selector in arguments["objects"]:
-                assert (
-                    tilt.resource_of(
-                        next(
-                            o
-                            for o in tilt.objects
-                            if o["metadata"]["name"] == selector.split(":")[0]
-                        )
-                    )
-                    == name
-                ), f"{name}: {selector} selects nothing"
+                selected = [o for o in tilt.objects if matches(selector, o)]
+                assert len(selected) == 1, f"{name}: {selector} selects {len(selected)} objects"
+
+    def test_should_pass_the_database_url_argument_to_the_tenants_secret(self, helm: Path) -> None:
+        url = "postgresql://acme:other@db.example.com:5432/acme"
+        tilt = run_tiltfile(TILTFILE, helm=helm, args={"database-url": url})
+        (secret,) = [o for o in tilt.objects if o["kind"] == "Secret"]
+        assert base64.b64decode(secret["data"]["url"]).decode() == url
+        with pytest.raises(TiltfileError, match="undefined arguments"):
+            run_tiltfile(TILTFILE, helm=helm, args={"databse-url": url})
 
     def test_should_point_at_paths_that_exist(self, tilt: TiltRun) -> None:
         assert tilt.paths
