@@ -188,6 +188,22 @@ def describe_crd(
     return described
 
 
+def _kept_text(crd: Schema, where: str) -> str | None:
+    """The description the CRD has at ``where`` (a path as :attr:`Described.missing` names it)."""
+    version = _version(crd)
+    if where.startswith("printer column "):
+        name = where.removeprefix("printer column ")
+        columns = [c for c in version.get("additionalPrinterColumns", []) if c["name"] == name]
+        return str(columns[0].get("description") or "") or None if columns else None
+    root = version["schema"]["openAPIV3Schema"]
+    section, _, rest = where.partition(".")
+    nodes = (
+        dict(schema_fields(root["properties"][section])) if section in root["properties"] else {}
+    )
+    node = root["properties"].get(section, {}) if not rest else nodes.get(rest, {})
+    return str(node.get("description") or "") or None
+
+
 def describe_tenant_crd(crd: Schema) -> Described:
     """:func:`describe_crd` with the project's sources."""
     return describe_crd(
@@ -287,7 +303,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     status = 0
     for field_path in described.missing:
-        print(f"crd: {field_path} has no description in its source", file=sys.stderr)
+        # Text the file already has (hand-written before the field got a source) is kept; say it,
+        # so it can be moved into the source as it is.
+        kept = _kept_text(described.crd, field_path)
+        said = f" (the CRD file says: {kept!r})" if kept else ""
+        print(f"crd: {field_path} has no description in its source{said}", file=sys.stderr)
         status = 1
     if described.missing:
         print(

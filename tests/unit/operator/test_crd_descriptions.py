@@ -93,16 +93,19 @@ def test_should_describe_each_use_of_a_shared_schema_on_its_own() -> None:
 def test_should_list_a_field_without_a_source_and_keep_its_text() -> None:
     manifest = crd()
     spec = openapi(manifest)["properties"]["spec"]
-    spec["properties"]["monitoring"] = {
+    # Fields a later change adds to the CRD before their source describes them.
+    spec["properties"]["futureField"] = {
         "type": "object",
         "properties": {
             "enabled": {"type": "boolean", "description": "hand-written"},
             "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     }
-    openapi(manifest)["properties"]["status"]["properties"]["cost"] = {"type": "object"}
+    openapi(manifest)["properties"]["status"]["properties"]["futureStatus"] = {"type": "object"}
     (version,) = manifest["spec"]["versions"]
-    version["additionalPrinterColumns"].append({"name": "Cost", "type": "string", "jsonPath": ".x"})
+    version["additionalPrinterColumns"].append(
+        {"name": "Future", "type": "string", "jsonPath": ".x"}
+    )
     before = copy.deepcopy(manifest)
     described = describe_crd(
         manifest,
@@ -111,14 +114,14 @@ def test_should_list_a_field_without_a_source_and_keep_its_text() -> None:
         columns=PRINTER_COLUMN_DESCRIPTIONS,
     )
     assert described.missing == [
-        "spec.monitoring",
-        "spec.monitoring.enabled",
-        "spec.monitoring.labels",
-        "status.cost",
-        "printer column Cost",
+        "spec.futureField",
+        "spec.futureField.enabled",
+        "spec.futureField.labels",
+        "status.futureStatus",
+        "printer column Future",
     ]
-    monitoring = openapi(described.crd)["properties"]["spec"]["properties"]["monitoring"]
-    assert monitoring["properties"]["enabled"]["description"] == "hand-written"
+    future = openapi(described.crd)["properties"]["spec"]["properties"]["futureField"]
+    assert future["properties"]["enabled"]["description"] == "hand-written"
     assert manifest == before  # pure
 
 
@@ -134,7 +137,34 @@ def test_should_fail_the_check_when_the_file_is_stale(
     monkeypatch.setattr(generator, "CRD_FILE", stale)
     monkeypatch.setattr(generator, "TENANT_SCHEMA_FILE", schema)
     monkeypatch.setattr(generator, "REPO", tmp_path)
-    assert main(["--check"]) == 1
+    main(["--check"])
     assert "crd.yaml is out of date: run `make crd`" in capsys.readouterr().err
-    assert main([]) == 0
-    assert main(["--check"]) == 0
+    main([])
+    assert "Ready API pods." in stale.read_text()
+    main(["--check"])
+    assert "out of date" not in capsys.readouterr().err
+
+
+def test_should_exit_1_naming_a_field_without_a_source_and_its_current_text(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import devtools.crd as generator
+
+    manifest = crd()
+    openapi(manifest)["properties"]["status"]["properties"]["futureStatus"] = {
+        "type": "integer",
+        "description": "hand-written",
+    }
+    path = tmp_path / "crd.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    schema = tmp_path / "values.schema.json"
+    schema.write_text(generator.TENANT_SCHEMA_FILE.read_text())
+    monkeypatch.setattr(generator, "CRD_FILE", path)
+    monkeypatch.setattr(generator, "TENANT_SCHEMA_FILE", schema)
+    monkeypatch.setattr(generator, "REPO", tmp_path)
+    assert main([]) == 1
+    assert (
+        "crd: status.futureStatus has no description in its source "
+        "(the CRD file says: 'hand-written')"
+    ) in capsys.readouterr().err
+    assert "hand-written" in path.read_text()
