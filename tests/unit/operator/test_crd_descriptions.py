@@ -113,7 +113,9 @@ def test_should_list_a_field_without_a_source_and_keep_its_text() -> None:
         status=STATUS_DESCRIPTIONS,
         columns=PRINTER_COLUMN_DESCRIPTIONS,
     )
-    assert described.missing == [
+    # Only the new fields count: this test is about the mechanism, the first one about the file.
+    baseline = set(describe_tenant_crd(crd()).missing)
+    assert [path for path in described.missing if path not in baseline] == [
         "spec.futureField",
         "spec.futureField.enabled",
         "spec.futureField.labels",
