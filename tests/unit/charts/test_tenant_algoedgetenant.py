@@ -133,3 +133,9 @@ def test_should_render_a_spec_the_operator_reads_as_the_values_say(helm: Helm) -
     assert parsed.api.replicas.minimum == 4
     assert parsed.bridge.metaapi.token_secret is not None
     assert parsed.bridge.metaapi.token_secret.name == "acme-metaapi"
+
+
+def test_should_refuse_a_tenant_name_its_childrens_names_would_outgrow(helm: Helm) -> None:
+    error = helm.render_error(TENANT_CHART, values={**TENANT_VALUES, "tenantName": "a" * 41})
+    assert "at '/tenantName'" in error
+    tenant(helm, {**TENANT_VALUES, "tenantName": "a" * 40})
