@@ -314,6 +314,7 @@ class TenantLoop:
             self._scaling,
             linked_accounts=report.linked_accounts,
             connected_accounts=report.connected_accounts,
+            connected_sockets=report.connected_sockets,
             queue_backlog=report.total_backlog,
             bridge_replicas=bridge.replicas,
             worker_replicas=workers.replicas,

@@ -207,6 +207,7 @@ class Informer:
 
     def _run(self) -> None:
         backoff = 1.0
+        unserved = False
         while not self._stopped.is_set():
             try:
                 items, version = self._kube.list_collection(
@@ -218,7 +219,23 @@ class Informer:
                     version = self._watch(version)
             except _WatchExpired:
                 continue  # relist at once
-            except (KubeError, OSError, ValueError, KeyError, TypeError) as error:
+            except KubeError as error:
+                if self._stopped.is_set():
+                    return
+                if error.status == 404:
+                    # Not served: an optional kind whose CRD is not installed (PodMonitor without
+                    # the Prometheus Operator). Said once; looked for again every 30 s.
+                    if not unserved:
+                        log.info(
+                            "informer %s: kind not served; retrying every %.0fs",
+                            self._kind,
+                            MAX_BACKOFF_SECONDS,
+                        )
+                    unserved = True
+                    self._stopped.wait(MAX_BACKOFF_SECONDS)
+                    continue
+                log.warning("informer %s: %s; relisting in %.0fs", self._kind, error, backoff)
+            except (OSError, ValueError, KeyError, TypeError) as error:
                 if self._stopped.is_set():
                     return
                 log.warning("informer %s: %s; relisting in %.0fs", self._kind, error, backoff)

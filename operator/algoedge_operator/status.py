@@ -42,11 +42,74 @@ class ScalingState:
     linked_accounts: int | None = None
     connected_accounts: int | None = None
     queue_backlog: int | None = None
+    #: socket.io connections to the API at the last capacity read (None: not reported).
+    connected_sockets: int | None = None
     bridge_replicas: int | None = None
     worker_replicas: int | None = None
     last_scale_time: str | None = None
     #: Set while the capacity endpoint cannot be read (replicas are kept meanwhile).
     capacity_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition beyond Ready, Progressing and Degraded."""
+
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+#: The condition saying whether the tenant's monitor objects exist.
+MONITORING_READY = "MonitoringReady"
+MONITORING_CRDS_MISSING = "MonitoringCRDsMissing"
+
+
+def monitoring_condition(
+    *,
+    enabled: bool,
+    missing_kinds: Sequence[str],
+    discovery_error: str | None,
+    refused_exporters: Sequence[str],
+    failures: Sequence[str],
+    created: Sequence[str],
+) -> Condition:
+    """``MonitoringReady``: whether the monitor objects ``spec.monitoring`` asks for exist. Their
+    absence (no Prometheus Operator CRDs) is reported here only: the tenant is not degraded."""
+    if not enabled:
+        return Condition(
+            MONITORING_READY, False, "MonitoringDisabled", "spec.monitoring.enabled is false"
+        )
+    if discovery_error is not None:
+        return Condition(
+            MONITORING_READY,
+            False,
+            "MonitoringDiscoveryFailed",
+            f"could not ask the API server whether it serves monitoring.coreos.com/v1 "
+            f"({discovery_error}); no monitor object was written or pruned",
+        )
+    if missing_kinds:
+        return Condition(
+            MONITORING_READY,
+            False,
+            MONITORING_CRDS_MISSING,
+            f"the API server does not serve monitoring.coreos.com/v1 {', '.join(missing_kinds)}: "
+            "install the Prometheus Operator's CRDs (kube-prometheus-stack, or prometheus-"
+            "operator's bundle.yaml) to get this tenant's PodMonitors and PrometheusRule; "
+            "everything else runs without them",
+        )
+    if failures:
+        return Condition(MONITORING_READY, False, "ApplyFailed", "; ".join(failures))
+    if refused_exporters:
+        return Condition(
+            MONITORING_READY,
+            False,
+            "ExporterImageNotAllowed",
+            f"{', '.join(refused_exporters)}: outside ALGOEDGE_OPERATOR_IMAGE_ALLOWLIST, so that "
+            "exporter sidecar does not run (the monitors exist)",
+        )
+    return Condition(MONITORING_READY, True, "MonitorsCreated", ", ".join(created))
 
 
 def workload_state(live: Mapping[str, Any] | None) -> ComponentState | None:
@@ -163,9 +226,13 @@ def build_status(
     now: str,
     notice: Problem | None = None,
     credentials_key_fingerprint: str | None = None,
+    more_conditions: Sequence[Condition] = (),
+    more_fields: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole status; equal to ``previous`` when nothing a reader cares about changed.
-    ``Degraded`` names the first of: ``problem``, an unreadable capacity endpoint, ``notice``."""
+    ``Degraded`` names the first of: ``problem``, an unreadable capacity endpoint, ``notice``.
+    ``more_conditions`` follow the three (MonitoringReady, CapacityLow); ``more_fields`` are
+    status fields of their own (capacity, cost)."""
     conditions = conditions_for(
         generation=generation,
         components=components,
@@ -173,7 +240,7 @@ def build_status(
         paused=paused,
         capacity_error=scaling.capacity_error,
         notice=notice,
-    )
+    ) + [_condition(c.type, c.status, c.reason, c.message, generation) for c in more_conditions]
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "profile": profile,
@@ -195,6 +262,7 @@ def build_status(
         KEY_FINGERPRINT: credentials_key_fingerprint or previous.get(KEY_FINGERPRINT),
     }
     status.update({key: value for key, value in optional.items() if value is not None})
+    status.update(more_fields or {})
     return status
 
 
