@@ -14,7 +14,11 @@ def test_should_scrape_metrics_through_the_service(helm: Helm) -> None:
     manifests = helm.render(
         OPERATOR_CHART,
         values={
-            "serviceMonitor": {"enabled": True, "interval": "15s", "additionalLabels": {"release": "kps"}}
+            "serviceMonitor": {
+                "enabled": True,
+                "interval": "15s",
+                "additionalLabels": {"release": "kps"},
+            }
         },
     )
     monitor = only(manifests, "ServiceMonitor")
