@@ -242,7 +242,11 @@ class Kube:
     ) -> tuple[int, Any]:
         response = self._call(method, path, body=body, query=query, content_type=content_type)
         raw = response.read()
-        data = json.loads(raw) if raw else None
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            # Not JSON: e.g. "404 page not found" for an API group the server does not serve.
+            data = {"message": raw[:200].decode(errors="replace").strip()}
         return response.status, data
 
     @staticmethod

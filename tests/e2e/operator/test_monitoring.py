@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from devtools.controlplane.pytest_plugin import KubeCluster
-from tests.e2e.operator.conftest import Operator
+from tests.e2e.operator.conftest import CapacityServer, Operator
 from tests.e2e.operator.support import (
     condition_is,
     create_tenant,
@@ -82,14 +83,18 @@ def install_monitoring_crds(k8s: KubeCluster) -> None:
             minimal_crd(kind, plural),
             content_type="application/apply-patch+yaml",
         )
-    for plural in KINDS.values():
-        wait_until(
-            f"{plural} to be served",
-            lambda plural=plural: any(  # type: ignore[misc]
-                r["name"] == plural for r in raw(k8s, "GET", f"/apis/{GROUP}/v1")["resources"]
-            ),
-            timeout=60,
-        )
+
+    def served() -> bool:
+        # Discovery answers 404 (not JSON) until the group is served.
+        try:
+            found = raw(k8s, "GET", f"/apis/{GROUP}/v1")
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return set(KINDS.values()) <= {r["name"] for r in found["resources"]}
+
+    wait_until("the monitoring CRDs to be served", served, timeout=60)
 
 
 def monitors(k8s: KubeCluster, namespace: str) -> dict[str, dict[str, Any]]:
@@ -145,7 +150,8 @@ def test_monitors_follow_the_crds_and_the_spec(
         lambda: containers(k8s, namespace, "deployments", "acme-pgbouncer") == ["pgbouncer"],
         timeout=60,
     )
-    assert read_tenant(k8s, namespace, "acme")["status"]["conditions"][0]["status"] == "True"
+    # pgBouncer and Redis roll without their exporters, and come back Ready.
+    wait_until("the tenant Ready again", condition_is(k8s, namespace, "acme", "Ready", "True"))
 
 
 def test_a_label_key_that_is_not_a_kubernetes_label_is_refused(
@@ -175,19 +181,37 @@ def test_a_label_key_that_is_not_a_kubernetes_label_is_refused(
         assert message in error["message"], error
 
 
-def test_capacity_follows_the_api_replicas(
-    k8s: KubeCluster, namespace: str, operator: Operator
+def test_capacity_and_cost_follow_the_api_replicas_and_sockets(
+    k8s: KubeCluster, namespace: str, operator: Operator, capacity_server: CapacityServer
 ) -> None:
+    capacity_server.answer(namespace, "acme", linked=0, sockets=300)
     create_tenant_secrets(k8s, namespace)
     create_tenant(k8s, namespace, "acme", api={"minReplicas": 1, "maxReplicas": 4})
 
-    def users() -> int | None:
-        capacity = (read_tenant(k8s, namespace, "acme").get("status") or {}).get("capacity") or {}
-        return capacity.get("users")
+    def capacity() -> dict[str, Any]:
+        return dict((read_tenant(k8s, namespace, "acme").get("status") or {}).get("capacity") or {})
 
-    wait_until("capacity for one API pod", lambda: users() == 500, timeout=180)
-    status = read_tenant(k8s, namespace, "acme")["status"]
-    assert float(status["cost"]["monthlyTotal"]) > 0
+    def cost() -> float:
+        status = read_tenant(k8s, namespace, "acme").get("status") or {}
+        return float((status.get("cost") or {}).get("monthlyTotal") or 0)
+
+    wait_until(
+        "300 sockets against one API pod",
+        lambda: capacity().get("utilizationPercent") == 60 and capacity()["users"] == 500,
+        timeout=180,
+    )
+    one_pod = cost()
+    assert one_pod > 0
+    assert not events(k8s, namespace, "CapacityLow")
     patch_tenant(k8s, namespace, "acme", {"spec": {"api": {"minReplicas": 3}}})
-    wait_until("capacity for three API pods", lambda: users() == 1500, timeout=180)
-    assert not events(k8s, namespace, "CapacityLow")  # no sockets reported: no warning
+    wait_until("capacity for three API pods", lambda: capacity().get("users") == 1500, timeout=180)
+    wait_until("the cost of three API pods", lambda: cost() > one_pod, timeout=60)
+    capacity_server.answer(namespace, "acme", linked=0, sockets=1300)
+    low = wait_until(
+        "CapacityLow at 1300 of 1500",
+        condition_is(k8s, namespace, "acme", "CapacityLow", "True", "AboveThreshold"),
+        timeout=60,
+    )
+    assert "1300 sockets connected against 1500 users" in low["message"]
+    wait_until("a CapacityLow Warning", lambda: events(k8s, namespace, "CapacityLow"), timeout=30)
+    assert condition_is(k8s, namespace, "acme", "Ready", "True")()
