@@ -72,7 +72,8 @@ def monitored_pgbouncer(
         upstream=postgres,
         ini=pgbouncer_config(monitored, database),
         userlist=values[USERLIST_KEY],
-    ).start()
+    )
+    bouncer.start()
     yield bouncer, values
     bouncer.stop()
 
