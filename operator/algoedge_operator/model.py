@@ -289,7 +289,10 @@ class SpecFields(_Fields):
     bridge: BridgeFields = BridgeFields()
     rate_limits: RateLimitsFields = RateLimitsFields()
     limits: LimitsFields = LimitsFields()
-    monitoring: MonitoringFields = MonitoringFields()
+    monitoring: MonitoringFields = Field(
+        default=MonitoringFields(),
+        description="Prometheus Operator monitoring of the tenant (docs/operator.md).",
+    )
 
 
 # -- the spec as the builders read it -------------------------------------------------------------
