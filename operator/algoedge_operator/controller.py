@@ -124,6 +124,7 @@ class Runtime:
             tenant_loop = self._loops.pop(uid, None)
             if tenant_loop is not None:
                 tenant_loop.cancel()
+            metrics.forget_tenant(str(metadata.get("namespace")), str(metadata.get("name")))
             metrics.TENANTS.set(len(self._loops))
             return
         tenant_loop = self._loops.get(uid)

@@ -593,6 +593,14 @@ class TenantReconciler:
         patch = status_patch(previous_status, status)
         if patch is not None:
             self._api.patch_tenant_status(tenant.namespace, tenant.name, patch)
+        metrics.record_tenant(
+            tenant.namespace,
+            tenant.name,
+            ready=status["conditions"][0]["status"] == "True",
+            users=capacity.users,
+            monthly_cost=float(status["cost"]["monthlyTotal"]),
+            currency=status["cost"]["currency"],
+        )
         self._report(tenant, problem or notice, seen.failures, previous_status, status)
         if low and _condition(previous_status, CAPACITY_LOW).get("status") != "True":
             self.post_event(tenant, reason=CAPACITY_LOW, message=low_message, warning=True)

@@ -30,7 +30,13 @@ def test_should_scrape_metrics_through_the_service(helm: Helm) -> None:
     )
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["algoedge-system"]}
     assert monitor["spec"]["endpoints"] == [
-        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+        {
+            "port": "http",
+            "path": "/metrics",
+            "honorLabels": True,
+            "interval": "15s",
+            "scrapeTimeout": "10s",
+        }
     ]
 
 

@@ -8,6 +8,7 @@ import hashlib
 from typing import Any
 
 import pytest
+from algoedge_operator import metrics
 from algoedge_operator.builders import CHILDREN, ScaleTargets
 from algoedge_operator.builders.common import CHECKSUM_ANNOTATION
 from algoedge_operator.kube import KubeError, ObjectRef
@@ -796,3 +797,24 @@ def the_cost(server: FakeApiServer, *, linked_accounts: int) -> dict[str, Any]:
         previous_status={},
     )
     return dict(result.status["cost"])
+
+
+class TestTenantMetrics:
+    def test_should_export_readiness_capacity_and_cost_per_tenant(
+        self, server: FakeApiServer
+    ) -> None:
+        result = the_cost(server, linked_accounts=2)
+        labels = {"namespace": NAMESPACE, "tenant": "acme"}
+        assert counter("algoedge_operator_tenant_ready", **labels) == 1.0
+        assert counter("algoedge_operator_tenant_capacity_users", **labels) == 500.0
+        assert counter(
+            "algoedge_operator_tenant_monthly_cost", **labels, currency="USD"
+        ) == pytest.approx(float(result["monthlyTotal"]))
+
+    def test_should_forget_a_deleted_tenant(self, server: FakeApiServer) -> None:
+        the_cost(server, linked_accounts=0)
+        metrics.forget_tenant(NAMESPACE, "acme")
+        labels = {"namespace": NAMESPACE, "tenant": "acme"}
+        assert REGISTRY.get_sample_value("algoedge_operator_tenant_ready", labels) is None
+        cost = {**labels, "currency": "USD"}
+        assert REGISTRY.get_sample_value("algoedge_operator_tenant_monthly_cost", cost) is None
