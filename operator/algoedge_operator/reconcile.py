@@ -554,6 +554,11 @@ class TenantReconciler:
             refused_exporters=self._refused_exporters,
             failures=[f.line for f in seen.failures if f.ref.api_version == MONITORING_API_VERSION],
             created=[f"{c.kind} {child_name(tenant, c.component)}" for c in monitors],
+            pending=[
+                f"{c.kind} {child_name(tenant, c.component)}"
+                for c in monitors
+                if available(c) and seen.live.get(_ref(tenant, c)) is None
+            ],
         )
         api = components.get("api")
         capacity = Capacity(

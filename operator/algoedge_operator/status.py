@@ -74,9 +74,11 @@ def monitoring_condition(
     refused_exporters: Sequence[str],
     failures: Sequence[str],
     created: Sequence[str],
+    pending: Sequence[str] = (),
 ) -> Condition:
-    """``MonitoringReady``: whether the monitor objects ``spec.monitoring`` asks for exist. Their
-    absence (no Prometheus Operator CRDs) is reported here only: the tenant is not degraded."""
+    """``MonitoringReady``: whether the monitor objects ``spec.monitoring`` asks for exist
+    (``created``; ``pending`` are wanted and served but not there). Their absence (no Prometheus
+    Operator CRDs) is reported here only: the tenant is not degraded."""
     if not enabled:
         return Condition(
             MONITORING_READY, False, "MonitoringDisabled", "spec.monitoring.enabled is false"
@@ -101,6 +103,13 @@ def monitoring_condition(
         )
     if failures:
         return Condition(MONITORING_READY, False, "ApplyFailed", "; ".join(failures))
+    if pending:
+        return Condition(
+            MONITORING_READY,
+            False,
+            "MonitorsNotCreated",
+            f"not written yet (paused, or the pass stopped before): {', '.join(pending)}",
+        )
     if refused_exporters:
         return Condition(
             MONITORING_READY,

@@ -703,6 +703,16 @@ class TestMonitoring:
         assert not [ref for ref in server.objects if ref.api_version == MONITORING]
         assert condition(second, "MonitoringReady")[:2] == ("False", "MonitoringDisabled")
 
+    def test_should_not_claim_monitors_a_paused_tenant_did_not_write(
+        self, server: FakeApiServer
+    ) -> None:
+        server.served[MONITORING] = {"PodMonitor", "PrometheusRule"}
+        result = run(server, tenant(paused=True, **MONITORED))
+        status, reason, message = condition(result, "MonitoringReady")
+        assert (status, reason) == ("False", "MonitorsNotCreated")
+        assert "PrometheusRule acme-alerts" in message
+        assert server.find("PrometheusRule", "acme-alerts") is None
+
     def test_should_ask_discovery_once_per_ttl(self, server: FakeApiServer) -> None:
         the_reconciler = reconciler(server)
         first = run(server, tenant(**MONITORED), reconciler_=the_reconciler)
