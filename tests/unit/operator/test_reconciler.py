@@ -11,7 +11,7 @@ import pytest
 from algoedge_operator import metrics
 from algoedge_operator.builders import CHILDREN, ScaleTargets
 from algoedge_operator.builders.common import CHECKSUM_ANNOTATION
-from algoedge_operator.kube import KubeError, ObjectRef
+from algoedge_operator.kube import KubeError, ObjectRef, ServedKinds
 from algoedge_operator.model import Tenant
 from algoedge_operator.reconcile import ReconcileResult, TenantReconciler
 from algoedge_operator.settings import OperatorSettings
@@ -713,11 +713,17 @@ class TestMonitoring:
         assert "PrometheusRule acme-alerts" in message
         assert server.find("PrometheusRule", "acme-alerts") is None
 
-    def test_should_ask_discovery_once_per_ttl(self, server: FakeApiServer) -> None:
-        the_reconciler = reconciler(server)
-        first = run(server, tenant(**MONITORED), reconciler_=the_reconciler)
-        run(server, tenant(**MONITORED), previous=first, reconciler_=the_reconciler)
-        assert server.discoveries == 1
+    def test_should_remember_discovery_for_its_ttl_only(self, server: FakeApiServer) -> None:
+        now = [100.0]
+        served = ServedKinds(server, ttl=15, clock=lambda: now[0])
+        server.served[MONITORING] = {"PodMonitor"}
+        assert served(MONITORING) == {"PodMonitor"}
+        server.served[MONITORING] = {"PodMonitor", "PrometheusRule"}
+        now[0] += 14.9
+        assert served(MONITORING) == {"PodMonitor"}  # remembered
+        now[0] += 0.2
+        assert served(MONITORING) == {"PodMonitor", "PrometheusRule"}  # asked again
+        assert server.discoveries == 2
 
     def test_should_run_the_exporters_with_a_generated_stats_password_kept(
         self, server: FakeApiServer
