@@ -1,4 +1,4 @@
-"""The operator's demand signal: linked accounts (Postgres), connected accounts and queue backlogs (Redis)."""
+"""The operator's demand signal: linked accounts (Postgres), connected accounts, queue backlogs and the API's connected sockets (Redis)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,17 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
 from algoedge.db import Database, accounts
-from algoedge.keys import BRIDGE_CONNECTED_KEY, BRIDGE_HEARTBEAT_SECONDS
+from algoedge.keys import (
+    API_SOCKETS_KEY,
+    API_SOCKETS_STALE_SECONDS,
+    BRIDGE_CONNECTED_KEY,
+    BRIDGE_HEARTBEAT_SECONDS,
+)
 
 #: kombu's Redis transport keeps priority levels 3, 6 and 9 of a queue in lists named
 #: ``<queue>\x06\x16<n>`` (level 0 is the bare name), and every message a worker reserved but
@@ -26,6 +32,23 @@ class Capacity:
     linked_accounts: int
     connected_accounts: int
     queue_backlog: dict[str, int]
+    #: socket.io connections to every API process of the tenant (their fresh counts summed).
+    connected_sockets: int
+
+
+def fresh_socket_count(entries: dict[Any, Any], *, now: float) -> int:
+    """The sum of the API processes' socket counts (``"<sockets> <unix time>"``) reported within
+    API_SOCKETS_STALE_SECONDS of ``now``; unreadable entries count nothing."""
+    total = 0
+    for raw in entries.values():
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        try:
+            count, at = (int(part) for part in text.split())
+        except ValueError:
+            continue
+        if now - at < API_SOCKETS_STALE_SECONDS and count >= 0:
+            total += count
+    return total
 
 
 def waiting_lists(queue: str) -> list[str]:
@@ -59,10 +82,11 @@ async def read_capacity(db: Database, redis: Redis, *, queues: tuple[str, ...]) 
         # Bridge replicas keep a sorted set of account id -> last heartbeat (unix seconds).
         pipe.zcount(BRIDGE_CONNECTED_KEY, fresh_after, "+inf")
         pipe.hvals(KOMBU_UNACKED_KEY)
+        pipe.hgetall(API_SOCKETS_KEY)
         for queue in queues:
             for name in waiting_lists(queue):
                 pipe.llen(name)
-        connected, unacked, *lengths = await pipe.execute()
+        connected, unacked, sockets, *lengths = await pipe.execute()
     reserved = reserved_by_queue(unacked)
     per_queue = len(KOMBU_PRIORITY_STEPS) + 1
     return Capacity(
@@ -73,4 +97,5 @@ async def read_capacity(db: Database, redis: Redis, *, queues: tuple[str, ...]) 
             + reserved[queue]
             for i, queue in enumerate(queues)
         },
+        connected_sockets=fresh_socket_count(sockets, now=time.time()),
     )

@@ -18,6 +18,13 @@ SESSION_ENDED_CHANNEL = f"{PREFIX}:sessions:ended"
 BRIDGE_CONNECTED_KEY = f"{PREFIX}:bridge:connected"
 #: A bridge replica re-reports each connected account at least this often; older entries are stale.
 BRIDGE_HEARTBEAT_SECONDS = 90
+#: Hash: API process (``<host>:<pid>``) -> ``"<sockets> <unix time>"``: each API process's count of
+#: connected sockets, rewritten on every change and at least every API_SOCKETS_REPORT_SECONDS;
+#: the capacity endpoint sums the entries younger than API_SOCKETS_STALE_SECONDS.
+API_SOCKETS_KEY = f"{PREFIX}:api:sockets"
+API_SOCKETS_REPORT_SECONDS = 10
+#: An entry this old belongs to a process that stopped without removing it.
+API_SOCKETS_STALE_SECONDS = 3 * API_SOCKETS_REPORT_SECONDS
 #: Sorted set: bridge member (pod name) -> expiry of its registration (Redis server time, ms).
 BRIDGE_MEMBERS_KEY = f"{PREFIX}:bridge:members"
 #: Channel on which the API announces linked, edited and unlinked accounts (the account id), so

@@ -27,10 +27,10 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, cast
 
 import socketio
 from redis.asyncio import Redis
@@ -40,9 +40,16 @@ from algoedge.auth import AuthError, Claims
 from algoedge.cache import CachedUser, client_options
 from algoedge.db.errors import DATABASE_FAILURES
 from algoedge.events import publish_event
-from algoedge.keys import EVENTS_CHANNEL, SESSION_ENDED_CHANNEL, SOCKETIO_CHANNEL
+from algoedge.keys import (
+    API_SOCKETS_KEY,
+    API_SOCKETS_REPORT_SECONDS,
+    EVENTS_CHANNEL,
+    SESSION_ENDED_CHANNEL,
+    SOCKETIO_CHANNEL,
+)
 from algoedge.metrics import (
     EVENTS_RELAYED,
+    REDIS_ERRORS,
     SOCKET_SESSION_CHECK_ERRORS,
     SOCKETS_CONNECTED,
     SOCKETS_DISCONNECTED,
@@ -142,6 +149,8 @@ class Sockets:
         self._sockets: dict[str, _Socket] = {}
         self._by_session: dict[str, _Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Set when this pod's socket count changed: report_count_forever writes it at once.
+        self._count_changed = asyncio.Event()
         self._last_warning = -_WARNING_INTERVAL_SECONDS
         self.server.on("connect", self._on_connect)
         self.server.on("disconnect", self._on_disconnect)
@@ -233,6 +242,7 @@ class Sockets:
             if not session.sids:
                 del self._by_session[socket.claims.jti]
         SOCKETS_CONNECTED.dec()
+        self._count_changed.set()
 
     def _register(self, sid: str, claims: Claims, *, eio_sid: str) -> None:
         seconds_left = (claims.expires_at - datetime.now(UTC)).total_seconds()
@@ -242,6 +252,7 @@ class Sockets:
         self._sockets[sid] = _Socket(claims=claims, eio_sid=eio_sid, expiry=expiry)
         self._by_session.setdefault(claims.jti, _Session(claims)).sids.add(sid)
         SOCKETS_CONNECTED.inc()
+        self._count_changed.set()
 
     async def _close(self, sid: str, *, reason: DisconnectReason) -> None:
         """Tell the client its namespace is gone (it does not reconnect then), then close the
@@ -279,6 +290,32 @@ class Sockets:
             except Exception:  # a bug must not end the checks for the life of the pod
                 SOCKET_SESSION_CHECK_ERRORS.inc()
                 log.exception("checking the sessions of sockets failed unexpectedly")
+
+    async def report_count_forever(
+        self, process: str, *, interval: float = API_SOCKETS_REPORT_SECONDS
+    ) -> None:
+        """Until cancelled, keep this process's socket count in ``algoedge:api:sockets`` (field
+        ``process``): at once after a change, else every ``interval`` so the entry stays fresh.
+        The operator reads the sum through the capacity endpoint (``status.capacity``). The
+        entry is removed when cancelled; a crashed process's goes stale and is ignored."""
+        try:
+            while True:
+                self._count_changed.clear()
+                await self._write_count(process)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._count_changed.wait(), interval)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                # redis-py types its commands for both clients; this one is the asyncio client.
+                await cast("Awaitable[int]", self._redis().hdel(API_SOCKETS_KEY, process))
+
+    async def _write_count(self, process: str) -> None:
+        try:
+            count = f"{len(self._sockets)} {int(time.time())}"
+            await cast("Awaitable[int]", self._redis().hset(API_SOCKETS_KEY, process, count))
+        except RedisError as exc:  # the next change or interval writes it again
+            REDIS_ERRORS.labels(operation="socket_count").inc()
+            self._warn("reporting this pod's socket count failed", exc)
 
     async def check_sessions(self) -> None:
         sessions = self._sessions()

@@ -24,6 +24,9 @@ class CapacityReport:
     linked_accounts: int
     connected_accounts: int
     queue_backlog: Mapping[str, int]
+    #: socket.io connections to the tenant's API pods; None while the API does not report them
+    #: (the key is optional: ``status.capacity`` then shows no utilisation).
+    connected_sockets: int | None = None
 
     @property
     def total_backlog(self) -> int:
@@ -53,6 +56,9 @@ def parse_capacity(payload: Any) -> CapacityReport:
         linked_accounts=_count(payload, "linked_accounts"),
         connected_accounts=_count(payload, "connected_accounts"),
         queue_backlog=queues,
+        connected_sockets=(
+            _count(payload, "connected_sockets") if "connected_sockets" in payload else None
+        ),
     )
 
 

@@ -124,6 +124,7 @@ class Runtime:
             tenant_loop = self._loops.pop(uid, None)
             if tenant_loop is not None:
                 tenant_loop.cancel()
+            metrics.forget_tenant(str(metadata.get("namespace")), str(metadata.get("name")))
             metrics.TENANTS.set(len(self._loops))
             return
         tenant_loop = self._loops.get(uid)
@@ -314,6 +315,7 @@ class TenantLoop:
             self._scaling,
             linked_accounts=report.linked_accounts,
             connected_accounts=report.connected_accounts,
+            connected_sockets=report.connected_sockets,
             queue_backlog=report.total_backlog,
             bridge_replicas=bridge.replicas,
             worker_replicas=workers.replicas,

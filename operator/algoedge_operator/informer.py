@@ -218,7 +218,18 @@ class Informer:
                     version = self._watch(version)
             except _WatchExpired:
                 continue  # relist at once
-            except (KubeError, OSError, ValueError, KeyError, TypeError) as error:
+            except KubeError as error:
+                if self._stopped.is_set():
+                    return
+                if error.status == 404:
+                    # Not served: an optional kind whose CRD is not installed (PodMonitor without
+                    # the Prometheus Operator). Said once; then API discovery, not a list, asks
+                    # every 30 s whether it is served yet.
+                    log.info("informer %s: kind not served; waiting for it", self._kind)
+                    self._wait_until_served()
+                    continue
+                log.warning("informer %s: %s; relisting in %.0fs", self._kind, error, backoff)
+            except (OSError, ValueError, KeyError, TypeError) as error:
                 if self._stopped.is_set():
                     return
                 log.warning("informer %s: %s; relisting in %.0fs", self._kind, error, backoff)
@@ -228,6 +239,15 @@ class Informer:
                 log.exception("informer %s failed; relisting in %.0fs", self._kind, backoff)
             self._stopped.wait(backoff)
             backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+
+    def _wait_until_served(self) -> None:
+        """Until stopped or the kind is served (discovery says so), every MAX_BACKOFF_SECONDS."""
+        while not self._stopped.wait(MAX_BACKOFF_SECONDS):
+            try:
+                if self._kind in self._kube.served_kinds(self._api_version):
+                    return
+            except KubeError as error:
+                log.debug("informer %s: discovery failed: %s", self._kind, error)
 
     def _watch(self, version: str) -> str:
         """One watch from ``version``; the version to continue from."""

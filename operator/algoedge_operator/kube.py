@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -123,6 +125,44 @@ class Transport(Protocol):
 
     def post_event(self, event: Mapping[str, Any]) -> None: ...
 
+    def served_kinds(self, api_version: str) -> frozenset[str]: ...
+
+
+#: How long the answer of API discovery is remembered: installing the Prometheus Operator's CRDs
+#: shows within this (plus a resync) without a discovery request per reconcile.
+DISCOVERY_TTL_SECONDS = 15.0
+
+
+class ServedKinds:
+    """Which kinds an API group/version serves, by API discovery, each answer remembered for
+    ``ttl`` seconds (thread-safe: reconciles run in several threads)."""
+
+    def __init__(
+        self,
+        api: Transport,
+        *,
+        ttl: float = DISCOVERY_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._api = api
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def __call__(self, api_version: str) -> frozenset[str]:
+        """The kinds served now (empty when the group/version is not); KubeError when discovery
+        fails (nothing is remembered then)."""
+        now = self._clock()
+        with self._lock:
+            known = self._known.get(api_version)
+        if known is not None and now - known[0] < self._ttl:
+            return known[1]
+        kinds = self._api.served_kinds(api_version)
+        with self._lock:
+            self._known[api_version] = (now, kinds)
+        return kinds
+
 
 def connect() -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG)."""
@@ -202,7 +242,11 @@ class Kube:
     ) -> tuple[int, Any]:
         response = self._call(method, path, body=body, query=query, content_type=content_type)
         raw = response.read()
-        data = json.loads(raw) if raw else None
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            # Not JSON: e.g. "404 page not found" for an API group the server does not serve.
+            data = {"message": raw[:200].decode(errors="replace").strip()}
         return response.status, data
 
     @staticmethod
@@ -337,6 +381,20 @@ class Kube:
             and (status == 202 or bool((data.get("metadata") or {}).get("deletionTimestamp")))
         )
         return dict(data) if pending else None
+
+    def served_kinds(self, api_version: str) -> frozenset[str]:
+        """Kinds of the group/version's resources by API discovery (``GET /apis/<g>/<v>``, which
+        every authenticated client may read); empty when the API server does not serve it."""
+        path = _group_path(api_version)
+        status, data = self._request("GET", path)
+        metrics.API_READS.labels(verb="discover", kind=api_version).inc()
+        if status == 404:
+            return frozenset()
+        if status != 200:
+            raise self._fail("GET", path, status, data)
+        resources = (data or {}).get("resources") or []
+        # Subresources (podmonitors/status) share their kind: only the resources themselves.
+        return frozenset(str(r["kind"]) for r in resources if "/" not in str(r.get("name", "")))
 
     def patch_tenant_status(
         self, namespace: str, name: str, status_body: Mapping[str, Any]

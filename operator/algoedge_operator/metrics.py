@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -51,6 +53,51 @@ CACHE_READS = Counter(
     ["kind"],
 )
 TENANTS = Gauge("algoedge_operator_tenants", "Tenants the operator currently watches.")
+# Per tenant, labelled with the monitoring label contract's namespace and tenant (the chart's
+# ServiceMonitor honours these labels, so they are the tenant's, not the operator's namespace).
+TENANT_READY = Gauge(
+    "algoedge_operator_tenant_ready",
+    "1 while the tenant's Ready condition is True, else 0.",
+    ["namespace", "tenant"],
+)
+TENANT_CAPACITY_USERS = Gauge(
+    "algoedge_operator_tenant_capacity_users",
+    "Users the tenant's ready API pods can serve (status.capacity.users).",
+    ["namespace", "tenant"],
+)
+TENANT_MONTHLY_COST = Gauge(
+    "algoedge_operator_tenant_monthly_cost",
+    "The tenant's monthly cost estimate (status.cost.monthlyTotal) in the price sheet's currency.",
+    ["namespace", "tenant", "currency"],
+)
+#: The currency each tenant's cost series is labelled with now (to drop it when it changes).
+_COST_CURRENCY: dict[tuple[str, str], str] = {}
+
+
+def record_tenant(
+    namespace: str, tenant: str, *, ready: bool, users: int, monthly_cost: float, currency: str
+) -> None:
+    """The per-tenant gauges after a reconcile."""
+    TENANT_READY.labels(namespace=namespace, tenant=tenant).set(1 if ready else 0)
+    TENANT_CAPACITY_USERS.labels(namespace=namespace, tenant=tenant).set(users)
+    before = _COST_CURRENCY.get((namespace, tenant))
+    if before is not None and before != currency:
+        TENANT_MONTHLY_COST.remove(namespace, tenant, before)
+    _COST_CURRENCY[(namespace, tenant)] = currency
+    TENANT_MONTHLY_COST.labels(namespace=namespace, tenant=tenant, currency=currency).set(
+        monthly_cost
+    )
+
+
+def forget_tenant(namespace: str, tenant: str) -> None:
+    """Drop a deleted tenant's series (a gauge would otherwise report it forever)."""
+    for gauge in (TENANT_READY, TENANT_CAPACITY_USERS):
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, tenant)
+    currency = _COST_CURRENCY.pop((namespace, tenant), None)
+    if currency is not None:
+        with contextlib.suppress(KeyError):
+            TENANT_MONTHLY_COST.remove(namespace, tenant, currency)
 
 
 async def _metrics(_: web.Request) -> web.Response:

@@ -519,6 +519,47 @@ class LimitsFields(_Fields):
     )
 
 
+#: A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of 1-63
+#: alphanumerics, ``-``, ``_``, ``.`` that starts and ends alphanumeric (apimachinery's
+#: ``IsQualifiedName``). The CRD's CEL rule uses the same expression (a unit test holds them equal).
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+#: A Kubernetes label value: empty, or what a key's name part may be (``IsValidLabelValue``).
+LABEL_VALUE_PATTERN = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+#: Label keys under this prefix are the operator's own (the informers select on one of them).
+RESERVED_LABEL_PREFIX = "app.kubernetes.io/"
+
+LabelKey = Annotated[StrictStr, Field(pattern=LABEL_KEY_PATTERN, max_length=317)]
+LabelValue = Annotated[StrictStr, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]
+
+
+class MonitoringFields(_Fields):
+    enabled: StrictBool = Field(
+        default=False,
+        description="Create a PodMonitor per component and a PrometheusRule (when the "
+        "monitoring.coreos.com CRDs exist) and run the pgBouncer and Redis exporter sidecars.",
+    )
+    labels: dict[LabelKey, LabelValue] = Field(
+        default={},
+        description="Labels put on every PodMonitor and PrometheusRule, so a Prometheus's "
+        "selectors pick them up (kube-prometheus-stack: release: <its release>).",
+    )
+
+    @model_validator(mode="after")
+    def _not_the_operators_labels(self) -> MonitoringFields:
+        reserved = sorted(key for key in self.labels if key.startswith(RESERVED_LABEL_PREFIX))
+        if reserved:
+            raise ValueError(
+                f"spec.monitoring.labels: {', '.join(reserved)}: keys under "
+                f"{RESERVED_LABEL_PREFIX} are the operator's own"
+            )
+        if any(len(key.rsplit("/", 1)[0]) > 253 for key in self.labels if "/" in key):
+            raise ValueError("spec.monitoring.labels: a key's prefix is longer than 253 characters")
+        return self
+
+
 class SpecFields(_Fields):
     """``spec`` of an AlgoEdgeTenant, field for field and default for default as in the CRD."""
 
@@ -601,6 +642,10 @@ class SpecFields(_Fields):
     )
     limits: LimitsFields = Field(
         default=LimitsFields(), description="Per-user limits the API enforces."
+    )
+    monitoring: MonitoringFields = Field(
+        default=MonitoringFields(),
+        description="Prometheus Operator monitoring of the tenant (docs/operator.md).",
     )
 
 
@@ -733,6 +778,13 @@ class BridgeSpec:
 
 
 @dataclass(frozen=True)
+class MonitoringSpec:
+    enabled: bool
+    #: ``spec.monitoring.labels``, sorted by key.
+    labels: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class TenantSpec:
     image: str
     bridge_image: str
@@ -753,6 +805,7 @@ class TenantSpec:
     allowed_origins: tuple[str, ...]
     #: ``ALGOEDGE_ACCOUNTS_PER_USER``.
     accounts_per_user: int
+    monitoring: MonitoringSpec = MonitoringSpec(enabled=False, labels=())
 
 
 @dataclass(frozen=True)
@@ -913,6 +966,10 @@ def parse_spec(raw: Mapping[str, Any]) -> TenantSpec:
         trusted_proxies=fields.trusted_proxies or (),
         allowed_origins=fields.allowed_origins or (),
         accounts_per_user=fields.limits.accounts_per_user,
+        monitoring=MonitoringSpec(
+            enabled=fields.monitoring.enabled,
+            labels=tuple(sorted(fields.monitoring.labels.items())),
+        ),
     )
 
 

@@ -21,6 +21,7 @@ import logging
 import secrets as random_source
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from algoedge.urls import POSTGRES_FORM, REDIS_FORM, REDIS_SCHEMES, check_redis_url, split_url
@@ -43,9 +44,12 @@ from algoedge_operator.builders.config import (
     INTERNAL_TOKEN,
     credentials_key_fingerprint,
 )
+from algoedge_operator.builders.monitors import MONITORING_API_VERSION
+from algoedge_operator.builders.pgbouncer import STATS_PASSWORD_KEY
 from algoedge_operator.diff import needs_apply, stamp, take_back
+from algoedge_operator.glance import Capacity, PriceSheet, monthly_cost
 from algoedge_operator.informer import ChildCache, ChildStore
-from algoedge_operator.kube import KubeError, ObjectRef, Propagation, Transport
+from algoedge_operator.kube import KubeError, ObjectRef, Propagation, ServedKinds, Transport
 from algoedge_operator.model import (
     API_VERSION,
     KIND,
@@ -61,9 +65,11 @@ from algoedge_operator.settings import OperatorSettings, image_allowed, variable
 from algoedge_operator.status import (
     KEY_FINGERPRINT,
     ComponentState,
+    Condition,
     Problem,
     ScalingState,
     build_status,
+    monitoring_condition,
     status_patch,
     workload_state,
 )
@@ -72,6 +78,9 @@ log = logging.getLogger(__name__)
 
 #: Ready/Degraded reason while some child could not be written.
 APPLY_FAILED = "ApplyFailed"
+#: Condition (and Warning Event when it turns True): sockets above CAPACITY_LOW_PERCENT of what
+#: the ready API pods can serve.
+CAPACITY_LOW = "CapacityLow"
 #: Degraded while no MetaAPI token is referenced: everything else runs, the bridge does not.
 METAAPI_TOKEN_NOT_SET = Problem(
     "MetaApiTokenNotSet",
@@ -265,8 +274,33 @@ class TenantReconciler:
         """``store``: the informers' memory of children; without it every child read is a GET."""
         self._api = api
         self._children = ChildCache(api, store)
-        self._images = Images(redis=settings.redis_image, pgbouncer=settings.pgbouncer_image)
         self._image_allowlist = settings.image_allowlist
+        exporters = {
+            "pgbouncer_exporter": settings.pgbouncer_exporter_image,
+            "redis_exporter": settings.redis_exporter_image,
+        }
+        #: Exporter images the allowlist refuses, as the MonitoringReady condition names them.
+        self._refused_exporters = [
+            f"{variable(field + '_image')} {image}"
+            for field, image in exporters.items()
+            if not image_allowed(image, settings.image_allowlist)
+        ]
+        allowed = {
+            field: image if image_allowed(image, settings.image_allowlist) else None
+            for field, image in exporters.items()
+        }
+        self._images = Images(
+            redis=settings.redis_image, pgbouncer=settings.pgbouncer_image, **allowed
+        )
+        self._served = ServedKinds(api)
+        self._users_per_api_pod = settings.api_users_per_pod
+        self._prices = PriceSheet(
+            cpu_core_month=Decimal(str(settings.price_cpu_core_month)),
+            memory_gib_month=Decimal(str(settings.price_memory_gib_month)),
+            storage_gib_month=Decimal(str(settings.price_storage_gib_month)),
+            metaapi_account_month=Decimal(str(settings.price_metaapi_account_month)),
+            currency=settings.cost_currency,
+        )
         self._new_secret_value = new_secret_value
         self._clock = clock
 
@@ -396,7 +430,15 @@ class TenantReconciler:
             return internal
         if key_fingerprint is not None and not internal.get(CREDENTIALS_KEY):
             return credentials_key_missing(tenant, key_fingerprint)
+        stats_password: str | None = None
+        if tenant.spec.monitoring.enabled:
+            # Generated once, then read back from <t>-pgbouncer, where the exporter's URL is.
+            pgbouncer = self._owned_values(tenant, "pgbouncer")
+            if isinstance(pgbouncer, Problem):
+                return pgbouncer
+            stats_password = self._completed(pgbouncer, (STATS_PASSWORD_KEY,))[STATS_PASSWORD_KEY]
         return TenantSecrets(
+            pgbouncer_stats_password=stats_password,
             internal=self._completed(internal, INTERNAL_KEYS),
             redis_password=redis_password,
             database=database,
@@ -432,6 +474,19 @@ class TenantReconciler:
             )
         return replica
 
+    def _optional_kinds(self) -> tuple[set[tuple[str, str]], str | None]:
+        """(apiVersion, kind) of the optional children's kinds the API server serves, by
+        discovery (cached briefly), and the discovery error if it failed."""
+        served: set[tuple[str, str]] = set()
+        error: str | None = None
+        for api_version in sorted({c.api_version for c in CHILDREN if c.optional_api}):
+            try:
+                served |= {(api_version, kind) for kind in self._served(api_version)}
+            except KubeError as failure:
+                log.warning("discovery of %s failed: %s", api_version, failure)
+                error = failure.summary
+        return served, error
+
     def internal_token(self, tenant: Tenant) -> str | None:
         internal = self._owned_values(tenant, "internal")
         return None if isinstance(internal, Problem) else internal.get(INTERNAL_TOKEN)
@@ -459,15 +514,23 @@ class TenantReconciler:
         )
         seen = _Pass(tenant)
         problem: Problem | None = inputs if isinstance(inputs, Problem) else None
+        served, discovery_error = self._optional_kinds()
+
+        def available(child: Child) -> bool:
+            # A kind the API server does not serve can neither be written nor exist.
+            return not child.optional_api or (child.api_version, child.kind) in served
+
         if isinstance(inputs, TenantSecrets):
             running = targets or scale_targets_of(lambda child: self._read(tenant, child))
             build = BuildInputs(
                 secrets=inputs, targets=targets_within(tenant.spec, running), images=self._images
             )
             for child in wanted_children(tenant):
-                self._converge(tenant, child, build, seen)
+                if available(child):
+                    self._converge(tenant, child, build, seen)
             for child in prunable_children(tenant):
-                self._prune(tenant, child, seen)
+                if available(child):
+                    self._prune(tenant, child, seen)
             if seen.conflicts:
                 problem = name_conflict(tenant, seen.conflicts)
             elif seen.failures:
@@ -483,6 +546,32 @@ class TenantReconciler:
                 scaling, bridge_replicas=live_targets.bridge, worker_replicas=live_targets.workers
             )
         notice = METAAPI_TOKEN_NOT_SET if tenant.spec.bridge.metaapi.token_secret is None else None
+        monitors = [child for child in wanted_children(tenant) if child.optional_api]
+        monitoring = monitoring_condition(
+            enabled=tenant.spec.monitoring.enabled,
+            missing_kinds=sorted({c.kind for c in monitors if not available(c)}),
+            discovery_error=discovery_error,
+            refused_exporters=self._refused_exporters,
+            failures=[f.line for f in seen.failures if f.ref.api_version == MONITORING_API_VERSION],
+            created=[f"{c.kind} {child_name(tenant, c.component)}" for c in monitors],
+            pending=[
+                f"{c.kind} {child_name(tenant, c.component)}"
+                for c in monitors
+                if available(c) and seen.live.get(_ref(tenant, c)) is None
+            ],
+        )
+        api = components.get("api")
+        capacity = Capacity(
+            users_per_api_pod=self._users_per_api_pod,
+            ready_api_pods=api.ready_replicas if api is not None else 0,
+            connected_sockets=scaling.connected_sockets,
+        )
+        low, low_reason, low_message = capacity.condition()
+        workloads = {
+            child.component: live
+            for child in wanted_children(tenant)
+            if child.workload and (live := seen.live.get(_ref(tenant, child))) is not None
+        }
         status = build_status(
             generation=tenant.generation,
             profile=tenant.spec.profile.name,
@@ -498,11 +587,28 @@ class TenantReconciler:
                 if isinstance(inputs, TenantSecrets)
                 else None
             ),
+            more_conditions=[monitoring, Condition(CAPACITY_LOW, low, low_reason, low_message)],
+            more_fields={
+                "capacity": capacity.as_status(),
+                "cost": monthly_cost(
+                    workloads, linked_accounts=scaling.linked_accounts or 0, prices=self._prices
+                ),
+            },
         )
         patch = status_patch(previous_status, status)
         if patch is not None:
             self._api.patch_tenant_status(tenant.namespace, tenant.name, patch)
+        metrics.record_tenant(
+            tenant.namespace,
+            tenant.name,
+            ready=status["conditions"][0]["status"] == "True",
+            users=capacity.users,
+            monthly_cost=float(status["cost"]["monthlyTotal"]),
+            currency=status["cost"]["currency"],
+        )
         self._report(tenant, problem or notice, seen.failures, previous_status, status)
+        if low and _condition(previous_status, CAPACITY_LOW).get("status") != "True":
+            self.post_event(tenant, reason=CAPACITY_LOW, message=low_message, warning=True)
         outcome = (
             "paused"
             if tenant.paused

@@ -13,7 +13,14 @@ from string import Formatter
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 PREFIX = "ALGOEDGE_OPERATOR_"
 DEFAULT_CAPACITY_URL = "http://{name}-api.{namespace}.svc:8080/internal/v1/capacity"
@@ -89,6 +96,17 @@ def _seconds(default: float, *, maximum: float) -> Any:
     )
 
 
+def _price(default: float) -> Any:
+    """A non-negative amount of money."""
+    return Field(
+        default=default,
+        ge=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        json_schema_extra=_form("a non-negative number (at most 1000000)"),
+    )
+
+
 class OperatorSettings(BaseModel):
     """Everything the operator process is configured with (``ALGOEDGE_OPERATOR_<FIELD>``)."""
 
@@ -128,6 +146,42 @@ class OperatorSettings(BaseModel):
         default="docker.io/edoburu/pgbouncer:v1.24.1-p1",
         min_length=1,
         json_schema_extra=_form("an image reference"),
+    )
+    #: prometheus-community's pgbouncer_exporter, the pgBouncer pods' sidecar while a tenant's
+    #: ``spec.monitoring.enabled`` (reads pgBouncer's admin console; serves :9127/metrics). Like
+    #: the redis exporter's, it runs only where ``image_allowlist`` allows it (else the tenant's
+    #: MonitoringReady condition says ExporterImageNotAllowed).
+    pgbouncer_exporter_image: str = Field(
+        default="quay.io/prometheuscommunity/pgbouncer-exporter:v0.11.0",
+        min_length=1,
+        json_schema_extra=_form("an image reference"),
+    )
+    #: oliver006's redis_exporter, the managed Redis pod's sidecar while a tenant's
+    #: ``spec.monitoring.enabled`` (serves :9121/metrics).
+    redis_exporter_image: str = Field(
+        default="docker.io/oliver006/redis_exporter:v1.62.0",
+        min_length=1,
+        json_schema_extra=_form("an image reference"),
+    )
+    #: Users one API pod serves within the latency target: ``status.capacity`` is this times the
+    #: ready API pods. Default: the 500-user run of docs/benchmarks.md ("500 users: ceiling,
+    #: baseline, real": p95 9.8 ms, 0 errors, 500/500 sockets on one process), the most users one
+    #: process was measured to serve within p95 < 200 ms (2,000 was not).
+    api_users_per_pod: int = Field(
+        default=500, ge=1, le=1_000_000, json_schema_extra=_form("an integer in 1..1000000")
+    )
+    #: The price sheet of ``status.cost`` (docs/operator.md, "Cost"): one CPU core requested for
+    #: a month (730 h), in ``cost_currency``.
+    price_cpu_core_month: float = _price(16.0)
+    #: One GiB of memory requested for a month.
+    price_memory_gib_month: float = _price(2.15)
+    #: One GiB of persistent volume requested for a month.
+    price_storage_gib_month: float = _price(0.10)
+    #: One linked MetaTrader account at MetaAPI for a month.
+    price_metaapi_account_month: float = _price(15.0)
+    #: The currency of the prices, as ``status.cost`` shows it.
+    cost_currency: str = Field(
+        default="USD", pattern=r"^[A-Z]{3}$", json_schema_extra=_form("a 3-letter currency code")
     )
     #: Reconciles that may run at once (threads talking to the API).
     concurrency: int = Field(default=8, ge=1, le=64, json_schema_extra=_form("an integer in 1..64"))

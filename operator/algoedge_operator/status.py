@@ -25,7 +25,7 @@ STATUS_DESCRIPTIONS: dict[str, str] = {
         "CredentialsKeyMissing, ImageNotAllowed, NameConflict, ApplyFailed, "
         "CapacityUnavailable, MetaApiTokenNotSet; else AsExpected)."
     ),
-    "conditions[].type": "Ready, Progressing or Degraded.",
+    "conditions[].type": "Ready, Progressing, Degraded, MonitoringReady or CapacityLow.",
     "conditions[].status": "True, False or Unknown.",
     "conditions[].reason": "One CamelCase word saying why (docs/operator.md lists them).",
     "conditions[].message": "What is wrong and how to fix it, naming the field or object.",
@@ -55,6 +55,25 @@ STATUS_DESCRIPTIONS: dict[str, str] = {
         "are encrypted with). While set, the operator never generates a new key; remove it only "
         "after re-encrypting with a new key (docs/security.md)."
     ),
+    "capacity": "Users the ready API pods can serve (ALGOEDGE_OPERATOR_API_USERS_PER_POD each) against the sockets connected now.",
+    "capacity.usersPerApiPod": "Users one API pod serves within the latency target (operator setting).",
+    "capacity.readyApiPods": "Ready pods of the api Deployment.",
+    "capacity.users": "usersPerApiPod times readyApiPods.",
+    "capacity.connectedSockets": "socket.io connections to the API now (its capacity endpoint); absent while it does not report them.",
+    "capacity.utilizationPercent": "connectedSockets as a percentage of users, rounded up; CapacityLow above 80.",
+    "cost": 'Monthly estimate from the requested CPU, memory and storage of every workload times the operator\'s price sheet, plus MetaAPI per linked account (docs/operator.md, "Capacity and cost").',
+    "cost.currency": "The price sheet's currency.",
+    "cost.monthlyTotal": "Every row's monthly amount summed (two decimals).",
+    "cost.workloads": "One row per workload, its containers' requests times its replicas, priced.",
+    "cost.workloads[].component": "The workload: api, worker, beat, redis, pgbouncer or bridge.",
+    "cost.workloads[].replicas": "Pods the row prices.",
+    "cost.workloads[].cpuCores": "CPU requested by all its pods, in cores.",
+    "cost.workloads[].memoryGiB": "Memory requested by all its pods, in GiB.",
+    "cost.workloads[].storageGiB": "Volume storage it claims, in GiB.",
+    "cost.workloads[].monthly": "Its monthly amount in status.cost.currency (two decimals).",
+    "cost.metaapi": "MetaAPI, priced per linked account.",
+    "cost.metaapi.linkedAccounts": "Linked MetaTrader accounts the MetaAPI row prices.",
+    "cost.metaapi.monthly": "MetaAPI's monthly amount in status.cost.currency (two decimals).",
 }
 
 #: Descriptions of the CRD's printer columns (``kubectl get aet``), by column name.
@@ -65,6 +84,9 @@ PRINTER_COLUMN_DESCRIPTIONS: dict[str, str] = {
     "Bridge": "Bridge replicas chosen by the scaler.",
     "Accounts": "Linked MetaTrader accounts at the last capacity read.",
     "Age": "Time since the tenant was created.",
+    "Capacity": "Users the ready API pods can serve (status.capacity.users).",
+    "Use%": "Connected sockets as a percentage of that capacity.",
+    "Cost/mo": "Monthly estimate in status.cost.currency (requests x price sheet + MetaAPI per linked account).",
 }
 
 
@@ -100,11 +122,83 @@ class ScalingState:
     linked_accounts: int | None = None
     connected_accounts: int | None = None
     queue_backlog: int | None = None
+    #: socket.io connections to the API at the last capacity read (None: not reported).
+    connected_sockets: int | None = None
     bridge_replicas: int | None = None
     worker_replicas: int | None = None
     last_scale_time: str | None = None
     #: Set while the capacity endpoint cannot be read (replicas are kept meanwhile).
     capacity_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition beyond Ready, Progressing and Degraded."""
+
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+#: The condition saying whether the tenant's monitor objects exist.
+MONITORING_READY = "MonitoringReady"
+MONITORING_CRDS_MISSING = "MonitoringCRDsMissing"
+
+
+def monitoring_condition(
+    *,
+    enabled: bool,
+    missing_kinds: Sequence[str],
+    discovery_error: str | None,
+    refused_exporters: Sequence[str],
+    failures: Sequence[str],
+    created: Sequence[str],
+    pending: Sequence[str] = (),
+) -> Condition:
+    """``MonitoringReady``: whether the monitor objects ``spec.monitoring`` asks for exist
+    (``created``; ``pending`` are wanted and served but not there). Their absence (no Prometheus
+    Operator CRDs) is reported here only: the tenant is not degraded."""
+    if not enabled:
+        return Condition(
+            MONITORING_READY, False, "MonitoringDisabled", "spec.monitoring.enabled is false"
+        )
+    if discovery_error is not None:
+        return Condition(
+            MONITORING_READY,
+            False,
+            "MonitoringDiscoveryFailed",
+            f"could not ask the API server whether it serves monitoring.coreos.com/v1 "
+            f"({discovery_error}); no monitor object was written or pruned",
+        )
+    if missing_kinds:
+        return Condition(
+            MONITORING_READY,
+            False,
+            MONITORING_CRDS_MISSING,
+            f"the API server does not serve monitoring.coreos.com/v1 {', '.join(missing_kinds)}: "
+            "install the Prometheus Operator's CRDs (kube-prometheus-stack, or prometheus-"
+            "operator's bundle.yaml) to get this tenant's PodMonitors and PrometheusRule; "
+            "everything else runs without them",
+        )
+    if failures:
+        return Condition(MONITORING_READY, False, "ApplyFailed", "; ".join(failures))
+    if pending:
+        return Condition(
+            MONITORING_READY,
+            False,
+            "MonitorsNotCreated",
+            f"not written yet (paused, or the pass stopped before): {', '.join(pending)}",
+        )
+    if refused_exporters:
+        return Condition(
+            MONITORING_READY,
+            False,
+            "ExporterImageNotAllowed",
+            f"{', '.join(refused_exporters)}: outside ALGOEDGE_OPERATOR_IMAGE_ALLOWLIST, so that "
+            "exporter sidecar does not run (the monitors exist)",
+        )
+    return Condition(MONITORING_READY, True, "MonitorsCreated", ", ".join(created))
 
 
 def workload_state(live: Mapping[str, Any] | None) -> ComponentState | None:
@@ -221,9 +315,13 @@ def build_status(
     now: str,
     notice: Problem | None = None,
     credentials_key_fingerprint: str | None = None,
+    more_conditions: Sequence[Condition] = (),
+    more_fields: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole status; equal to ``previous`` when nothing a reader cares about changed.
-    ``Degraded`` names the first of: ``problem``, an unreadable capacity endpoint, ``notice``."""
+    ``Degraded`` names the first of: ``problem``, an unreadable capacity endpoint, ``notice``.
+    ``more_conditions`` follow the three (MonitoringReady, CapacityLow); ``more_fields`` are
+    status fields of their own (capacity, cost)."""
     conditions = conditions_for(
         generation=generation,
         components=components,
@@ -231,7 +329,7 @@ def build_status(
         paused=paused,
         capacity_error=scaling.capacity_error,
         notice=notice,
-    )
+    ) + [_condition(c.type, c.status, c.reason, c.message, generation) for c in more_conditions]
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "profile": profile,
@@ -253,6 +351,7 @@ def build_status(
         KEY_FINGERPRINT: credentials_key_fingerprint or previous.get(KEY_FINGERPRINT),
     }
     status.update({key: value for key, value in optional.items() if value is not None})
+    status.update(more_fields or {})
     return status
 
 

@@ -43,6 +43,7 @@ class TestCapacity:
                 "linked_accounts": 0,
                 "connected_accounts": 0,
                 "queue_backlog": {"default": 0, "reports": 0, "emails": 0},
+                "connected_sockets": 0,
             },
         )
         _, token = await api.signed_up()
@@ -61,6 +62,7 @@ class TestCapacity:
             "connected_accounts": 2,
             # emails: the welcome e-mail of the sign-up above, waiting for a worker.
             "queue_backlog": {"default": 0, "reports": 7, "emails": 1},
+            "connected_sockets": 0,
         }
 
 

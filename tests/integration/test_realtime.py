@@ -132,6 +132,39 @@ async def test_should_count_connected_sockets_in_metrics(
         await listener.client.disconnect()
 
 
+async def test_should_report_the_sockets_of_every_pod_in_the_capacity_answer(
+    pods: tuple[str, str], http: aiohttp.ClientSession, environment: dict[str, str]
+) -> None:
+    first, second = pods
+    headers = {"Authorization": f"Bearer {environment['ALGOEDGE_INTERNAL_TOKEN']}"}
+
+    async def sockets() -> int:
+        async with http.get(f"{first}/internal/v1/capacity", headers=headers) as response:
+            assert response.status == 200
+            return int((await response.json())["connected_sockets"])
+
+    async def until(count: int) -> None:
+        # Each pod writes its count as soon as it changes; the answer follows within moments.
+        deadline = asyncio.get_running_loop().time() + 10
+        while (seen := await sockets()) != count:
+            assert asyncio.get_running_loop().time() < deadline, f"{seen} sockets, not {count}"
+            await asyncio.sleep(0.1)
+
+    await until(0)
+    _, token = await sign_up(http, first)
+    listeners = [Listener(), Listener(), Listener()]
+    await listeners[0].connect(first, token)
+    await listeners[1].connect(first, token)
+    await listeners[2].connect(second, token)
+    try:
+        await until(3)
+        await listeners[2].client.disconnect()
+        await until(2)
+    finally:
+        for listener in listeners:
+            await listener.client.disconnect()
+
+
 async def test_should_send_sockets_away_and_exit_0_on_sigterm(
     environment: dict[str, str], http: aiohttp.ClientSession
 ) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
+import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -154,6 +156,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(
             sockets.check_sessions_forever(app[SETTINGS].socketio_session_check_interval),
             name="socket-session-checks",
+        ),
+        asyncio.create_task(
+            sockets.report_count_forever(f"{socket.gethostname()}:{os.getpid()}"),
+            name="socket-count",
         ),
         asyncio.create_task(app[OUTBOX].run(), name="outbox"),
         asyncio.create_task(app[SESSIONS].retry_pending_forever(), name="redis-pending-deletes"),

@@ -32,6 +32,13 @@ from algoedge_operator.builders.common import (
     child_name,
 )
 from algoedge_operator.builders.config import config_map, internal_secret
+from algoedge_operator.builders.monitors import (
+    MONITORED_COMPONENTS,
+    MONITORING_API_VERSION,
+    RULES_COMPONENT,
+    pod_monitor,
+    prometheus_rule,
+)
 from algoedge_operator.builders.network import bridge_network_policy, ingress_only_from_tenant
 from algoedge_operator.builders.pgbouncer import (
     pgbouncer_config_map,
@@ -100,6 +107,22 @@ def _beat_enabled(tenant: Tenant) -> bool:
     return tenant.spec.beat_enabled
 
 
+def _monitored(tenant: Tenant) -> bool:
+    return tenant.spec.monitoring.enabled
+
+
+def _pod_monitor_wanted(component: str) -> Callable[[Tenant], bool]:
+    """A component's PodMonitor exists while the tenant is monitored and has the component."""
+    has_component: Callable[[Tenant], bool] = {"beat": _beat_enabled, "redis": _managed_redis}.get(
+        component, _always
+    )
+    return lambda tenant: _monitored(tenant) and has_component(tenant)
+
+
+def _pod_monitor_builder(component: str) -> Callable[[Tenant, BuildInputs], Manifest]:
+    return lambda tenant, _: pod_monitor(tenant, component)
+
+
 @dataclass(frozen=True)
 class Child:
     """One child a tenant can have: ``<tenant>-<component>`` of ``kind``."""
@@ -118,6 +141,9 @@ class Child:
     #: immutable field changed) it is not simply deleted: its claims are released first, and the
     #: old object is deleted leaving pods and claims for the new one to adopt.
     keeps_volumes: bool = False
+    #: Its kind comes from a CRD a cluster may lack (the Prometheus Operator's): the reconciler
+    #: writes or prunes it only while API discovery says the kind is served.
+    optional_api: bool = False
 
     def key(self, tenant: Tenant) -> ChildKey:
         return ChildKey(self.api_version, self.kind, child_name(tenant, self.component))
@@ -137,7 +163,12 @@ CHILDREN: tuple[Child, ...] = (
         "v1",
         "Secret",
         "pgbouncer",
-        lambda t, i: pgbouncer_secret(t, i.secrets.database, replica=i.secrets.read_replica),
+        lambda t, i: pgbouncer_secret(
+            t,
+            i.secrets.database,
+            replica=i.secrets.read_replica,
+            stats_password=i.secrets.pgbouncer_stats_password,
+        ),
     ),
     Child("v1", "Service", "pgbouncer", lambda t, _: pgbouncer_service(t)),
     Child(
@@ -151,7 +182,11 @@ CHILDREN: tuple[Child, ...] = (
         "Deployment",
         "pgbouncer",
         lambda t, i: pgbouncer_deployment(
-            t, i.secrets.database, i.images, replica=i.secrets.read_replica
+            t,
+            i.secrets.database,
+            i.images,
+            replica=i.secrets.read_replica,
+            stats_password=i.secrets.pgbouncer_stats_password,
         ),
         workload=True,
     ),
@@ -211,6 +246,26 @@ CHILDREN: tuple[Child, ...] = (
         scaled_by="bridge",
     ),
     Child("policy/v1", "PodDisruptionBudget", "bridge", lambda t, _: bridge_disruption_budget(t)),
+    # Monitoring (spec.monitoring.enabled), where the Prometheus Operator's CRDs are installed.
+    *(
+        Child(
+            MONITORING_API_VERSION,
+            "PodMonitor",
+            component,
+            _pod_monitor_builder(component),
+            wanted=_pod_monitor_wanted(component),
+            optional_api=True,
+        )
+        for component in MONITORED_COMPONENTS
+    ),
+    Child(
+        MONITORING_API_VERSION,
+        "PrometheusRule",
+        RULES_COMPONENT,
+        lambda t, _: prometheus_rule(t),
+        wanted=_monitored,
+        optional_api=True,
+    ),
 )
 
 

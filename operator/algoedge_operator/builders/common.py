@@ -36,6 +36,11 @@ HTTP_PORT = 8080
 METRICS_PORT = 9090
 REDIS_PORT = 6379
 PGBOUNCER_PORT = 6432
+#: Every component's Prometheus endpoint is a container port of this name (the PodMonitors scrape
+#: it); the exporters' ports are their projects' defaults.
+METRICS_PORT_NAME = "metrics"
+PGBOUNCER_EXPORTER_PORT = 9127
+REDIS_EXPORTER_PORT = 9121
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,9 @@ class Images:
 
     redis: str
     pgbouncer: str
+    #: The exporter sidecars of a monitored tenant; None: not run (outside the image allowlist).
+    pgbouncer_exporter: str | None = None
+    redis_exporter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,9 @@ class TenantSecrets:
     #: The port of the external Redis URL (external mode): the bridge's NetworkPolicy lets its
     #: pods reach it.
     external_redis_port: int | None = None
+    #: Password of pgBouncer's stats user (the exporter's login to its admin console), generated
+    #: once and kept in Secret ``<t>-pgbouncer``; None unless ``spec.monitoring.enabled``.
+    pgbouncer_stats_password: str | None = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +217,27 @@ def pod_template(
             "annotations": {CHECKSUM_ANNOTATION: config_checksum},
         },
         "spec": spec,
+    }
+
+
+def exporter_container(
+    tenant: Tenant, *, image: str, port: int, env: list[dict[str, Any]], args: list[str]
+) -> dict[str, Any]:
+    """A Prometheus exporter sidecar serving ``/metrics`` on container port ``metrics``. No
+    probes: a pod is ready only when all its containers are, and an exporter that cannot read its
+    server must not take pgBouncer or Redis out of service (it reports ``*_up 0`` instead)."""
+    return {
+        "name": "exporter",
+        "image": image,
+        "imagePullPolicy": tenant.spec.image_pull_policy,
+        "args": args,
+        "env": env,
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": port, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "16Mi"},
+            "limits": {"cpu": "100m", "memory": "64Mi"},
+        },
+        "securityContext": container_security_context(),
     }
 
 

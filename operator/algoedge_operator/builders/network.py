@@ -7,6 +7,7 @@ from typing import Any
 
 from algoedge_operator.builders.common import (
     METRICS_PORT,
+    METRICS_PORT_NAME,
     PGBOUNCER_PORT,
     REDIS_PORT,
     Manifest,
@@ -24,6 +25,18 @@ DNS_PORT = 53
 
 
 def ingress_only_from_tenant(tenant: Tenant, component: str, *, port: int) -> Manifest:
+    """``port`` only from this tenant's pods; while monitored, also the exporter's port
+    ``metrics`` from any source (Prometheus runs wherever it runs), as the bridge's metrics port."""
+    ingress: list[dict[str, Any]] = [
+        {
+            # A podSelector without namespaceSelector means "in this namespace" only.
+            "from": [{"podSelector": {"matchLabels": tenant_pod_labels(tenant)}}],
+            "ports": [_tcp(port)],
+        }
+    ]
+    if tenant.spec.monitoring.enabled:
+        # A named port: the exporter's containerPort, whatever its number.
+        ingress.append({"ports": [{"protocol": "TCP", "port": METRICS_PORT_NAME}]})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -31,13 +44,7 @@ def ingress_only_from_tenant(tenant: Tenant, component: str, *, port: int) -> Ma
         "spec": {
             "podSelector": {"matchLabels": selector_labels(tenant, component)},
             "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    # A podSelector without namespaceSelector means "in this namespace" only.
-                    "from": [{"podSelector": {"matchLabels": tenant_pod_labels(tenant)}}],
-                    "ports": [_tcp(port)],
-                }
-            ],
+            "ingress": ingress,
         },
     }
 

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from algoedge_operator.builders.common import (
+    PGBOUNCER_EXPORTER_PORT,
     PGBOUNCER_PORT,
     PGBOUNCER_UID,
     Images,
@@ -18,6 +19,7 @@ from algoedge_operator.builders.common import (
     checksum,
     child_name,
     container_security_context,
+    exporter_container,
     image_version,
     metadata,
     own_file_volumes,
@@ -39,6 +41,13 @@ CLIENT_URL_KEY = "database-url"
 CLIENT_READ_URL_KEY = "database-read-url"
 #: pgBouncer's database alias for the read replicas is the database's name plus this.
 READ_ALIAS_SUFFIX = "_ro"
+#: The exporter's login to pgBouncer's admin console (``stats_users``: SHOW commands only),
+#: with a generated password (``TenantSecrets.pgbouncer_stats_password``).
+STATS_USER = "algoedge_pgbouncer_stats"
+#: Key of ``<t>-pgbouncer`` holding that password (kept so it is generated once).
+STATS_PASSWORD_KEY = "stats-password"  # noqa: S105 - a key name
+#: Key of ``<t>-pgbouncer`` holding the exporter's connection string (admin console, loopback).
+EXPORTER_URL_KEY = "exporter-url"
 
 
 def read_alias(database: DatabaseTarget) -> str:
@@ -82,11 +91,17 @@ def _replica_entry(database: DatabaseTarget, replica: DatabaseTarget) -> str:
     return entry if replica.user == database.user else f"{entry} user={_ini_value(replica.user)}"
 
 
+def monitored(tenant: Tenant) -> bool:
+    """Whether pgBouncer gets its stats user and exporter sidecar."""
+    return tenant.spec.monitoring.enabled
+
+
 def pgbouncer_config(
     tenant: Tenant, database: DatabaseTarget, *, replica: DatabaseTarget | None = None
 ) -> str:
     """pgbouncer.ini; no secrets (the passwords live in the userlist)."""
     pool = tenant.spec.database.pool
+    stats = [f"stats_users = {STATS_USER}"] if monitored(tenant) else []
     return "\n".join(
         [
             "[databases]",
@@ -108,35 +123,68 @@ def pgbouncer_config(
             "server_reset_query = DISCARD ALL",
             "log_connections = 0",
             "log_disconnections = 0",
+            *stats,
             "",
         ]
     )
 
 
-def _userlist_line(target: DatabaseTarget) -> str:
-    user = target.user.replace('"', '""')
-    password = target.password.replace('"', '""')
+def _userlist_line(user: str, password: str) -> str:
+    user = user.replace('"', '""')
+    password = password.replace('"', '""')
     return f'"{user}" "{password}"\n'
 
 
-def pgbouncer_userlist(database: DatabaseTarget, *, replica: DatabaseTarget | None = None) -> str:
+def pgbouncer_userlist(
+    database: DatabaseTarget,
+    *,
+    replica: DatabaseTarget | None = None,
+    stats_password: str | None = None,
+) -> str:
     """The primary's user, and the replicas' when it is another (check_read_replica refuses the
-    same user with another password)."""
-    lines = [_userlist_line(database)]
+    same user with another password); the stats user when given its password."""
+    lines = [_userlist_line(database.user, database.password)]
     if replica is not None and replica.user != database.user:
-        lines.append(_userlist_line(replica))
+        lines.append(_userlist_line(replica.user, replica.password))
+    if stats_password is not None:
+        lines.append(_userlist_line(STATS_USER, stats_password))
     return "".join(lines)
 
 
+def exporter_url(stats_password: str) -> str:
+    """The exporter's connection string: the admin console over loopback (same pod)."""
+    password = quote(stats_password, safe="")
+    return (
+        f"postgres://{STATS_USER}:{password}@127.0.0.1:{PGBOUNCER_PORT}/pgbouncer?sslmode=disable"
+    )
+
+
+def _stats_password(tenant: Tenant, stats_password: str | None) -> str | None:
+    if not monitored(tenant):
+        return None
+    if stats_password is None:
+        raise ValueError("a monitored pgBouncer needs a generated stats password")
+    return stats_password
+
+
 def pgbouncer_secret_values(
-    tenant: Tenant, database: DatabaseTarget, *, replica: DatabaseTarget | None = None
+    tenant: Tenant,
+    database: DatabaseTarget,
+    *,
+    replica: DatabaseTarget | None = None,
+    stats_password: str | None = None,
 ) -> dict[str, str]:
+    """``stats_password`` is used (and required) only while ``spec.monitoring.enabled``."""
+    stats = _stats_password(tenant, stats_password)
     values = {
-        USERLIST_KEY: pgbouncer_userlist(database, replica=replica),
+        USERLIST_KEY: pgbouncer_userlist(database, replica=replica, stats_password=stats),
         CLIENT_URL_KEY: client_database_url(tenant, database),
     }
     if replica is not None:
         values[CLIENT_READ_URL_KEY] = client_read_url(tenant, database)
+    if stats is not None:
+        values[STATS_PASSWORD_KEY] = stats
+        values[EXPORTER_URL_KEY] = exporter_url(stats)
     return values
 
 
@@ -152,10 +200,16 @@ def pgbouncer_config_map(
 
 
 def pgbouncer_secret(
-    tenant: Tenant, database: DatabaseTarget, *, replica: DatabaseTarget | None = None
+    tenant: Tenant,
+    database: DatabaseTarget,
+    *,
+    replica: DatabaseTarget | None = None,
+    stats_password: str | None = None,
 ) -> Manifest:
     return secret_manifest(
-        tenant, COMPONENT, pgbouncer_secret_values(tenant, database, replica=replica)
+        tenant,
+        COMPONENT,
+        pgbouncer_secret_values(tenant, database, replica=replica, stats_password=stats_password),
     )
 
 
@@ -169,6 +223,7 @@ def pgbouncer_deployment(
     images: Images,
     *,
     replica: DatabaseTarget | None = None,
+    stats_password: str | None = None,
 ) -> Manifest:
     name = child_name(tenant, COMPONENT)
     version = image_version(images.pgbouncer)
@@ -176,7 +231,9 @@ def pgbouncer_deployment(
     config_checksum = checksum(
         [
             {CONFIG_KEY: pgbouncer_config(tenant, database, replica=replica)},
-            pgbouncer_secret_values(tenant, database, replica=replica),
+            pgbouncer_secret_values(
+                tenant, database, replica=replica, stats_password=stats_password
+            ),
         ]
     )
     # pgBouncer speaks only the Postgres protocol: TCP probes are the honest check.
@@ -217,9 +274,33 @@ def pgbouncer_deployment(
                 uid=PGBOUNCER_UID,
                 version=version,
                 config_checksum=config_checksum,
-                containers=[container],
+                containers=[container, *_exporter(tenant, images)],
                 volumes=own_file_volumes(name, key_volume="secret", key=USERLIST_KEY),
                 spread=True,
             ),
         },
     }
+
+
+def _exporter(tenant: Tenant, images: Images) -> list[dict[str, Any]]:
+    """pgbouncer_exporter beside pgBouncer while monitored (and its image allowed)."""
+    if not monitored(tenant) or images.pgbouncer_exporter is None:
+        return []
+    secret = child_name(tenant, COMPONENT)
+    return [
+        exporter_container(
+            tenant,
+            image=images.pgbouncer_exporter,
+            port=PGBOUNCER_EXPORTER_PORT,
+            args=[
+                f"--web.listen-address=:{PGBOUNCER_EXPORTER_PORT}",
+                "--web.telemetry-path=/metrics",
+            ],
+            env=[
+                {
+                    "name": "PGBOUNCER_EXPORTER_CONNECTION_STRING",
+                    "valueFrom": {"secretKeyRef": {"name": secret, "key": EXPORTER_URL_KEY}},
+                }
+            ],
+        )
+    ]

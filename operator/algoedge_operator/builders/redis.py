@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from algoedge_operator.builders.common import (
+    REDIS_EXPORTER_PORT,
     REDIS_PORT,
     REDIS_UID,
     Images,
@@ -13,6 +14,7 @@ from algoedge_operator.builders.common import (
     checksum,
     child_name,
     container_security_context,
+    exporter_container,
     image_version,
     metadata,
     own_file_volumes,
@@ -159,7 +161,7 @@ def redis_stateful_set(tenant: Tenant, secrets: TenantSecrets, images: Images) -
                 uid=REDIS_UID,
                 version=version,
                 config_checksum=config_checksum,
-                containers=[container],
+                containers=[container, *_exporter(tenant, images)],
                 volumes=own_file_volumes(name, key_volume="auth", key=AUTH_KEY),
             ),
             "volumeClaimTemplates": [
@@ -173,3 +175,27 @@ def redis_stateful_set(tenant: Tenant, secrets: TenantSecrets, images: Images) -
             ],
         },
     }
+
+
+def _exporter(tenant: Tenant, images: Images) -> list[dict[str, Any]]:
+    """redis_exporter beside Redis while monitored (and its image allowed), with the password."""
+    if not tenant.spec.monitoring.enabled or images.redis_exporter is None:
+        return []
+    return [
+        exporter_container(
+            tenant,
+            image=images.redis_exporter,
+            port=REDIS_EXPORTER_PORT,
+            args=[],
+            env=[
+                {"name": "REDIS_ADDR", "value": f"redis://127.0.0.1:{REDIS_PORT}"},
+                {
+                    "name": "REDIS_PASSWORD",
+                    "valueFrom": {
+                        "secretKeyRef": {"name": child_name(tenant, COMPONENT), "key": "password"}
+                    },
+                },
+                {"name": "REDIS_EXPORTER_WEB_LISTEN_ADDRESS", "value": f":{REDIS_EXPORTER_PORT}"},
+            ],
+        )
+    ]

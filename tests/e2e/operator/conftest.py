@@ -61,12 +61,20 @@ class CapacityServer:
         return f"http://127.0.0.1:{self.port}/{{namespace}}/{{name}}/internal/v1/capacity"
 
     def answer(
-        self, namespace: str, name: str, *, linked: int = 0, backlog: dict[str, int] | None = None
+        self,
+        namespace: str,
+        name: str,
+        *,
+        linked: int = 0,
+        backlog: dict[str, int] | None = None,
+        sockets: int | None = None,
     ) -> None:
         self.answers[(namespace, name)] = {
             "linked_accounts": linked,
             "connected_accounts": linked,
             "queue_backlog": backlog or {},
+            # Absent unless given, like an API from before the count existed.
+            **({} if sockets is None else {"connected_sockets": sockets}),
         }
 
     async def handle(self, request: web.Request) -> web.Response:

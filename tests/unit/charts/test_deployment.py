@@ -81,6 +81,14 @@ def test_should_pass_each_setting_as_its_variable_within_the_operators_bounds(he
             "pgbouncerImage": "pgb.example.com/pgbouncer:1.24.1",
             "concurrency": 64,
             "imageAllowlist": ["registry.example.com/algoedge", "ghcr.io/acme/"],
+            "pgbouncerExporterImage": "registry.example.com/pgbouncer-exporter:v0.11.0",
+            "redisExporterImage": "registry.example.com/redis_exporter:v1.62.0",
+            "apiUsersPerPod": 750,
+            "priceCpuCoreMonth": 21.5,
+            "priceMemoryGibMonth": 3,
+            "priceStorageGibMonth": 0.08,
+            "priceMetaapiAccountMonth": 0,
+            "costCurrency": "EUR",
         }
     }
     deployment = render(helm, values=values)
@@ -96,6 +104,14 @@ def test_should_pass_each_setting_as_its_variable_within_the_operators_bounds(he
         pgbouncer_image="pgb.example.com/pgbouncer:1.24.1",
         concurrency=64,
         image_allowlist=("registry.example.com/algoedge", "ghcr.io/acme/"),
+        pgbouncer_exporter_image="registry.example.com/pgbouncer-exporter:v0.11.0",
+        redis_exporter_image="registry.example.com/redis_exporter:v1.62.0",
+        api_users_per_pod=750,
+        price_cpu_core_month=21.5,
+        price_memory_gib_month=3,
+        price_storage_gib_month=0.08,
+        price_metaapi_account_month=0,
+        cost_currency="EUR",
     )
     assert container(deployment)["ports"] == [
         {"name": "http", "containerPort": 9102, "protocol": "TCP"}

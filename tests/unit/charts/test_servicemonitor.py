@@ -14,7 +14,11 @@ def test_should_scrape_metrics_through_the_service(helm: Helm) -> None:
     manifests = helm.render(
         OPERATOR_CHART,
         values={
-            "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "kps"}}
+            "serviceMonitor": {
+                "enabled": True,
+                "interval": "15s",
+                "additionalLabels": {"release": "kps"},
+            }
         },
     )
     monitor = only(manifests, "ServiceMonitor")
@@ -26,7 +30,13 @@ def test_should_scrape_metrics_through_the_service(helm: Helm) -> None:
     )
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["algoedge-system"]}
     assert monitor["spec"]["endpoints"] == [
-        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+        {
+            "port": "http",
+            "path": "/metrics",
+            "honorLabels": True,
+            "interval": "15s",
+            "scrapeTimeout": "10s",
+        }
     ]
 
 

@@ -58,6 +58,11 @@ class FakeApiServer:
         self.status_patches: list[dict[str, Any]] = []
         #: (kind, name) -> what the server answers to any apply or update of that child.
         self.refuse: dict[tuple[str, str], KubeError] = {}
+        #: API discovery: kinds per group/version beyond the built-in ones (a test "installs"
+        #: the Prometheus Operator's CRDs here); ``discovery_error`` makes discovery fail.
+        self.served: dict[str, set[str]] = {}
+        self.discovery_error: KubeError | None = None
+        self.discoveries = 0
         self._version = 100
         self._uids = 0
 
@@ -234,3 +239,9 @@ class FakeApiServer:
 
     def post_event(self, event: Mapping[str, Any]) -> None:
         self.events.append(dict(event))
+
+    def served_kinds(self, api_version: str) -> frozenset[str]:
+        self.discoveries += 1
+        if self.discovery_error is not None:
+            raise self.discovery_error
+        return frozenset(self.served.get(api_version, ()))

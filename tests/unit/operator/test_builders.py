@@ -147,7 +147,10 @@ class TestDesiredChildren:
         }
         assert "acme-beat" not in names
         assert "acme-redis" not in names
-        assert {c.key(t).name for c in prunable_children(t)} == {"acme-beat", "acme-redis"}
+        assert {c.key(t).name for c in prunable_children(t) if not c.optional_api} == {
+            "acme-beat",
+            "acme-redis",
+        }
 
     def test_should_be_deterministic(self) -> None:
         def build() -> list[Manifest]:
@@ -172,8 +175,13 @@ class TestChildrenTable:
         assert len(keys) == len(set(keys))
 
     def test_should_want_every_child_of_a_full_tenant_and_prune_none(self) -> None:
-        t = tenant()
-        built = desired_children(t, secrets=tenant_secrets(), targets=TARGETS, images=IMAGES)
+        t = tenant(monitoring={"enabled": True})
+        built = desired_children(
+            t,
+            secrets=tenant_secrets(pgbouncer_stats_password="stats-password"),
+            targets=TARGETS,
+            images=IMAGES,
+        )
         assert [key_of(m) for m in built] == [child.key(t) for child in CHILDREN]
         assert prunable_children(t) == []
 
@@ -206,6 +214,8 @@ class TestChildrenTable:
             ("apps/v1", "StatefulSet"),
             ("autoscaling/v2", "HorizontalPodAutoscaler"),
             ("policy/v1", "PodDisruptionBudget"),
+            ("monitoring.coreos.com/v1", "PodMonitor"),
+            ("monitoring.coreos.com/v1", "PrometheusRule"),
         )
 
 

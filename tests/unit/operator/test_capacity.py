@@ -13,6 +13,7 @@ from algoedge_operator.capacity import (
     MAX_ANSWER_BYTES,
     CapacityError,
     CapacityReport,
+    parse_capacity,
     read_capacity,
 )
 
@@ -73,3 +74,18 @@ class TestReadCapacity:
     async def test_should_refuse_json_nested_too_deeply_within_the_bound(self) -> None:
         with pytest.raises(CapacityError, match="answer is not JSON"):
             await read_from(sends(b"[" * (MAX_ANSWER_BYTES // 2)))
+
+
+class TestConnectedSockets:
+    def test_should_read_the_apis_sockets_when_reported(self) -> None:
+        report = parse_capacity({**ANSWER, "connected_sockets": 812})
+        assert report.connected_sockets == 812
+
+    def test_should_accept_an_answer_without_them(self) -> None:
+        # An API from before the count existed: no utilisation, no CapacityLow.
+        assert parse_capacity(ANSWER).connected_sockets is None
+
+    @pytest.mark.parametrize("value", [-1, "12", 1.5, True, None])
+    def test_should_refuse_a_count_that_is_not_one(self, value: object) -> None:
+        with pytest.raises(CapacityError, match="connected_sockets"):
+            parse_capacity({**ANSWER, "connected_sockets": value})

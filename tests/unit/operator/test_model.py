@@ -126,7 +126,9 @@ class TestCrdConsistency:
         crd = yaml.safe_load(CRD.read_text())
         (version,) = crd["spec"]["versions"]
         names = [c["name"] for c in version["additionalPrinterColumns"]]
-        assert names == ["Ready", "API", "Workers", "Bridge", "Accounts", "Age"]
+        assert names == [
+            "Ready", "API", "Workers", "Bridge", "Accounts", "Capacity", "Use%", "Cost/mo", "Age",
+        ]  # fmt: skip
         assert crd["spec"]["names"]["shortNames"] == ["aet"]
         assert version["subresources"] == {"status": {}}
 

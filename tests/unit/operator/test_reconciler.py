@@ -8,9 +8,10 @@ import hashlib
 from typing import Any
 
 import pytest
+from algoedge_operator import metrics
 from algoedge_operator.builders import CHILDREN, ScaleTargets
 from algoedge_operator.builders.common import CHECKSUM_ANNOTATION
-from algoedge_operator.kube import KubeError, ObjectRef
+from algoedge_operator.kube import KubeError, ObjectRef, ServedKinds
 from algoedge_operator.model import Tenant
 from algoedge_operator.reconcile import ReconcileResult, TenantReconciler
 from algoedge_operator.settings import OperatorSettings
@@ -24,6 +25,8 @@ NAMESPACE = "trading"
 DB_URL = "postgresql://acme:pw@db.example.com:5432/acme"
 EXTERNAL_REDIS = {"mode": "external", "external": {"secretRef": {"name": "acme-redis-url"}}}
 TARGETS = ScaleTargets(workers=2, bridge=1)
+MONITORING = "monitoring.coreos.com/v1"
+MONITORED: dict[str, Any] = {"monitoring": {"enabled": True, "labels": {"release": "kps"}}}
 
 
 @pytest.fixture
@@ -84,7 +87,8 @@ class TestChildren:
     def test_should_create_every_child_of_the_table_and_report_ready(
         self, server: FakeApiServer
     ) -> None:
-        result = run(server, tenant())
+        server.served[MONITORING] = {"PodMonitor", "PrometheusRule"}
+        result = run(server, tenant(**MONITORED))
         for child in CHILDREN:
             key = child.key(tenant())
             assert server.find(key.kind, key.name) is not None, key
@@ -190,7 +194,7 @@ class TestFailureIsolation:
         assert server.find("Service", "acme-api") is None
         for child in CHILDREN:
             key = child.key(tenant())
-            if key.name != "acme-api" or key.kind != "Service":
+            if not child.optional_api and (key.name != "acme-api" or key.kind != "Service"):
                 assert server.find(key.kind, key.name) is not None, key
         status, reason, message = condition(result, "Ready")
         assert (status, reason) == ("False", "ApplyFailed")
@@ -654,3 +658,179 @@ class TestReadReplicas:
             before["acme-api"],
             before["acme-worker"],
         )
+
+
+class TestMonitoring:
+    def test_should_create_monitors_where_the_crds_are_served(self, server: FakeApiServer) -> None:
+        server.served[MONITORING] = {"PodMonitor", "PrometheusRule"}
+        result = run(server, tenant(**MONITORED))
+        monitors = {ref.name for ref in server.objects if ref.kind == "PodMonitor"}
+        assert monitors == {
+            f"acme-{c}" for c in ("api", "worker", "beat", "bridge", "pgbouncer", "redis")
+        }
+        rule = server.find("PrometheusRule", "acme-alerts")
+        assert rule is not None
+        assert rule["metadata"]["labels"]["release"] == "kps"
+        assert condition(result, "MonitoringReady")[:2] == ("True", "MonitorsCreated")
+        assert condition(result, "Ready")[:2] == ("True", "AllComponentsReady")
+
+    def test_should_report_missing_crds_and_still_deploy_the_rest(
+        self, server: FakeApiServer
+    ) -> None:
+        result = run(server, tenant(**MONITORED))
+        assert not [ref for ref in server.objects if ref.api_version == MONITORING]
+        status, reason, message = condition(result, "MonitoringReady")
+        assert (status, reason) == ("False", "MonitoringCRDsMissing")
+        assert "PodMonitor, PrometheusRule" in message
+        assert "install the Prometheus Operator's CRDs" in message
+        assert condition(result, "Ready")[:2] == ("True", "AllComponentsReady")
+        assert condition(result, "Degraded")[:2] == ("False", "AsExpected")
+        assert ("apply", "PodMonitor", "acme-api") not in server.writes
+
+    def test_should_touch_no_monitor_when_discovery_fails(self, server: FakeApiServer) -> None:
+        server.discovery_error = KubeError("GET /apis/monitoring.coreos.com/v1: 503", status=503)
+        result = run(server, tenant(**MONITORED))
+        assert condition(result, "MonitoringReady")[:2] == ("False", "MonitoringDiscoveryFailed")
+        assert condition(result, "Ready")[0] == "True"
+
+    def test_should_prune_the_monitors_when_monitoring_is_turned_off(
+        self, server: FakeApiServer
+    ) -> None:
+        server.served[MONITORING] = {"PodMonitor", "PrometheusRule"}
+        first = run(server, tenant(**MONITORED))
+        assert server.find("PrometheusRule", "acme-alerts") is not None
+        second = run(server, tenant(), previous=first)
+        assert not [ref for ref in server.objects if ref.api_version == MONITORING]
+        assert condition(second, "MonitoringReady")[:2] == ("False", "MonitoringDisabled")
+
+    def test_should_not_claim_monitors_a_paused_tenant_did_not_write(
+        self, server: FakeApiServer
+    ) -> None:
+        server.served[MONITORING] = {"PodMonitor", "PrometheusRule"}
+        result = run(server, tenant(paused=True, **MONITORED))
+        status, reason, message = condition(result, "MonitoringReady")
+        assert (status, reason) == ("False", "MonitorsNotCreated")
+        assert "PrometheusRule acme-alerts" in message
+        assert server.find("PrometheusRule", "acme-alerts") is None
+
+    def test_should_remember_discovery_for_its_ttl_only(self, server: FakeApiServer) -> None:
+        now = [100.0]
+        served = ServedKinds(server, ttl=15, clock=lambda: now[0])
+        server.served[MONITORING] = {"PodMonitor"}
+        assert served(MONITORING) == {"PodMonitor"}
+        server.served[MONITORING] = {"PodMonitor", "PrometheusRule"}
+        now[0] += 14.9
+        assert served(MONITORING) == {"PodMonitor"}  # remembered
+        now[0] += 0.2
+        assert served(MONITORING) == {"PodMonitor", "PrometheusRule"}  # asked again
+        assert server.discoveries == 2
+
+    def test_should_run_the_exporters_with_a_generated_stats_password_kept(
+        self, server: FakeApiServer
+    ) -> None:
+        first = run(server, tenant(**MONITORED))
+        pgbouncer = server.find("Deployment", "acme-pgbouncer")
+        assert pgbouncer is not None
+        names = [c["name"] for c in pgbouncer["spec"]["template"]["spec"]["containers"]]
+        assert names == ["pgbouncer", "exporter"]
+        secret = server.find("Secret", "acme-pgbouncer")
+        assert secret is not None
+        password = base64.b64decode(secret["data"]["stats-password"]).decode()
+        assert password == "generated-stats-password-".ljust(48, "x")
+        userlist = base64.b64decode(secret["data"]["userlist.txt"]).decode()
+        assert f'"algoedge_pgbouncer_stats" "{password}"' in userlist
+        server.writes.clear()
+        run(server, tenant(**MONITORED), previous=first)
+        assert server.writes == []  # read back, not generated again
+
+    def test_should_leave_out_an_exporter_the_allowlist_refuses(
+        self, server: FakeApiServer
+    ) -> None:
+        settings = OperatorSettings(
+            image_allowlist=("registry.example.com/", "quay.io/prometheuscommunity/")
+        )
+        result = TenantReconciler(server, settings).reconcile(
+            tenant(**MONITORED), targets=TARGETS, scaling=ScalingState(), previous_status={}
+        )
+        redis = server.find("StatefulSet", "acme-redis")
+        assert redis is not None
+        assert [c["name"] for c in redis["spec"]["template"]["spec"]["containers"]] == ["redis"]
+        status, reason, message = condition(result, "MonitoringReady")
+        # Missing CRDs come first; with them served the refused image is named.
+        assert reason == "MonitoringCRDsMissing"
+        server.served[MONITORING] = {"PodMonitor", "PrometheusRule"}
+        result = TenantReconciler(server, settings).reconcile(
+            tenant(**MONITORED), targets=TARGETS, scaling=ScalingState(), previous_status={}
+        )
+        status, reason, message = condition(result, "MonitoringReady")
+        assert (status, reason) == ("False", "ExporterImageNotAllowed")
+        assert (
+            "ALGOEDGE_OPERATOR_REDIS_EXPORTER_IMAGE docker.io/oliver006/redis_exporter" in message
+        )
+
+
+class TestCapacityAndCost:
+    def test_should_report_users_the_ready_api_pods_serve(self, server: FakeApiServer) -> None:
+        result = run(server, tenant())
+        # The fake API server reports every workload ready at its replicas (api: 1).
+        assert result.status["capacity"] == {"usersPerApiPod": 500, "readyApiPods": 1, "users": 500}
+        assert condition(result, "CapacityLow")[:2] == ("False", "SocketsUnknown")
+
+    def test_should_warn_once_when_sockets_pass_80_percent(self, server: FakeApiServer) -> None:
+        the_reconciler = reconciler(server)
+        busy = ScalingState(connected_sockets=401, linked_accounts=3)
+        first = the_reconciler.reconcile(
+            tenant(), targets=TARGETS, scaling=busy, previous_status={}
+        )
+        assert first.status["capacity"]["utilizationPercent"] == 81
+        status, reason, message = condition(first, "CapacityLow")
+        assert (status, reason) == ("True", "AboveThreshold")
+        assert "401 sockets connected against 500 users" in message
+        second = the_reconciler.reconcile(
+            tenant(), targets=TARGETS, scaling=busy, previous_status=first.status
+        )
+        assert condition(second, "CapacityLow")[0] == "True"
+        assert [e["reason"] for e in server.events].count("CapacityLow") == 1
+        assert [e["type"] for e in server.events if e["reason"] == "CapacityLow"] == ["Warning"]
+
+    def test_should_price_the_requests_and_linked_accounts(self, server: FakeApiServer) -> None:
+        result = the_cost(server, linked_accounts=0)
+        with_accounts = the_cost(server, linked_accounts=10)
+        assert with_accounts["metaapi"] == {"linkedAccounts": 10, "monthly": "150.00"}
+        assert float(with_accounts["monthlyTotal"]) == pytest.approx(
+            float(result["monthlyTotal"]) + 150.0
+        )
+        assert {row["component"] for row in result["workloads"]} == {
+            "api", "worker", "beat", "pgbouncer", "redis", "bridge",
+        }  # fmt: skip
+
+
+def the_cost(server: FakeApiServer, *, linked_accounts: int) -> dict[str, Any]:
+    result = reconciler(server).reconcile(
+        tenant(),
+        targets=TARGETS,
+        scaling=ScalingState(linked_accounts=linked_accounts),
+        previous_status={},
+    )
+    return dict(result.status["cost"])
+
+
+class TestTenantMetrics:
+    def test_should_export_readiness_capacity_and_cost_per_tenant(
+        self, server: FakeApiServer
+    ) -> None:
+        result = the_cost(server, linked_accounts=2)
+        labels = {"namespace": NAMESPACE, "tenant": "acme"}
+        assert counter("algoedge_operator_tenant_ready", **labels) == 1.0
+        assert counter("algoedge_operator_tenant_capacity_users", **labels) == 500.0
+        assert counter(
+            "algoedge_operator_tenant_monthly_cost", **labels, currency="USD"
+        ) == pytest.approx(float(result["monthlyTotal"]))
+
+    def test_should_forget_a_deleted_tenant(self, server: FakeApiServer) -> None:
+        the_cost(server, linked_accounts=0)
+        metrics.forget_tenant(NAMESPACE, "acme")
+        labels = {"namespace": NAMESPACE, "tenant": "acme"}
+        assert REGISTRY.get_sample_value("algoedge_operator_tenant_ready", labels) is None
+        cost = {**labels, "currency": "USD"}
+        assert REGISTRY.get_sample_value("algoedge_operator_tenant_monthly_cost", cost) is None
