@@ -87,7 +87,12 @@ async def api() -> AsyncIterator[Api]:
     app.on_response_prepare.append(add_response_headers)
     # A route added without a declaration, to show such a route is treated strictly.
     app.router.add_get("/undeclared", _reached)
-    add_routes(app, [replace(route, handler=_reached) for route in API_ROUTES])
+    # One listener here: which port serves which route is tests/integration's (TestListeners).
+    add_routes(
+        app,
+        [replace(route, handler=_reached, listener="both") for route in API_ROUTES],
+        metrics_port=0,
+    )
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     try:
