@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 PREFIX = "ALGOEDGE_OPERATOR_"
-DEFAULT_CAPACITY_URL = "http://{name}-api.{namespace}.svc:8080/internal/v1/capacity"
+#: The API Service's ``metrics`` port: /internal/v1/* is not served on the public one.
+DEFAULT_CAPACITY_URL = "http://{name}-api.{namespace}.svc:9090/internal/v1/capacity"
 
 
 class SettingsError(ValueError):

@@ -18,7 +18,7 @@ class TestOperatorSettings:
         assert settings.scale_interval == 30
         assert (
             settings.capacity_url_for(name="acme", namespace="trading")
-            == "http://acme-api.trading.svc:8080/internal/v1/capacity"
+            == "http://acme-api.trading.svc:9090/internal/v1/capacity"
         )
 
     def test_should_watch_children_unless_told_not_to(self) -> None:
