@@ -202,3 +202,26 @@ class TestDocumentDescribesTheTable:
         route = Route("GET", "/x", _reached, summary="x", responses={200: ("OK", "Nowhere")})
         with pytest.raises(ValueError, match="Nowhere"):
             build_document([route])
+
+
+class TestListeners:
+    def test_should_put_platform_routes_on_the_metrics_listener_only(self) -> None:
+        listeners = {(route.method, route.path): route.listener for route in API_ROUTES}
+        assert listeners[("GET", "/metrics")] == "metrics"
+        assert listeners[("GET", "/internal/v1/capacity")] == "metrics"
+        assert listeners[("GET", "/healthz")] == listeners[("GET", "/readyz")] == "both"
+        others = {
+            listener
+            for (_, path), listener in listeners.items()
+            if path not in ("/metrics", "/internal/v1/capacity", "/healthz", "/readyz")
+        }
+        assert others == {"public"}
+
+    def test_should_refuse_one_path_on_two_listeners(self) -> None:
+        (metrics,) = [route for route in API_ROUTES if route.path == "/metrics"]
+        with pytest.raises(ValueError, match="one listener"):
+            add_routes(
+                web.Application(),
+                [metrics, replace(metrics, method="POST", listener="public")],
+                metrics_port=9090,
+            )
