@@ -132,7 +132,9 @@ def add_routes(app: web.Application, routes: Iterable[Route], *, metrics_port: i
     resources: dict[str, tuple[web.Resource, Listener]] = {}
     for route in routes:
         if route.path not in resources:
-            kind = _DynamicOnListener if route.path_parameters else _PlainOnListener
+            # aiohttp's own test for a path with parameters (``add_resource``).
+            dynamic = "{" in route.path or "}" in route.path
+            kind = _DynamicOnListener if dynamic else _PlainOnListener
             created = kind(route.path, listener=route.listener, metrics_port=metrics_port)
             app.router.register_resource(created)
             resources[route.path] = (created, route.listener)
