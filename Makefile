@@ -97,10 +97,14 @@ cluster-up: venv controlplane ## start the local control plane in .run/cluster (
 cluster-down: venv ## stop the local control plane in .run/cluster
 	$(PY) -m devtools.controlplane.cluster down --dir .run/cluster
 
+# kopf's scope follows ALGOEDGE_OPERATOR_NAMESPACES (comma-separated; unset: every namespace).
+OPERATOR_COMMA := ,
+OPERATOR_SCOPE = $(if $(ALGOEDGE_OPERATOR_NAMESPACES),$(addprefix --namespace=,$(subst $(OPERATOR_COMMA), ,$(ALGOEDGE_OPERATOR_NAMESPACES))),--all-namespaces)
+
 .PHONY: operator
-operator: venv ## run the AlgoEdgeTenant operator against $$KUBECONFIG (applies crds/ first)
+operator: venv ## run the AlgoEdgeTenant operator against $$KUBECONFIG (applies crds/ first; ALGOEDGE_OPERATOR_NAMESPACES=a,b watches only those)
 	$(or $(KUBECTL),kubectl) apply --server-side -f crds/
-	.venv/bin/kopf run --all-namespaces --standalone -m algoedge_operator
+	.venv/bin/kopf run $(OPERATOR_SCOPE) --standalone -m algoedge_operator
 
 .PHONY: kind-up
 kind-up: venv controlplane ## kind cluster, images built (docker) and loaded, CRDs, operator, sample tenant (needs Docker and kind; KIND_ARGS=--cluster-only before tilt up)

@@ -366,6 +366,8 @@ def start_target(name: str, *, count: int, env: dict[str, str], root: Path) -> T
                 **env,
                 "ALGOEDGE_HTTP_HOST": LOOPBACK,
                 "ALGOEDGE_HTTP_PORT": str(port),
+                # No metrics listener: several API processes run side by side here.
+                "ALGOEDGE_METRICS_PORT": "0",
             }
             with log.open("ab") as out:
                 process = subprocess.Popen(

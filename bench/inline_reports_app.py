@@ -187,7 +187,7 @@ def create_inline_app(
     """The real API (or the per-query-connection baseline) plus the inline report route."""
     app = create_baseline_app(settings) if per_query_connections else create_app(settings)
     app[MAIL_SETTINGS] = mail_settings
-    add_routes(app, ROUTES)
+    add_routes(app, ROUTES, metrics_port=settings.metrics_port)
     return app
 
 

@@ -428,7 +428,14 @@ def start_inline_api(env: dict[str, str], *, root: Path, per_query_connections: 
     if per_query_connections:
         argv.append("--per-query-connections")
     process = _spawn(
-        argv, {**env, "ALGOEDGE_HTTP_HOST": LOOPBACK, "ALGOEDGE_HTTP_PORT": str(port)}, log
+        argv,
+        {
+            **env,
+            "ALGOEDGE_HTTP_HOST": LOOPBACK,
+            "ALGOEDGE_HTTP_PORT": str(port),
+            "ALGOEDGE_METRICS_PORT": "0",
+        },
+        log,
     )
     target = Target(name="inline", processes=[process], ports=[port], logs=[log])
     try:

@@ -77,6 +77,7 @@ PREFERRED_PORTS = {
     "pgbouncer": 56432,
     "redis": 56379,
     "api": 8080,
+    "api_metrics": 9090,
     "smtp": 2525,
     "worker_metrics": 9091,
     "beat_metrics": 9092,
@@ -131,7 +132,12 @@ class DevCluster:
         )
 
     def start(
-        self, *, api_port: int, api_env: dict[str, str], database_url: str, metaapi_token: str
+        self,
+        *,
+        api_metrics_port: int,
+        api_env: dict[str, str],
+        database_url: str,
+        metaapi_token: str,
     ) -> None:
         self.plane.start()
         self.kubectl("apply", "--server-side", f"--filename={REPO / 'crds'}")
@@ -183,7 +189,10 @@ class DevCluster:
         env = {
             **os.environ,
             "KUBECONFIG": str(self.plane.kubeconfig),
-            "ALGOEDGE_OPERATOR_CAPACITY_URL": f"http://{LOOPBACK}:{api_port}/internal/v1/capacity",
+            # The API's metrics listener, where /internal/v1/* is served.
+            "ALGOEDGE_OPERATOR_CAPACITY_URL": (
+                f"http://{LOOPBACK}:{api_metrics_port}/internal/v1/capacity"
+            ),
             "ALGOEDGE_OPERATOR_SCALE_INTERVAL": "5",
             "ALGOEDGE_OPERATOR_RESYNC_INTERVAL": "30",
             "ALGOEDGE_OPERATOR_HTTP_HOST": LOOPBACK,
@@ -270,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         redis.start()
         bouncer.start()
         api_port = free_port(PREFERRED_PORTS["api"])
+        api_metrics_port = free_port(PREFERRED_PORTS["api_metrics"])
         jobs_ports: dict[str, int] = {}
         env = {
             "ALGOEDGE_DATABASE_URL": bouncer.url,
@@ -279,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             "ALGOEDGE_CREDENTIALS_KEY": keys["credentials"],
             "ALGOEDGE_HTTP_HOST": LOOPBACK,
             "ALGOEDGE_HTTP_PORT": str(api_port),
+            "ALGOEDGE_METRICS_PORT": str(api_metrics_port),
         }
         env_file = root / "env"
         env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
@@ -364,14 +375,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         if cluster is not None:
             cluster.start(
-                api_port=api_port,
+                api_metrics_port=api_metrics_port,
                 api_env=env,
                 database_url=postgres.url,
                 metaapi_token=keys["metaapi_token"],
             )
         print(
             "\nAlgoEdge dev stack is up (Ctrl-C stops everything):\n"
-            f"  API         http://{LOOPBACK}:{api_port}  (/api/v1/openapi.json, /metrics)\n"
+            f"  API         http://{LOOPBACK}:{api_port}  (/api/v1/openapi.json; /metrics and "
+            f"/internal/v1/* on http://{LOOPBACK}:{api_metrics_port})\n"
             f"  pgBouncer   {LOOPBACK}:{bouncer.port}  (transaction pooling; the API uses it)\n"
             f"  PostgreSQL  {LOOPBACK}:{postgres.port}  (logs: {postgres.log_file})\n"
             f"  Redis       {LOOPBACK}:{redis.port}\n"

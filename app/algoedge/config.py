@@ -28,6 +28,8 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 
 from algoedge import credentials
@@ -226,9 +228,25 @@ class ApiSettings(ServiceSettings, ReadReplicaSettings):
         default=8080,
         ge=1,
         le=65535,
-        description="Port of the HTTP API, /metrics and /socket.io/.",
+        description="Port of the public HTTP API and /socket.io/ (and the probes).",
         json_schema_extra={"form": "a port number from 1 to 65535"},
     )
+    metrics_port: MetricsPort = Field(
+        default=9090,
+        description=(
+            "Port of /metrics and /internal/v1/* (and the probes), kept off the public port so "
+            "that only the NetworkPolicy's sources reach them (0: not served at all)."
+        ),
+    )
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _metrics_port_apart(cls, port: int, info: ValidationInfo) -> int:
+        # One port for both would serve /metrics and /internal/v1/* to the public again.
+        if port and port == info.data.get("http_port"):
+            raise ValueError("must differ from ALGOEDGE_HTTP_PORT")
+        return port
+
     credentials_key: CredentialsKey
     rate_limit_per_user: Rate = Field(
         default=RateLimit(100, 900),

@@ -82,7 +82,9 @@ class Runtime:
                 with contextlib.suppress(RuntimeError):  # the loop closed: we are stopping
                     loop.call_soon_threadsafe(self.poke, namespace, name)
 
-            self._informers = start_informers(*self._watch, changed)
+            self._informers = start_informers(
+                *self._watch, changed, namespaces=self.settings.namespaces
+            )
 
     async def stop(self) -> None:
         for informer in self._informers:
@@ -119,6 +121,9 @@ class Runtime:
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event for a tenant: start, poke or stop its loop."""
         metadata = body.get("metadata") or {}
+        if not self.settings.serves(str(metadata.get("namespace"))):
+            # kopf was started wider than ALGOEDGE_OPERATOR_NAMESPACES: not ours to touch.
+            return
         uid = str(metadata.get("uid"))
         if event_type == "DELETED" or metadata.get("deletionTimestamp"):
             tenant_loop = self._loops.pop(uid, None)

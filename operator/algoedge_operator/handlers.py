@@ -26,6 +26,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
     # One operator replica (Deployment strategy Recreate); no peering CRDs to install or watch.
     settings.peering.standalone = True
+    # Watched namespaces: no cluster-wide reads of Namespaces and CRDs, which the namespaced
+    # Roles do not grant (kopf then takes the CRD as it is at start: install it first).
+    settings.scanning.disabled = bool(operator_settings.namespaces)
     # kopf's own state goes to annotations, never into the tenant's structural status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix="kopf.algoedge.io"
@@ -54,11 +57,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             operator_settings.http_host, operator_settings.http_port
         )
     log.info(
-        "algoedge-operator: resync %gs, scale %gs, capacity %s, children %s",
+        "algoedge-operator: resync %gs, scale %gs, capacity %s, children %s, namespaces %s",
         operator_settings.resync_interval,
         operator_settings.scale_interval,
         operator_settings.capacity_url,
         "watched" if operator_settings.watch_children else "polled",
+        ",".join(operator_settings.namespaces) or "all",
     )
 
 

@@ -2,7 +2,8 @@
 
 One informer thread per child kind (:func:`algoedge_operator.builders.watched_kinds`) lists every
 object carrying the operator's managed-by label in all namespaces, then watches from that list's
-resourceVersion. What it sees goes into one :class:`ChildStore`. A relist (at start, after an
+resourceVersion; with watched namespaces (``ALGOEDGE_OPERATOR_NAMESPACES``) one thread per kind
+and namespace does the same in its namespace, so no read leaves them. What it sees goes into one :class:`ChildStore`. A relist (at start, after an
 expired watch or an error) replaces the kind's whole contents, so an object deleted while no
 watch was open does not linger. Every change to a tenant's child calls
 ``on_change(namespace, tenant_name)``: a deleted or edited child is repaired at once rather than
@@ -83,12 +84,16 @@ class ChildStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._objects: dict[Key, dict[str, Any]] = {}
-        self._synced: set[tuple[str, str]] = set()
+        #: (apiVersion, kind, namespace) listed; namespace None: listed in all namespaces.
+        self._synced: set[tuple[str, str, str | None]] = set()
 
-    def synced(self, api_version: str, kind: str) -> bool:
-        """Whether the kind has been listed, so that absence from the store means absence."""
+    def synced(self, api_version: str, kind: str, namespace: str | None = None) -> bool:
+        """Whether the kind has been listed (in all namespaces, or in ``namespace``), so that
+        absence from the store means absence."""
         with self._lock:
-            return (api_version, kind) in self._synced
+            return (api_version, kind, None) in self._synced or (
+                namespace is not None and (api_version, kind, namespace) in self._synced
+            )
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
@@ -119,20 +124,30 @@ class ChildStore:
             self._objects.pop((api_version, kind, namespace, name), None)
 
     def replace(
-        self, api_version: str, kind: str, items: Iterable[Mapping[str, Any]]
+        self,
+        api_version: str,
+        kind: str,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        namespace: str | None = None,
     ) -> set[tuple[str, str]]:
-        """The kind's whole contents from a fresh list; the owners of whatever changed."""
+        """The kind's whole contents (in all namespaces, or in ``namespace`` only) from a fresh
+        list; the owners of whatever changed."""
         fresh = {_key(item): _slim(item) for item in items}
         changed: set[tuple[str, str]] = set()
         with self._lock:
-            held = {k: v for k, v in self._objects.items() if k[:2] == (api_version, kind)}
+            held = {
+                k: v
+                for k, v in self._objects.items()
+                if k[:2] == (api_version, kind) and (namespace is None or k[2] == namespace)
+            }
             for key in held.keys() - fresh.keys():
                 del self._objects[key]
             for key, obj in fresh.items():
                 if key in held and _version(held[key]) == _version(obj):
                     continue
                 self._objects[key] = obj
-            self._synced.add((api_version, kind))
+            self._synced.add((api_version, kind, namespace))
         for key in held.keys() ^ fresh.keys():
             owner = owner_of(held.get(key) or fresh[key])
             if owner is not None:
@@ -165,17 +180,29 @@ class Informer:
     """List-then-watch of one kind into the store, in a daemon thread, until stopped."""
 
     def __init__(
-        self, kube: Kube, store: ChildStore, api_version: str, kind: str, on_change: OnChange
+        self,
+        kube: Kube,
+        store: ChildStore,
+        api_version: str,
+        kind: str,
+        on_change: OnChange,
+        *,
+        namespace: str | None = None,
     ) -> None:
+        """``namespace``: list and watch only there (None: in all namespaces)."""
         self._kube = kube
         self._store = store
         self._api_version = api_version
         self._kind = kind
+        self._namespace = namespace
         self._on_change = on_change
         self._stopped = threading.Event()
         self._response_lock = threading.Lock()
         self._response: Any = None
-        self._thread = threading.Thread(target=self._run, name=f"informer {kind}", daemon=True)
+        where = f" in {namespace}" if namespace else ""
+        self._thread = threading.Thread(
+            target=self._run, name=f"informer {kind}{where}", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -210,9 +237,16 @@ class Informer:
         while not self._stopped.is_set():
             try:
                 items, version = self._kube.list_collection(
-                    self._api_version, self._kind, label_selector=MANAGED_SELECTOR
+                    self._api_version,
+                    self._kind,
+                    label_selector=MANAGED_SELECTOR,
+                    namespace=self._namespace,
                 )
-                self._changed(self._store.replace(self._api_version, self._kind, items))
+                self._changed(
+                    self._store.replace(
+                        self._api_version, self._kind, items, namespace=self._namespace
+                    )
+                )
                 backoff = 1.0
                 while not self._stopped.is_set():
                     version = self._watch(version)
@@ -258,6 +292,7 @@ class Informer:
             resource_version=version,
             timeout_seconds=WATCH_SECONDS,
             on_open=self._opened,
+            namespace=self._namespace,
         ):
             if event_type == "ERROR":
                 if obj.get("code") == 410:
@@ -273,9 +308,16 @@ class Informer:
         return version
 
 
-def start_informers(kube: Kube, store: ChildStore, on_change: OnChange) -> list[Informer]:
+def start_informers(
+    kube: Kube, store: ChildStore, on_change: OnChange, *, namespaces: tuple[str, ...] = ()
+) -> list[Informer]:
+    """One informer per watched kind, in all namespaces, or per kind and namespace of
+    ``namespaces`` when given."""
+    scopes: tuple[str | None, ...] = namespaces or (None,)
     informers = [
-        Informer(kube, store, api_version, kind, on_change) for api_version, kind in watched_kinds()
+        Informer(kube, store, api_version, kind, on_change, namespace=namespace)
+        for api_version, kind in watched_kinds()
+        for namespace in scopes
     ]
     for informer in informers:
         informer.start()
@@ -299,7 +341,7 @@ class ChildCache:
         miss with a GET: callers whose next step would overwrite values, not merely apply a
         manifest, must pass it.
         """
-        if self._store is not None and self._store.synced(ref.api_version, ref.kind):
+        if self._store is not None and self._store.synced(ref.api_version, ref.kind, ref.namespace):
             metrics.CACHE_READS.labels(kind=ref.kind).inc()
             found = self._store.get(ref.api_version, ref.kind, ref.namespace, ref.name)
             if found is not None:

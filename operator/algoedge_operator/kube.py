@@ -192,8 +192,10 @@ def resource_path(
     return path
 
 
-def collection_path(api_version: str, kind: str) -> str:
-    """The kind across all namespaces, e.g. ``/apis/apps/v1/deployments``."""
+def collection_path(api_version: str, kind: str, namespace: str | None = None) -> str:
+    """The kind across all namespaces, e.g. ``/apis/apps/v1/deployments``, or in one."""
+    if namespace is not None:
+        return resource_path(api_version, kind, namespace)
     return f"{_group_path(api_version)}/{plural(kind)}"
 
 
@@ -273,11 +275,11 @@ class Kube:
         return dict(data)
 
     def list_collection(
-        self, api_version: str, kind: str, *, label_selector: str
+        self, api_version: str, kind: str, *, label_selector: str, namespace: str | None = None
     ) -> tuple[list[dict[str, Any]], str]:
-        """Every object of the kind in all namespaces matching the selector, and the list's
-        resourceVersion to watch from."""
-        path = collection_path(api_version, kind)
+        """Every object of the kind in all namespaces (or in ``namespace``) matching the
+        selector, and the list's resourceVersion to watch from."""
+        path = collection_path(api_version, kind, namespace)
         status, data = self._request("GET", path, query={"labelSelector": label_selector})
         metrics.API_READS.labels(verb="list", kind=kind).inc()
         if status != 200:
@@ -297,12 +299,14 @@ class Kube:
         resource_version: str,
         timeout_seconds: int,
         on_open: Callable[[Any], None] = lambda response: None,
+        namespace: str | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Watch events (type, object) until the server ends the watch after ``timeout_seconds``.
+        """Watch events (type, object) in all namespaces (or in ``namespace``) until the server
+        ends the watch after ``timeout_seconds``.
 
         ``on_open`` receives the raw response, so another thread can close it to stop the watch.
         """
-        path = collection_path(api_version, kind)
+        path = collection_path(api_version, kind, namespace)
         query = {
             "watch": "true",
             "labelSelector": label_selector,

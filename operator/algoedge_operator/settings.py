@@ -23,7 +23,8 @@ from pydantic import (
 )
 
 PREFIX = "ALGOEDGE_OPERATOR_"
-DEFAULT_CAPACITY_URL = "http://{name}-api.{namespace}.svc:8080/internal/v1/capacity"
+#: The API Service's ``metrics`` port: /internal/v1/* is not served on the public one.
+DEFAULT_CAPACITY_URL = "http://{name}-api.{namespace}.svc:9090/internal/v1/capacity"
 
 
 class SettingsError(ValueError):
@@ -52,7 +53,7 @@ def _boolean(value: object) -> object:
 _IMAGE_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-/:]*")
 
 
-def _image_prefixes(value: object) -> object:
+def _comma_separated(value: object) -> object:
     # The variable is one comma-separated string; blanks around an entry are ignored.
     if isinstance(value, str):
         return tuple(item.strip() for item in value.split(",") if item.strip())
@@ -79,6 +80,35 @@ def image_allowed(image: str, prefixes: tuple[str, ...]) -> bool:
         and (prefix.endswith("/") or image[len(prefix) : len(prefix) + 1] in ("", "/", ":", "@"))
         for prefix in prefixes
     )
+
+
+#: A namespace name: an RFC 1123 label (what the API server accepts for a Namespace).
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _namespace_list(value: object) -> object:
+    # Strict, unlike the allow-list: a stray comma must not leave an empty name that could be
+    # read as "every namespace".
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(","))
+    return value
+
+
+def _checked_namespaces(namespaces: tuple[str, ...]) -> tuple[str, ...]:
+    for namespace in namespaces:
+        if not _NAMESPACE.fullmatch(namespace):
+            raise ValueError("is not a namespace name")
+    if len(set(namespaces)) != len(namespaces):
+        raise ValueError("names a namespace twice")
+    return namespaces
+
+
+def kopf_scope_args(namespaces: tuple[str, ...]) -> list[str]:
+    """kopf's own flags for :attr:`OperatorSettings.namespaces`, so kopf watches tenants where
+    the operator's other reads and writes are (the chart renders the same from one value)."""
+    if not namespaces:
+        return ["--all-namespaces"]
+    return [f"--namespace={namespace}" for namespace in namespaces]
 
 
 def _form(form: str) -> Any:
@@ -194,13 +224,29 @@ class OperatorSettings(BaseModel):
     #: Registry/repository prefixes that a tenant's ``spec.image`` and ``spec.bridgeImage`` must
     #: start with (at a path boundary, :func:`image_allowed`); empty allows every image.
     image_allowlist: Annotated[
-        tuple[str, ...], BeforeValidator(_image_prefixes), AfterValidator(_checked_prefixes)
+        tuple[str, ...], BeforeValidator(_comma_separated), AfterValidator(_checked_prefixes)
     ] = Field(
         default=(),
         json_schema_extra=_form(
             "comma-separated registry/repository prefixes such as registry.example.com/algoedge"
         ),
     )
+
+    #: The namespaces whose tenants the operator serves; empty: every namespace. Set, every
+    #: read, watch and write of the operator (kopf's tenant watch included, through
+    #: :func:`kopf_scope_args`) stays in them, so namespaced Roles suffice (docs/operator.md).
+    namespaces: Annotated[
+        tuple[str, ...], BeforeValidator(_namespace_list), AfterValidator(_checked_namespaces)
+    ] = Field(
+        default=(),
+        json_schema_extra=_form(
+            "comma-separated namespace names (lowercase RFC 1123 labels), each named once"
+        ),
+    )
+
+    def serves(self, namespace: str) -> bool:
+        """Whether tenants of ``namespace`` are this operator's."""
+        return not self.namespaces or namespace in self.namespaces
 
     def capacity_url_for(self, *, name: str, namespace: str) -> str:
         return self.capacity_url.format(name=name, namespace=namespace)

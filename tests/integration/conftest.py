@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from algoedge.api.app import create_app
 from algoedge.config import ApiSettings, MigrateSettings, load_settings
@@ -83,20 +84,28 @@ class ApiClient:
 
     session: aiohttp.ClientSession
     server: TestServer
+    #: The base URL of the same app's metrics listener (/metrics, /internal/v1/*).
+    metrics_url: str
 
     @property
     def base_url(self) -> str:
         return str(self.server.make_url("/")).rstrip("/")
 
     async def call(
-        self, method: str, path: str, *, token: str | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        metrics: bool = False,
+        **kwargs: Any,
     ) -> tuple[int, Any, aiohttp.ClientResponse]:
+        """One request to the public listener, or with ``metrics`` to the metrics listener."""
         headers = dict(kwargs.pop("headers", {}))
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        async with self.session.request(
-            method, self.base_url + path, headers=headers, **kwargs
-        ) as r:
+        base = self.metrics_url if metrics else self.base_url
+        async with self.session.request(method, base + path, headers=headers, **kwargs) as r:
             body = await r.json(content_type=None) if await r.read() else None
             return r.status, body, r
 
@@ -133,11 +142,21 @@ def user_id_of(token: str) -> int:
 
 @asynccontextmanager
 async def running_api(settings: ApiSettings) -> AsyncIterator[ApiClient]:
+    """The app on two loopback listeners, as `algoedge api` runs it: the public one (the test
+    server's) and the metrics one, on a free port (the settings' 9090 may be taken)."""
+    settings = settings.model_copy(update={"metrics_port": free_port()})
     server = TestServer(create_app(settings), host="127.0.0.1")
     await server.start_server()
     try:
+        assert server.runner is not None
+        metrics_site = web.TCPSite(server.runner, "127.0.0.1", settings.metrics_port)
+        await metrics_site.start()
         async with aiohttp.ClientSession() as session:
-            yield ApiClient(session=session, server=server)
+            yield ApiClient(
+                session=session,
+                server=server,
+                metrics_url=f"http://127.0.0.1:{settings.metrics_port}",
+            )
     finally:
         await server.close()
 
@@ -162,19 +181,38 @@ async def api(relaxed_settings: ApiSettings) -> AsyncIterator[ApiClient]:
         yield client
 
 
-def spawn_api(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+class ApiBase(str):
+    """The public base URL of an `algoedge api` process; ``metrics`` is its metrics listener's
+    (/metrics, /internal/v1/*)."""
+
+    metrics: str
+
+    def __new__(cls, public: str, *, metrics: str) -> ApiBase:
+        base = super().__new__(cls, public)
+        base.metrics = metrics
+        return base
+
+
+def spawn_api(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], ApiBase]:
     """Start `algoedge api` as a separate process (a pod) and wait until it answers /healthz."""
     port = free_port()
-    full = {**env, "ALGOEDGE_HTTP_PORT": str(port), "ALGOEDGE_HTTP_HOST": "127.0.0.1"}
+    metrics_port = free_port()
+    full = {
+        **env,
+        "ALGOEDGE_HTTP_PORT": str(port),
+        "ALGOEDGE_METRICS_PORT": str(metrics_port),
+        "ALGOEDGE_HTTP_HOST": "127.0.0.1",
+    }
     # The pod's JSON logs go to a file, not into pytest's output; its path is in any failure.
     log_path = Path(tempfile.gettempdir()) / f"algoedge-api-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [ALGOEDGE, "api"], env=command_env(full), stdout=log, stderr=subprocess.STDOUT
         )
-    base = f"http://127.0.0.1:{port}"
+    base = ApiBase(f"http://127.0.0.1:{port}", metrics=f"http://127.0.0.1:{metrics_port}")
     try:
         wait_healthy(f"{base}/healthz", process, log=log_path)
+        wait_healthy(f"{base.metrics}/healthz", process, log=log_path)
     except ServiceError as exc:
         process.kill()
         pytest.fail(f"algoedge api did not come up: {exc}")
@@ -182,7 +220,7 @@ def spawn_api(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
 
 
 @contextmanager
-def api_process(env: dict[str, str]) -> Iterator[str]:
+def api_process(env: dict[str, str]) -> Iterator[ApiBase]:
     """A running `algoedge api` process for the block; yields its base URL, stops it with SIGTERM."""
     process, base = spawn_api(env)
     try:

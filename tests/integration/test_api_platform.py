@@ -28,7 +28,7 @@ class TestCapacity:
     ) -> None:
         _, user_token = await api.signed_up()
         for token in (None, "wrong-token-wrong-token", user_token):
-            status, body, _ = await api.call("GET", CAPACITY, token=token)
+            status, body, _ = await api.call("GET", CAPACITY, token=token, metrics=True)
             assert status == 401, token
             assert body["status"] == 401
 
@@ -36,7 +36,7 @@ class TestCapacity:
         self, api: ApiClient, relaxed_settings: ApiSettings
     ) -> None:
         internal = relaxed_settings.internal_token.get_secret_value()
-        status, body, _ = await api.call("GET", CAPACITY, token=internal)
+        status, body, _ = await api.call("GET", CAPACITY, token=internal, metrics=True)
         assert (status, body) == (
             200,
             {
@@ -55,7 +55,7 @@ class TestCapacity:
         await redis.zadd(BRIDGE_CONNECTED_KEY, {"1": now, "2": now, "3": now - 3600})  # 3 is stale
         await redis.rpush("reports", *[json.dumps({"task": i}) for i in range(7)])
         await redis.aclose()
-        status, body, _ = await api.call("GET", CAPACITY, token=internal)
+        status, body, _ = await api.call("GET", CAPACITY, token=internal, metrics=True)
         assert status == 200
         assert body == {
             "linked_accounts": 3,
@@ -71,7 +71,7 @@ class TestMetrics:
         await api.call("GET", "/api/v1/bots")
         status, _, response = await api.call("GET", "/healthz")
         assert status == 200
-        async with api.session.get(api.base_url + "/metrics") as r:
+        async with api.session.get(api.metrics_url + "/metrics") as r:
             text = await r.text()
         assert (
             'algoedge_http_request_duration_seconds_count{method="GET",route="/api/v1/bots",status="200"}'
@@ -89,6 +89,42 @@ class TestMetrics:
         _, _, replaced = await api.call("GET", "/healthz", headers={"X-Request-ID": "bad id\u00e9"})
         assert kept.headers["X-Request-ID"] == "abc-123"
         assert replaced.headers["X-Request-ID"] != "bad id\u00e9"
+
+
+class TestListeners:
+    """/metrics and /internal/v1/* exist only on the metrics port, which the tenant's
+    NetworkPolicy opens to the operator and monitoring alone; the public port (behind the
+    Ingress) answers them 404 like any unknown path."""
+
+    async def test_should_answer_404_problems_for_metrics_and_internal_on_the_public_port(
+        self, api: ApiClient, relaxed_settings: ApiSettings
+    ) -> None:
+        internal = relaxed_settings.internal_token.get_secret_value()
+        for path, token in (("/metrics", None), (CAPACITY, internal), (CAPACITY, None)):
+            status, body, response = await api.call("GET", path, token=token)
+            assert status == 404, path
+            assert response.content_type == "application/problem+json"
+            assert body["status"] == 404
+            assert (await api.call("HEAD", path, token=token))[0] == 404, path
+
+    async def test_should_serve_metrics_and_internal_on_the_metrics_port_only(
+        self, api: ApiClient, relaxed_settings: ApiSettings
+    ) -> None:
+        internal = relaxed_settings.internal_token.get_secret_value()
+        assert (await api.call("GET", CAPACITY, token=internal, metrics=True))[0] == 200
+        async with api.session.get(api.metrics_url + "/metrics") as response:
+            assert response.status == 200
+            assert "algoedge_http_request_duration_seconds" in await response.text()
+        # The API itself and socket.io are not on the metrics port.
+        _, token = await api.signed_up()
+        for path in ("/api/v1/bots", "/api/v1/openapi.json", "/socket.io/?EIO=4&transport=polling"):
+            status, body, _ = await api.call("GET", path, token=token, metrics=True)
+            assert (status, body["status"]) == (404, 404), path
+
+    async def test_should_answer_probes_on_both_ports(self, api: ApiClient) -> None:
+        for metrics in (False, True):
+            assert (await api.call("GET", "/healthz", metrics=metrics))[0] == 200
+            assert (await api.call("GET", "/readyz", metrics=metrics))[0] == 200
 
 
 class TestOpenApi:

@@ -112,7 +112,7 @@ def paused_replay(replica: StreamingReplica) -> Iterator[Callable[[], None]]:
 
 
 async def metric(api: ApiClient, name: str, **labels: str) -> float:
-    async with api.session.get(api.base_url + "/metrics") as response:
+    async with api.session.get(api.metrics_url + "/metrics") as response:
         assert response.status == 200
         text = await response.text()
     for family in text_string_to_metric_families(text):

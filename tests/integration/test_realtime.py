@@ -20,7 +20,13 @@ from redis.asyncio import Redis
 
 from devtools.app import api_environment, migrated
 from devtools.services import PgBouncer, RedisServer, free_port
-from tests.integration.conftest import RELAXED_LIMITS, api_process, spawn_api, user_id_of
+from tests.integration.conftest import (
+    RELAXED_LIMITS,
+    ApiBase,
+    api_process,
+    spawn_api,
+    user_id_of,
+)
 from tests.integration.sockets import (
     Listener,
     closed_by_server,
@@ -40,7 +46,7 @@ async def environment(
 
 
 @pytest.fixture
-def pods(environment: dict[str, str]) -> Iterator[tuple[str, str]]:
+def pods(environment: dict[str, str]) -> Iterator[tuple[ApiBase, ApiBase]]:
     with api_process(environment) as first, api_process(environment) as second:
         yield first, second
 
@@ -62,7 +68,7 @@ async def sign_up(http: aiohttp.ClientSession, base: str) -> tuple[int, str]:
 
 
 async def test_should_deliver_to_a_user_on_every_pod_and_to_no_one_else(
-    pods: tuple[str, str], http: aiohttp.ClientSession, environment: dict[str, str]
+    pods: tuple[ApiBase, ApiBase], http: aiohttp.ClientSession, environment: dict[str, str]
 ) -> None:
     first, second = pods
     user_id, token = await sign_up(http, first)
@@ -107,7 +113,7 @@ async def test_should_refuse_a_socket_without_a_live_token(
 
 
 async def test_should_refuse_a_socket_after_logout(
-    pods: tuple[str, str], http: aiohttp.ClientSession
+    pods: tuple[ApiBase, ApiBase], http: aiohttp.ClientSession
 ) -> None:
     _, token = await sign_up(http, pods[0])
     async with http.post(
@@ -119,13 +125,13 @@ async def test_should_refuse_a_socket_after_logout(
 
 
 async def test_should_count_connected_sockets_in_metrics(
-    pods: tuple[str, str], http: aiohttp.ClientSession
+    pods: tuple[ApiBase, ApiBase], http: aiohttp.ClientSession
 ) -> None:
     _, token = await sign_up(http, pods[0])
     listener = Listener()
     await listener.connect(pods[0], token)
     try:
-        async with http.get(f"{pods[0]}/metrics") as response:
+        async with http.get(f"{pods[0].metrics}/metrics") as response:
             text = await response.text()
         assert "algoedge_socketio_connected 1.0" in text
     finally:
@@ -205,7 +211,7 @@ async def log_in_again(http: aiohttp.ClientSession, base: str, token: str) -> st
 
 
 async def test_should_close_a_sessions_sockets_on_every_pod_at_logout(
-    pods: tuple[str, str], http: aiohttp.ClientSession, environment: dict[str, str]
+    pods: tuple[ApiBase, ApiBase], http: aiohttp.ClientSession, environment: dict[str, str]
 ) -> None:
     first, second = pods
     user_id, token = await sign_up(http, first)
@@ -230,7 +236,7 @@ async def test_should_close_a_sessions_sockets_on_every_pod_at_logout(
 
 
 async def test_should_close_a_socket_when_its_session_expires(
-    pods: tuple[str, str], http: aiohttp.ClientSession, environment: dict[str, str]
+    pods: tuple[ApiBase, ApiBase], http: aiohttp.ClientSession, environment: dict[str, str]
 ) -> None:
     """A session as a login records it, with a lifetime of a few seconds (the setting's minimum
     is five minutes, so the token is issued here with the pod's key)."""
@@ -287,13 +293,13 @@ async def test_should_close_connections_that_never_send_connect(
             # one, the server would keep them for as long as they answer.
             closed = await asyncio.gather(*(closed_by_server(ws, within=30) for ws in idle))
         assert closed == [True] * 5
-        async with http.get(f"{base}/metrics") as response:
+        async with http.get(f"{base.metrics}/metrics") as response:
             metrics = await response.text()
         assert 'algoedge_socketio_disconnects_total{reason="connect_timeout"} 5.0' in metrics
 
 
 async def test_should_take_one_connect_per_connection(
-    pods: tuple[str, str], http: aiohttp.ClientSession
+    pods: tuple[ApiBase, ApiBase], http: aiohttp.ClientSession
 ) -> None:
     """A refused CONNECT does not leave the connection open to try token after token."""
     _, token = await sign_up(http, pods[0])

@@ -87,7 +87,12 @@ async def api() -> AsyncIterator[Api]:
     app.on_response_prepare.append(add_response_headers)
     # A route added without a declaration, to show such a route is treated strictly.
     app.router.add_get("/undeclared", _reached)
-    add_routes(app, [replace(route, handler=_reached) for route in API_ROUTES])
+    # One listener here: which port serves which route is tests/integration's (TestListeners).
+    add_routes(
+        app,
+        [replace(route, handler=_reached, listener="both") for route in API_ROUTES],
+        metrics_port=0,
+    )
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     try:
@@ -197,3 +202,26 @@ class TestDocumentDescribesTheTable:
         route = Route("GET", "/x", _reached, summary="x", responses={200: ("OK", "Nowhere")})
         with pytest.raises(ValueError, match="Nowhere"):
             build_document([route])
+
+
+class TestListeners:
+    def test_should_put_platform_routes_on_the_metrics_listener_only(self) -> None:
+        listeners = {(route.method, route.path): route.listener for route in API_ROUTES}
+        assert listeners[("GET", "/metrics")] == "metrics"
+        assert listeners[("GET", "/internal/v1/capacity")] == "metrics"
+        assert listeners[("GET", "/healthz")] == listeners[("GET", "/readyz")] == "both"
+        others = {
+            listener
+            for (_, path), listener in listeners.items()
+            if path not in ("/metrics", "/internal/v1/capacity", "/healthz", "/readyz")
+        }
+        assert others == {"public"}
+
+    def test_should_refuse_one_path_on_two_listeners(self) -> None:
+        (metrics,) = [route for route in API_ROUTES if route.path == "/metrics"]
+        with pytest.raises(ValueError, match="one listener"):
+            add_routes(
+                web.Application(),
+                [metrics, replace(metrics, method="POST", listener="public")],
+                metrics_port=9090,
+            )

@@ -43,6 +43,10 @@ class TestValidSettings:
     def test_should_default_the_http_port_to_8080(self) -> None:
         assert load_settings(ApiSettings, env()).http_port == 8080
 
+    def test_should_default_the_metrics_port_to_9090_and_take_0_for_none(self) -> None:
+        assert load_settings(ApiSettings, env()).metrics_port == 9090
+        assert load_settings(ApiSettings, env(ALGOEDGE_METRICS_PORT="0")).metrics_port == 0
+
     def test_should_need_only_the_database_to_migrate(self) -> None:
         settings = load_settings(
             MigrateSettings, {"ALGOEDGE_DATABASE_URL": VALID["ALGOEDGE_DATABASE_URL"]}
@@ -111,6 +115,11 @@ class TestBadSettings:
             ("ALGOEDGE_HTTP_PORT", "eighty", "is invalid"),
             ("ALGOEDGE_HTTP_PORT", "70000", "is invalid"),
             ("ALGOEDGE_HTTP_PORT", "0", "is invalid"),
+            ("ALGOEDGE_METRICS_PORT", "70000", "is invalid"),
+            ("ALGOEDGE_METRICS_PORT", "-1", "is invalid"),
+            ("ALGOEDGE_METRICS_PORT", "nine", "is invalid"),
+            # One port for both would put /metrics and /internal/v1/* on the public port again.
+            ("ALGOEDGE_METRICS_PORT", "8080", "must differ from ALGOEDGE_HTTP_PORT"),
             ("ALGOEDGE_DB_POOL_MAX", "0", "is invalid"),
             ("ALGOEDGE_DATABASE_READ_URL", "mysql://u:p@h/db", "must start with postgresql://"),
             ("ALGOEDGE_DATABASE_READ_MAX_LAG", "0.5", "is invalid"),

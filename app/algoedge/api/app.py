@@ -193,7 +193,7 @@ def create_app(settings: ApiSettings) -> web.Application:
         sessions=lambda: app[SESSIONS],
         redis=lambda: app[REDIS],
     )
-    add_routes(app, API_ROUTES)
+    add_routes(app, API_ROUTES, metrics_port=settings.metrics_port)
     app[openapi.DOCUMENT] = openapi.build_document(API_ROUTES)
     app.cleanup_ctx.extend([_database, _passwords, _redis, _jobs, _background])
     app.on_response_prepare.append(add_response_headers)
@@ -209,14 +209,32 @@ def raise_open_file_limit() -> int:
     return hard
 
 
+def metrics_socket(host: str, port: int) -> socket.socket:
+    """A listening socket for the metrics listener (``web.run_app`` binds only one port itself)."""
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    return socket.create_server(address, family=family, backlog=128)
+
+
 def run(settings: ApiSettings) -> None:
-    """Serve until SIGTERM/SIGINT; aiohttp then stops accepting and drains in-flight requests."""
+    """Serve until SIGTERM/SIGINT; aiohttp then stops accepting on both listeners and drains
+    in-flight requests. The public port serves the API and socket.io; the metrics port /metrics
+    and /internal/v1/* (routes.Listener); both answer the probes."""
     log.info("open file limit %d", raise_open_file_limit())
-    log.info("API listening on %s:%d", settings.http_host, settings.http_port)
+    log.info(
+        "API listening on %s:%d, metrics and internal routes on :%s",
+        settings.http_host,
+        settings.http_port,
+        settings.metrics_port or "off",
+    )
     web.run_app(
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
+        sock=metrics_socket(settings.http_host, settings.metrics_port)
+        if settings.metrics_port
+        else None,
         shutdown_timeout=20.0,
         access_log=None,
         print=None,

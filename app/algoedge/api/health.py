@@ -53,6 +53,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 # Probes are answered whoever asks and however often: the kubelet has no token and no budget.
+# Both listeners answer them, so either port can be probed.
 ROUTES = (
     Route(
         "GET",
@@ -62,6 +63,7 @@ ROUTES = (
         responses={200: ("OK", "Health")},
         auth="public",
         rate=None,
+        listener="both",
     ),
     Route(
         "GET",
@@ -71,5 +73,6 @@ ROUTES = (
         responses={200: ("OK", "Health"), 503: ("Not ready", "Problem")},
         auth="public",
         rate=None,
+        listener="both",
     ),
 )

@@ -1,4 +1,5 @@
-"""Routes for the platform: /internal/v1/capacity (operator, bearer internal token) and /metrics."""
+"""Routes for the platform: /internal/v1/capacity (operator, bearer internal token) and /metrics,
+both on the metrics listener only (``ALGOEDGE_METRICS_PORT``), never on the public port."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ ROUTES = (
         responses={200: ("OK", "Capacity"), 503: ("Redis unavailable", "Problem")},
         auth="internal",
         rate=None,
+        listener="metrics",
     ),
     Route(
         "GET",
@@ -57,5 +59,6 @@ ROUTES = (
         auth="public",
         rate=None,
         media="text/plain",
+        listener="metrics",
     ),
 )

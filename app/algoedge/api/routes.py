@@ -27,6 +27,12 @@ Auth = Literal["user", "public", "internal"]
 #: client address); None for routes never limited (probes, metrics, internal, this document).
 RateClass = Literal["default", "auth", "socket"]
 
+#: Which listener serves a route: the public port (``ALGOEDGE_HTTP_PORT``: the HTTP API and
+#: socket.io), the metrics port (``ALGOEDGE_METRICS_PORT``: /metrics and /internal/v1/*, which the
+#: tenant's NetworkPolicy opens only to the operator and monitoring), or both (the probes). On the
+#: other listener a route does not exist: the router answers 404 as for an unknown path.
+Listener = Literal["public", "metrics", "both"]
+
 #: A response body in the document: the name of a schema in ``components.schemas``, an inline
 #: JSON schema, or None for no body.
 BodySchema = str | dict[str, Any] | None
@@ -64,6 +70,8 @@ class Route:
     documented: bool = True
     #: A GET route answers HEAD as well (aiohttp runs the handler and drops the body).
     head: bool = True
+    #: The listener that serves it.
+    listener: Listener = "public"
 
     @property
     def path_parameters(self) -> tuple[str, ...]:
@@ -74,18 +82,69 @@ class Route:
 _DECLARED: web.AppKey[dict[tuple[str, str], Route]] = web.AppKey("declared_routes")
 
 
-def add_routes(app: web.Application, routes: Iterable[Route]) -> None:
-    """Register ``routes`` on ``app``'s router and remember each one's declaration."""
+def arrived_on(request: web.Request, *, metrics_port: int) -> Literal["public", "metrics"]:
+    """The listener ``request`` came in on, told by the local port of its connection (inside a
+    pod the connection ends at the container port; 0 means there is no metrics listener)."""
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    port = sockname[1] if isinstance(sockname, tuple) and len(sockname) > 1 else None
+    return "metrics" if metrics_port and port == metrics_port else "public"
+
+
+def _admits(listener: Listener, request: web.Request, metrics_port: int) -> bool:
+    return listener == "both" or arrived_on(request, metrics_port=metrics_port) == listener
+
+
+class _PlainOnListener(web.PlainResource):
+    """A fixed path that exists only on its listener; elsewhere the router looks further."""
+
+    def __init__(self, path: str, *, listener: Listener, metrics_port: int) -> None:
+        super().__init__(path)
+        self._listener: Listener = listener
+        self._metrics_port = metrics_port
+
+    async def resolve(self, request: web.Request) -> Any:
+        if not _admits(self._listener, request, self._metrics_port):
+            return None, set()
+        return await super().resolve(request)
+
+
+class _DynamicOnListener(web.DynamicResource):
+    """A path with {parameters} that exists only on its listener."""
+
+    def __init__(self, path: str, *, listener: Listener, metrics_port: int) -> None:
+        super().__init__(path)
+        self._listener: Listener = listener
+        self._metrics_port = metrics_port
+
+    async def resolve(self, request: web.Request) -> Any:
+        if not _admits(self._listener, request, self._metrics_port):
+            return None, set()
+        return await super().resolve(request)
+
+
+def add_routes(app: web.Application, routes: Iterable[Route], *, metrics_port: int) -> None:
+    """Register ``routes`` on ``app``'s router, each on its listener (``metrics_port`` tells the
+    metrics listener's requests apart), and remember each one's declaration."""
     if _DECLARED not in app:
         app[_DECLARED] = {}
     declared = app[_DECLARED]
+    resources: dict[str, tuple[web.Resource, Listener]] = {}
     for route in routes:
-        if route.method == "GET":
-            registered = app.router.add_get(route.path, route.handler, allow_head=route.head)
-        else:
-            registered = app.router.add_route(route.method, route.path, route.handler)
-        assert registered.resource is not None  # a route added by path always has one
-        declared[(route.method, registered.resource.canonical)] = route
+        if route.path not in resources:
+            # aiohttp's own test for a path with parameters (``add_resource``).
+            dynamic = "{" in route.path or "}" in route.path
+            kind = _DynamicOnListener if dynamic else _PlainOnListener
+            created = kind(route.path, listener=route.listener, metrics_port=metrics_port)
+            app.router.register_resource(created)
+            resources[route.path] = (created, route.listener)
+        resource, listener = resources[route.path]
+        if listener != route.listener:
+            raise ValueError(f"{route.path}: every method of a path must be on one listener")
+        if route.method == "GET" and route.head:
+            resource.add_route("HEAD", route.handler)
+        resource.add_route(route.method, route.handler)
+        declared[(route.method, resource.canonical)] = route
 
 
 def declared_route(request: web.Request) -> Route | None:

@@ -68,3 +68,52 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The operator's rules on namespaced resources: in the ClusterRole (every namespace), or in one
+Role per watched namespace (watchNamespaces). k8s/operator/rbac.yaml holds the same rules
+(tests/unit/charts/test_clusterrole.py compares them); docs/operator.md explains each.
+*/}}
+{{- define "algoedge-operator.namespacedRules" -}}
+# Watch tenants (kopf), write their status subresource.
+- apiGroups: [algoedge.io]
+  resources: [algoedgetenants]
+  verbs: [get, list, watch]
+- apiGroups: [algoedge.io]
+  resources: [algoedgetenants/status]
+  verbs: [get, patch]
+# Owner references with blockOwnerDeletion need this where OwnerReferencesPermissionEnforcement is on.
+- apiGroups: [algoedge.io]
+  resources: [algoedgetenants/finalizers]
+  verbs: [update]
+# Children: list+watch (by the managed-by label) so reconciles read them from memory, get for
+# the tenant's own Secrets and before the watches have listed, create+patch for server-side
+# apply; delete only for optional children the spec stopped wanting (beat, managed Redis).
+- apiGroups: [""]
+  resources: [configmaps, secrets, services]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments, statefulsets]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch, create, patch, delete]
+# Monitors of tenants with spec.monitoring.enabled (Prometheus Operator CRDs, when installed);
+# delete when monitoring is turned off. API discovery needs no grant.
+- apiGroups: [monitoring.coreos.com]
+  resources: [podmonitors, prometheusrules]
+  verbs: [get, list, watch, create, patch, delete]
+# Scale decisions and SecretMissing are reported as Events on the tenant.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create]
+{{- end }}

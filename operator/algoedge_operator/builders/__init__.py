@@ -39,7 +39,11 @@ from algoedge_operator.builders.monitors import (
     pod_monitor,
     prometheus_rule,
 )
-from algoedge_operator.builders.network import bridge_network_policy, ingress_only_from_tenant
+from algoedge_operator.builders.network import (
+    api_network_policy,
+    bridge_network_policy,
+    ingress_only_from_tenant,
+)
 from algoedge_operator.builders.pgbouncer import (
     pgbouncer_config_map,
     pgbouncer_deployment,
@@ -211,6 +215,7 @@ CHILDREN: tuple[Child, ...] = (
         keeps_volumes=True,
     ),
     Child("v1", "Service", "api", lambda t, _: api_service(t)),
+    Child("networking.k8s.io/v1", "NetworkPolicy", "api", lambda t, _: api_network_policy(t)),
     Child("apps/v1", "Deployment", "api", lambda t, i: api_deployment(t, i.secrets), workload=True),
     Child("autoscaling/v2", "HorizontalPodAutoscaler", "api", lambda t, _: api_autoscaler(t)),
     Child("policy/v1", "PodDisruptionBudget", "api", lambda t, _: api_disruption_budget(t)),

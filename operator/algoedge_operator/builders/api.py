@@ -10,6 +10,7 @@ from algoedge_operator.builders.app import app_container, app_volumes
 from algoedge_operator.builders.common import (
     APP_UID,
     HTTP_PORT,
+    METRICS_PORT,
     Manifest,
     TenantSecrets,
     child_name,
@@ -69,7 +70,9 @@ def api_env(tenant: Tenant) -> list[dict[str, Any]]:
         {
             "name": "ALGOEDGE_PASSWORD_HASH_CONCURRENCY",
             "value": str(hash_concurrency_for(memory_mib)),
-        }
+        },
+        # /metrics and /internal/v1/* listen here, not on the public port (docs/security.md).
+        {"name": "ALGOEDGE_METRICS_PORT", "value": str(METRICS_PORT)},
     ]
 
 
@@ -92,7 +95,10 @@ def api_deployment(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
         resources=spec.api.resources,
         internal_keys=INTERNAL_KEYS,
         extra_env=[*api_env(tenant), *read_replica_env(tenant)],
-        ports=[{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        ports=[
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         probes=api_probes(),
     )
     api["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}}
@@ -124,7 +130,12 @@ def api_deployment(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
 
 
 def api_service(tenant: Tenant) -> Manifest:
-    return service_manifest(tenant, COMPONENT, port=HTTP_PORT, port_name="http")
+    """``http`` for clients (an Ingress points here); ``metrics`` for the operator's capacity reads
+    and Prometheus, reachable only from what
+    :func:`algoedge_operator.builders.network.api_network_policy` admits."""
+    return service_manifest(
+        tenant, COMPONENT, port=HTTP_PORT, port_name="http", more_ports={"metrics": METRICS_PORT}
+    )
 
 
 def api_autoscaler(tenant: Tenant) -> Manifest:

@@ -31,8 +31,8 @@ REDIS_UID = 999
 PGBOUNCER_UID = 70
 
 HTTP_PORT = 8080
-#: Prometheus /metrics of the Celery worker, beat and the bridge (``ALGOEDGE_METRICS_PORT``; the
-#: bridge also answers its probes there); the API serves its metrics on HTTP_PORT.
+#: Prometheus /metrics of every app process (``ALGOEDGE_METRICS_PORT``, port name ``metrics``; the
+#: bridge also answers its probes there, the API its /internal/v1/* capacity endpoint).
 METRICS_PORT = 9090
 REDIS_PORT = 6379
 PGBOUNCER_PORT = 6432
@@ -308,11 +308,23 @@ def secret_manifest(
 
 
 def service_manifest(
-    tenant: Tenant, component: str, *, port: int, port_name: str, headless: bool = False
+    tenant: Tenant,
+    component: str,
+    *,
+    port: int,
+    port_name: str,
+    headless: bool = False,
+    more_ports: Mapping[str, int] | None = None,
 ) -> Manifest:
+    """``more_ports``: further named ports (name: number), each targeting the container port of
+    that name."""
+    ports = {port_name: port, **(more_ports or {})}
     spec: dict[str, Any] = {
         "selector": selector_labels(tenant, component),
-        "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}],
+        "ports": [
+            {"name": name, "port": number, "targetPort": name, "protocol": "TCP"}
+            for name, number in ports.items()
+        ],
     }
     if headless:
         spec["clusterIP"] = "None"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from algoedge_operator.builders.common import (
+    HTTP_PORT,
     METRICS_PORT,
     METRICS_PORT_NAME,
     PGBOUNCER_PORT,
@@ -22,6 +23,16 @@ from algoedge_operator.model import Tenant
 #: bridge's policy can pin only the port.
 HTTPS_PORT = 443
 DNS_PORT = 53
+#: A namespace with this label set to "true" may reach every tenant API's metrics port: label the
+#: namespace Prometheus runs in. A namespace label takes rights over the namespace, which a pod
+#: label (that anyone who may create a pod can set) does not.
+MONITORING_NAMESPACE_LABEL = "algoedge.io/monitoring"
+#: The operator's pods, in whatever namespace it is installed (the labels of the chart and of
+#: k8s/operator/deployment.yaml).
+OPERATOR_POD_LABELS = {
+    "app.kubernetes.io/component": "operator",
+    "app.kubernetes.io/part-of": "algoedge",
+}
 
 
 def ingress_only_from_tenant(tenant: Tenant, component: str, *, port: int) -> Manifest:
@@ -45,6 +56,40 @@ def ingress_only_from_tenant(tenant: Tenant, component: str, *, port: int) -> Ma
             "podSelector": {"matchLabels": selector_labels(tenant, component)},
             "policyTypes": ["Ingress"],
             "ingress": ingress,
+        },
+    }
+
+
+def api_network_policy(tenant: Tenant) -> Manifest:
+    """The public port stays open to any source (the Ingress controller, other services); the
+    metrics port, which also serves /internal/v1/* (capacity, behind the internal token), only to
+    the operator and to pods of namespaces labelled for monitoring. Kubelet probes are not
+    subject to NetworkPolicies."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(tenant, "api"),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(tenant, "api")},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"ports": [_tcp(HTTP_PORT)]},
+                {
+                    "from": [
+                        {
+                            # An empty namespaceSelector: the operator's namespace, whichever.
+                            "namespaceSelector": {},
+                            "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)},
+                        },
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {MONITORING_NAMESPACE_LABEL: "true"}
+                            }
+                        },
+                    ],
+                    "ports": [_tcp(METRICS_PORT)],
+                },
+            ],
         },
     }
 

@@ -71,7 +71,7 @@ def test_service_port_edit_is_reverted_at_once_and_later_changes_still_roll(
     )
     wait_until(
         "the Service port to be taken back",
-        lambda: ports(k8s, namespace, "acme-api") == [("http", 8080)],
+        lambda: ports(k8s, namespace, "acme-api") == [("http", 8080), ("metrics", 9090)],
         timeout=30,
     )
     # Repaired in the pass that met it: never reported as a failure, announced as a repair.

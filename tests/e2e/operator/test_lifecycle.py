@@ -44,7 +44,12 @@ CHILDREN = {
     ("apps/v1", "statefulsets"): ["acme-redis", "acme-bridge"],
     ("autoscaling/v2", "horizontalpodautoscalers"): ["acme-api"],
     ("policy/v1", "poddisruptionbudgets"): ["acme-api", "acme-bridge"],
-    ("networking.k8s.io/v1", "networkpolicies"): ["acme-redis", "acme-pgbouncer", "acme-bridge"],
+    ("networking.k8s.io/v1", "networkpolicies"): [
+        "acme-redis",
+        "acme-pgbouncer",
+        "acme-api",
+        "acme-bridge",
+    ],
 }
 
 

@@ -28,7 +28,7 @@ from tests.e2e.operator.support import (
     raw,
     wait_until,
 )
-from tests.integration.conftest import api_process
+from tests.integration.conftest import ApiBase, api_process
 
 
 @pytest.fixture
@@ -46,14 +46,18 @@ async def api_env(
 
 
 @pytest.fixture
-def api_base(api_env: dict[str, str]) -> Iterator[str]:
+def api_base(api_env: dict[str, str]) -> Iterator[ApiBase]:
     with api_process(api_env) as base:
         yield base
 
 
 @pytest.fixture
-def operator_env(operator_env: dict[str, str], api_base: str) -> dict[str, str]:
-    return {**operator_env, "ALGOEDGE_OPERATOR_CAPACITY_URL": f"{api_base}/internal/v1/capacity"}
+def operator_env(operator_env: dict[str, str], api_base: ApiBase) -> dict[str, str]:
+    # The capacity endpoint is on the API's metrics listener, as in a cluster.
+    return {
+        **operator_env,
+        "ALGOEDGE_OPERATOR_CAPACITY_URL": f"{api_base.metrics}/internal/v1/capacity",
+    }
 
 
 def worker_replicas(k8s: KubeCluster, namespace: str) -> int:

@@ -53,3 +53,8 @@ def test_should_grant_nothing_on_pods_nodes_or_exec(helm: Helm) -> None:
 def test_should_create_no_rbac_when_told_not_to(helm: Helm) -> None:
     manifests = helm.render(OPERATOR_CHART, set_values={"rbac.create": "false"})
     assert not {"ClusterRole", "ClusterRoleBinding"} & set(kinds(manifests))
+
+
+def test_should_create_no_cluster_role_when_watching_namespaces(helm: Helm) -> None:
+    manifests = helm.render(OPERATOR_CHART, values={"watchNamespaces": ["team-a"]})
+    assert not {"ClusterRole", "ClusterRoleBinding"} & set(kinds(manifests))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from algoedge_operator.settings import OperatorSettings, load_operator_settings
+from algoedge_operator.builders.network import OPERATOR_POD_LABELS
+from algoedge_operator.settings import OperatorSettings, kopf_scope_args, load_operator_settings
 
 from tests.unit.charts.support import (
     DEPLOYMENT_FILE,
@@ -47,6 +48,25 @@ def test_should_run_kopf_standalone_over_all_namespaces(helm: Helm) -> None:
     assert args[:4] == ["kopf", "run", "--all-namespaces", "--standalone"]
     assert args[-2:] == ["-m", "algoedge_operator"]
     assert "--log-format=full" in args
+
+
+def test_should_give_kopf_and_the_operator_the_same_watched_namespaces(helm: Helm) -> None:
+    deployment = render(helm, values={"watchNamespaces": ["team-a", "team-b"]})
+    args = container(deployment)["args"]
+    settings = load_operator_settings(env_of(deployment))
+    assert settings.namespaces == ("team-a", "team-b")
+    assert args[2:5] == [*kopf_scope_args(settings.namespaces), "--standalone"]
+    assert "--all-namespaces" not in args
+
+
+def test_should_leave_the_namespaces_unset_when_watching_every_namespace(helm: Helm) -> None:
+    assert "ALGOEDGE_OPERATOR_NAMESPACES" not in env_of(render(helm))
+
+
+def test_should_carry_the_labels_the_tenant_api_network_policy_admits(helm: Helm) -> None:
+    """The tenant API's metrics port (capacity reads) admits the operator's pods by label."""
+    labels = render(helm)["spec"]["template"]["metadata"]["labels"]
+    assert labels.items() >= OPERATOR_POD_LABELS.items()
 
 
 @pytest.mark.parametrize(

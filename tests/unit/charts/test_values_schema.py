@@ -134,6 +134,12 @@ def test_should_refuse_a_setting_out_of_bounds(helm: Helm, key: str, value: str)
         ({"extraEnv": [{"value": "no name"}]}, "/extraEnv/0"),
         ({"podLabels": {"team": 7}}, "/podLabels/team"),
         ({"resources": {"requests": {"cpu": "1"}, "limts": {}}}, "/resources"),
+        ({"watchNamespaces": ["Team-A"]}, "/watchNamespaces/0"),
+        ({"watchNamespaces": ["team_a"]}, "/watchNamespaces/0"),
+        ({"watchNamespaces": ["ok", "team-*"]}, "/watchNamespaces/1"),
+        ({"watchNamespaces": ["a" * 64]}, "/watchNamespaces/0"),
+        ({"watchNamespaces": ["team-a", "team-a"]}, "/watchNamespaces"),
+        ({"watchNamespaces": "team-a"}, "/watchNamespaces"),
     ],
 )
 def test_should_refuse_a_value_of_the_wrong_form(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from algoedge_operator.builders import (
     CHILDREN,
     BuildInputs,
@@ -32,7 +34,12 @@ from algoedge_operator.builders.bridge import (
 )
 from algoedge_operator.builders.common import CHECKSUM_ANNOTATION, Manifest
 from algoedge_operator.builders.config import config_map, internal_secret
-from algoedge_operator.builders.network import bridge_network_policy, ingress_only_from_tenant
+from algoedge_operator.builders.network import (
+    OPERATOR_POD_LABELS,
+    api_network_policy,
+    bridge_network_policy,
+    ingress_only_from_tenant,
+)
 from algoedge_operator.builders.pgbouncer import (
     pgbouncer_config_map,
     pgbouncer_deployment,
@@ -45,6 +52,7 @@ from algoedge_operator.builders.workers import (
     worker_deployment,
 )
 from algoedge_operator.model import Tenant
+from algoedge_operator.settings import OperatorSettings
 
 from tests.unit.operator.support import (
     DATABASE,
@@ -91,6 +99,9 @@ def literal_env(container_spec: dict[str, Any]) -> dict[str, str]:
 
 def pod_checksum(manifest: Manifest) -> str:
     return str(manifest["spec"]["template"]["metadata"]["annotations"][CHECKSUM_ANNOTATION])
+
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 class TestDesiredChildren:
@@ -292,7 +303,13 @@ class TestApiDeployment:
         api = container(api_deployment(tenant(), tenant_secrets()), "api")
         assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
-        assert api["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+        assert api["ports"][0] == {"name": "http", "containerPort": 8080, "protocol": "TCP"}
+
+    def test_should_serve_metrics_and_internal_routes_on_the_shared_metrics_port(self) -> None:
+        """The same variable, number and port name as the worker, beat and bridge."""
+        api = container(api_deployment(tenant(), tenant_secrets()), "api")
+        assert api["ports"][1] == {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}
+        assert {"name": "ALGOEDGE_METRICS_PORT", "value": "9090"} in api["env"]
 
     def test_should_keep_serving_while_its_endpoint_is_removed(self) -> None:
         """The kubelet's own sleep (the image needs no `sleep` binary) before SIGTERM, inside a
@@ -334,6 +351,50 @@ class TestApiService:
         spec = api_service(tenant())["spec"]
         assert spec["ports"][0]["port"] == 8080
         assert spec["selector"]["app.kubernetes.io/component"] == "api"
+
+    def test_should_expose_the_metrics_port_by_name_for_the_capacity_reads(self) -> None:
+        ports = api_service(tenant())["spec"]["ports"]
+        assert ports[1] == {
+            "name": "metrics",
+            "port": 9090,
+            "targetPort": "metrics",
+            "protocol": "TCP",
+        }
+        # The operator's default capacity URL goes to that port.
+        assert ":9090/internal/v1/capacity" in OperatorSettings().capacity_url
+
+
+class TestApiNetworkPolicy:
+    def test_should_keep_the_public_port_open_to_any_source(self) -> None:
+        policy = api_network_policy(tenant())
+        assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        assert policy["spec"]["ingress"][0] == {"ports": [{"protocol": "TCP", "port": 8080}]}
+
+    def test_should_admit_only_the_operator_and_monitoring_to_the_metrics_port(self) -> None:
+        rule = api_network_policy(tenant())["spec"]["ingress"][1]
+        assert rule["ports"] == [{"protocol": "TCP", "port": 9090}]
+        assert rule["from"] == [
+            {
+                "namespaceSelector": {},
+                "podSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/component": "operator",
+                        "app.kubernetes.io/part-of": "algoedge",
+                    }
+                },
+            },
+            {"namespaceSelector": {"matchLabels": {"algoedge.io/monitoring": "true"}}},
+        ]
+
+    def test_should_select_the_operators_pods_by_the_labels_its_manifests_give_them(
+        self,
+    ) -> None:
+        """The operator's Deployment (k8s/operator) carries the labels the policy admits."""
+        documents = yaml.safe_load_all((REPO / "k8s/operator/deployment.yaml").read_text())
+        deployment = next(d for d in documents if d and d["kind"] == "Deployment")
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels.items() >= OPERATOR_POD_LABELS.items()
 
 
 class TestApiAutoscaler:

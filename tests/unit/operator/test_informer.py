@@ -145,3 +145,24 @@ class TestChildCache:
         cache = ChildCache(server)
         cache.apply(obj("acme-config", 1))
         assert cache.get(CONFIG) is not None
+
+
+class TestNamespacedStore:
+    """With watched namespaces each informer lists one kind in one namespace."""
+
+    def test_should_answer_only_for_a_listed_namespace(self) -> None:
+        store = ChildStore()
+        store.replace("v1", "ConfigMap", [], namespace="trading")
+        assert store.synced("v1", "ConfigMap", "trading")
+        assert not store.synced("v1", "ConfigMap", "other")
+        assert not store.synced("v1", "ConfigMap")
+
+    def test_should_replace_one_namespace_without_dropping_another(self) -> None:
+        store = ChildStore()
+        elsewhere = obj("acme-config", 3)
+        elsewhere["metadata"]["namespace"] = "other"
+        store.replace("v1", "ConfigMap", [elsewhere], namespace="other")
+        store.replace("v1", "ConfigMap", [obj("acme-config", 4)], namespace="trading")
+        store.replace("v1", "ConfigMap", [], namespace="trading")  # deleted while unwatched
+        assert store.get("v1", "ConfigMap", "trading", "acme-config") is None
+        assert store.get("v1", "ConfigMap", "other", "acme-config") is not None

@@ -252,7 +252,10 @@ class TestDriftRepair:
         ]
         live = server.find("Service", "acme-api")
         assert live is not None
-        assert [(p["name"], p["port"]) for p in live["spec"]["ports"]] == [("http", 8080)]
+        assert [(p["name"], p["port"]) for p in live["spec"]["ports"]] == [
+            ("http", 8080),
+            ("metrics", 9090),
+        ]
         assert live["spec"]["clusterIP"] == "10.0.0.7"
         assert condition(repaired, "Ready")[:2] == ("True", "AllComponentsReady")
         (event,) = server.events

@@ -7,6 +7,7 @@ from algoedge_operator.settings import (
     DEFAULT_CAPACITY_URL,
     SettingsError,
     image_allowed,
+    kopf_scope_args,
     load_operator_settings,
 )
 
@@ -18,7 +19,7 @@ class TestOperatorSettings:
         assert settings.scale_interval == 30
         assert (
             settings.capacity_url_for(name="acme", namespace="trading")
-            == "http://acme-api.trading.svc:8080/internal/v1/capacity"
+            == "http://acme-api.trading.svc:9090/internal/v1/capacity"
         )
 
     def test_should_watch_children_unless_told_not_to(self) -> None:
@@ -90,3 +91,44 @@ class TestImageAllowlist:
     def test_should_match_a_prefix_only_at_a_path_boundary(self, image: str, allowed: bool) -> None:
         prefixes = ("registry.example.com/team", "ghcr.io/acme/")
         assert image_allowed(image, prefixes) is allowed
+
+
+class TestWatchedNamespaces:
+    def test_should_serve_every_namespace_when_unset(self) -> None:
+        settings = load_operator_settings({})
+        assert settings.namespaces == ()
+        assert settings.serves("anything")
+        assert kopf_scope_args(settings.namespaces) == ["--all-namespaces"]
+
+    def test_should_serve_only_the_listed_namespaces(self) -> None:
+        settings = load_operator_settings({"ALGOEDGE_OPERATOR_NAMESPACES": "team-a, team-b"})
+        assert settings.namespaces == ("team-a", "team-b")
+        assert settings.serves("team-b")
+        assert not settings.serves("team-c")
+        assert kopf_scope_args(settings.namespaces) == [
+            "--namespace=team-a",
+            "--namespace=team-b",
+        ]
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "Team-A",  # namespaces are lowercase
+            "team_a",
+            "-team",
+            "team-",
+            "a" * 64,  # longer than a label
+            "team-a,team-a",  # twice
+            "team-a,,team-b",  # an empty entry is refused, never read as "every namespace"
+            ",",
+            "team-*",  # kopf would take it as a glob; the Roles cannot follow one
+            "!team-a",
+        ],
+    )
+    def test_should_refuse_what_is_not_a_list_of_namespace_names(self, value: str) -> None:
+        with pytest.raises(SettingsError) as error:
+            load_operator_settings({"ALGOEDGE_OPERATOR_NAMESPACES": value})
+        assert str(error.value) == (
+            "ALGOEDGE_OPERATOR_NAMESPACES must be comma-separated namespace names "
+            "(lowercase RFC 1123 labels), each named once"
+        )
