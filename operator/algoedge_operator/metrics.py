@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -51,6 +53,26 @@ CACHE_READS = Counter(
     ["kind"],
 )
 TENANTS = Gauge("algoedge_operator_tenants", "Tenants the operator currently watches.")
+# Per tenant, for the tenant's own alerts (docs/monitoring.md). The labels are tenant_namespace
+# and tenant: the operator's scrape sets `namespace` to the operator's own.
+TENANT_READY = Gauge(
+    "algoedge_operator_tenant_ready",
+    "1 while the tenant's Ready condition is True after its last reconcile, else 0.",
+    ["tenant_namespace", "tenant"],
+)
+TENANT_RECONCILE_ERRORS = Counter(
+    "algoedge_operator_tenant_reconcile_errors_total",
+    "Reconciles of the tenant that raised (retried), per tenant.",
+    ["tenant_namespace", "tenant"],
+)
+
+
+def forget_tenant(namespace: str, name: str) -> None:
+    """Drop a deleted tenant's series, so its alerts do not fire for something gone."""
+    for metric in (TENANT_READY, TENANT_RECONCILE_ERRORS):
+        # Never reconciled or never failed: no series to remove.
+        with contextlib.suppress(KeyError):
+            metric.remove(namespace, name)
 
 
 async def _metrics(_: web.Request) -> web.Response:
