@@ -16,26 +16,22 @@ return series: a metric name typo, a wrong label or a dead panel fails the test.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import secrets
-import signal
-import subprocess
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from algoedge.config import ApiSettings
 from algoedge_operator.builders.alerts import rule_groups
 from redis.asyncio import Redis
 
 from devtools.bridge import BridgeProcess
 from devtools.monitoring import dashboards, rules, tools
-from devtools.services import PgBouncer, RedisServer, free_port
+from devtools.monitoring.local import LocalMonitoring
+from devtools.services import PgBouncer, RedisServer
 from devtools.smtp import SmtpSink
 from tests.integration.conftest import ApiClient, running_api
 from tests.integration.jobs import JobProcess, poll
@@ -64,41 +60,6 @@ EXPECTED_EMPTY_PANELS = {
 }
 
 
-def prometheus_config(targets: dict[str, str], rules_file: Path) -> dict[str, Any]:
-    return {
-        "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules_file)],
-        "scrape_configs": [
-            {
-                "job_name": component,
-                "scrape_timeout": "900ms",
-                "static_configs": [
-                    {
-                        "targets": [address],
-                        "labels": {"namespace": NS, "tenant": TENANT, "component": component},
-                    }
-                ],
-            }
-            for component, address in targets.items()
-        ],
-    }
-
-
-class Prometheus:
-    def __init__(self, base: str) -> None:
-        self.base = base
-
-    def get(self, path: str, **params: str) -> Any:
-        url = f"{self.base}{path}?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - loopback only
-            body = json.loads(response.read())
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        return list(self.get("/api/v1/query", query=expr)["result"])
-
-
 def selectors(expr: str) -> list[str]:
     """Every ``name{...}`` vector selector of an expression (ours always carry labels)."""
     return [m.group(0) for m in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*\{[^{}]*\}", expr)]
@@ -122,48 +83,6 @@ def panel_queries() -> Iterator[tuple[str, str, str]]:
                 yield board.title, panel["title"], expr
 
 
-def start(argv: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **kwargs)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_http(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"{url}: process exited {process.returncode}\n{log.read_text()[-3000:]}"
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    poll(f"{url} (log {log})", answers, timeout=60)
-
-
-@pytest.fixture
-def monitoring_bin() -> dict[str, Path]:
-    try:
-        return {
-            "prometheus": tools.tool("prometheus"),
-            "pgbouncer-exporter": tools.tool("pgbouncer-exporter"),
-            "redis-exporter": tools.redis_exporter(),
-        }
-    except tools.ToolsMissing as error:
-        pytest.fail(str(error), pytrace=False)
-
-
 @pytest.fixture
 async def redis_with_maxmemory(redis_server: RedisServer) -> AsyncIterator[RedisServer]:
     """The fixture's Redis with a maxmemory (the memory alert divides by it), restored after."""
@@ -178,55 +97,19 @@ async def redis_with_maxmemory(redis_server: RedisServer) -> AsyncIterator[Redis
 
 
 @pytest.fixture
-def exporters(
-    monitoring_bin: dict[str, Path],
-    redis_with_maxmemory: RedisServer,
-    pgbouncer: PgBouncer,
-    relaxed_settings: ApiSettings,
-    tmp_path: Path,
-) -> Iterator[dict[str, str]]:
-    redis_port, pgb_port = free_port(), free_port()
-    redis_log, pgb_log = tmp_path / "redis-exporter.log", tmp_path / "pgbouncer-exporter.log"
-    redis_exporter = start(
-        [
-            str(monitoring_bin["redis-exporter"]),
-            f"-redis.addr=redis://127.0.0.1:{redis_with_maxmemory.port}",
-            f"-web.listen-address=127.0.0.1:{redis_port}",
-        ],
-        redis_log,
-        # The password through the environment, not the command line.
-        env={"REDIS_PASSWORD": redis_with_maxmemory.password},
-    )
-    # The application role is one of pgBouncer's stats_users (devtools.services.PgBouncer).
-    database_url = urllib.parse.urlsplit(relaxed_settings.database_url)
-    config = tmp_path / "pgbouncer-exporter.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "exporter_host": "127.0.0.1",
-                "exporter_port": pgb_port,
-                "pgbouncers": [
-                    {
-                        "dsn": f"postgresql://{database_url.username}:$(PGBOUNCER_PASS)"
-                        f"@127.0.0.1:{pgbouncer.port}/pgbouncer",
-                        "exclude_databases": ["pgbouncer"],
-                    }
-                ],
-            }
-        )
-    )
-    pgb_exporter = start(
-        [str(monitoring_bin["pgbouncer-exporter"]), "--config", str(config)],
-        pgb_log,
-        env={"PGBOUNCER_PASS": database_url.password or ""},
-    )
+def monitoring(
+    redis_with_maxmemory: RedisServer, pgbouncer: PgBouncer, tmp_path: Path
+) -> Iterator[LocalMonitoring]:
+    local = LocalMonitoring(tmp_path / "monitoring", scrape_seconds=SCRAPE_SECONDS)
     try:
-        wait_http(f"http://127.0.0.1:{redis_port}/metrics", redis_exporter, redis_log)
-        wait_http(f"http://127.0.0.1:{pgb_port}/metrics", pgb_exporter, pgb_log)
-        yield {"redis": f"127.0.0.1:{redis_port}", "pgbouncer": f"127.0.0.1:{pgb_port}"}
+        local.start_exporters(redis=redis_with_maxmemory, bouncer=pgbouncer)
+    except tools.ToolsMissing as error:
+        local.stop()
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield local
     finally:
-        stop(redis_exporter)
-        stop(pgb_exporter)
+        local.stop()
 
 
 @pytest.fixture
@@ -246,8 +129,7 @@ def jobs(relaxed_settings: ApiSettings) -> Iterator[dict[str, JobProcess]]:
         yield processes
     finally:
         for process in processes.values():
-            if process.process is not None:
-                stop(process.process)
+            process.terminate()
         smtp.stop()
 
 
@@ -308,49 +190,30 @@ async def test_every_alert_series_and_panel_query_returns_data(
     api_pod: ApiClient,
     bridge: BridgeProcess,  # noqa: F811 - the fixture imported above
     jobs: dict[str, JobProcess],
-    exporters: dict[str, str],
-    monitoring_bin: dict[str, Path],
-    tmp_path: Path,
+    monitoring: LocalMonitoring,
 ) -> None:
-    folder = tmp_path / "prometheus"
-    folder.mkdir()
-    rules_file = rules.write(folder / "rules.yaml")
     targets = {
         "api": urllib.parse.urlsplit(api_pod.base_url).netloc,
         "worker": f"127.0.0.1:{jobs['worker'].metrics_port}",
         "beat": f"127.0.0.1:{jobs['beat'].metrics_port}",
         "bridge": urllib.parse.urlsplit(bridge.url).netloc,
-        **exporters,
     }
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(targets, rules_file)))
-    port = free_port()
-    log = folder / "prometheus.log"
-    process = start(
-        [
-            str(monitoring_bin["prometheus"]),
-            f"--config.file={folder / 'prometheus.yml'}",
-            f"--storage.tsdb.path={folder / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        log,
-    )
     try:
-        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/-/ready", process, log)
-        prom = Prometheus(f"http://127.0.0.1:{port}")
-        sockets = await drive_load(api_pod)
-        try:
-            await check(prom, targets, sockets)
-        finally:
-            for socket in sockets:
-                await socket.client.disconnect()
+        await asyncio.to_thread(monitoring.start_prometheus, targets)
+    except tools.ToolsMissing as error:
+        pytest.fail(str(error), pytrace=False)
+    sockets = await drive_load(api_pod)
+    try:
+        await check(monitoring, [*targets, *monitoring.exporters], sockets)
     finally:
-        stop(process)
+        for socket in sockets:
+            await socket.client.disconnect()
 
 
-async def check(prom: Prometheus, targets: dict[str, str], sockets: list[Listener]) -> None:
+async def check(prom: LocalMonitoring, components: list[str], sockets: list[Listener]) -> None:
     def all_up() -> bool:
         up = prom.query(f'up{{namespace="{NS}", tenant="{TENANT}"}} == 1')
-        return {s["metric"]["component"] for s in up} == set(targets)
+        return {s["metric"]["component"] for s in up} == set(components)
 
     await asyncio.to_thread(poll, "every target up", all_up, timeout=60)
 
@@ -370,7 +233,7 @@ async def check(prom: Prometheus, targets: dict[str, str], sockets: list[Listene
     await asyncio.sleep(5 * SCRAPE_SECONDS)
 
     # The rules loaded and evaluate without errors.
-    groups = prom.get("/api/v1/rules")["groups"]
+    groups = prom.api("rules")["groups"]
     loaded = {r["name"] for g in groups for r in g["rules"]}
     expected = {r["alert"] for g in rule_groups(tenant=TENANT, namespace=NS) for r in g["rules"]}
     assert loaded == expected
