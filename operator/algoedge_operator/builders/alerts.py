@@ -294,6 +294,17 @@ def rule_groups(
     ]
     kube_rules = [
         alert(
+            "AlgoEdgeTargetDown",
+            f"up{{{t}}} == 0",
+            for_="5m",
+            severity="warning",
+            summary="{{ $labels.component }} target {{ $labels.instance }} cannot be scraped",
+            description=(
+                "Prometheus has failed to scrape it for 5 minutes: the pod is down or not "
+                "answering on its metrics port, and its other alerts are blind."
+            ),
+        ),
+        alert(
             "AlgoEdgePodMemoryNearLimit",
             f"max by (pod, container) (container_memory_working_set_bytes{{{pod}}})"
             f' / max by (pod, container) (kube_pod_container_resource_limits{{{pod}, resource="memory"}})'

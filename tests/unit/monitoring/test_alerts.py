@@ -393,6 +393,28 @@ CASES = [
         quiet=("AlgoEdgeBridgeAccountsDisconnected",),
     ),
     Case(
+        "the beat has not answered a scrape for 6 minutes",
+        {
+            s("up", "beat", instance="10.0.0.7:9090"): "1 1 1 1 0x10",
+            s("up", "worker", instance="10.0.0.8:9090"): "1x14",
+        },
+        "12m",
+        fires=(
+            Fires(
+                "AlgoEdgeTargetDown",
+                {"component": "beat", "instance": "10.0.0.7:9090"},
+                "Prometheus has failed to scrape it for 5 minutes: the pod is down or not "
+                "answering on its metrics port, and its other alerts are blind.",
+            ),
+        ),
+    ),
+    Case(
+        "a target down for two minutes",
+        {s("up", "api", instance="10.0.0.9:8080"): "1 1 0 0 1x10"},
+        "3m",  # down for two minutes: pending, not firing
+        quiet=("AlgoEdgeTargetDown",),
+    ),
+    Case(
         "the API container at 95% of its memory limit",
         {
             f'container_memory_working_set_bytes{{namespace="{NS}", pod="{TENANT}-api-7d9-x", container="api"}}': "950x20",
