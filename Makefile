@@ -89,6 +89,10 @@ typecheck: venv ## mypy --strict over app/, operator/, devtools/, tests/ and ben
 controlplane: ## build etcd, kube-apiserver/-controller-manager/-scheduler, kubectl, helm, kwok from pinned Go modules (cached)
 	@devtools/controlplane/build.sh >/dev/null
 
+.PHONY: monitoring-tools
+monitoring-tools: ## build prometheus and promtool from pinned Go modules and the pgBouncer exporter's venv (cached)
+	@devtools/monitoring/build.sh >/dev/null
+
 .PHONY: cluster-up
 cluster-up: venv controlplane ## start the local control plane in .run/cluster (prints KUBECONFIG and .run/bin links)
 	$(PY) -m devtools.controlplane.cluster up --dir .run/cluster
@@ -115,7 +119,7 @@ kind-down: venv ## delete the kind cluster of make kind-up
 	$(PY) -m devtools.kind down
 
 .PHONY: test
-test: system-deps venv bridge-venv controlplane lint typecheck ## install what is missing, check, run every test
+test: system-deps venv bridge-venv controlplane monitoring-tools lint typecheck ## install what is missing, check, run every test
 	UV_BIN=$(UV) $(PY) -m pytest tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
 	$(BRIDGE_PY) -m pytest tests/bridge $(PYTEST_ARGS)
 

@@ -34,6 +34,8 @@ from cryptography.fernet import Fernet
 
 from devtools.bridge import bridge_environment
 from devtools.controlplane.cluster import ClusterError, LocalControlPlane
+from devtools.monitoring import tools as monitoring_tools
+from devtools.monitoring.local import LocalMonitoring, MonitoringError
 from devtools.services import (
     LOOPBACK,
     PgBouncer,
@@ -83,6 +85,7 @@ PREFERRED_PORTS = {
     "beat_metrics": 9092,
     "metaapi_sim": 8091,
     "bridge_metrics": 9093,
+    "prometheus": 9095,
 }
 
 
@@ -234,6 +237,30 @@ class DevCluster:
         self.plane.stop()
 
 
+def _start_monitoring(
+    monitoring: LocalMonitoring,
+    *,
+    redis: RedisServer,
+    bouncer: PgBouncer,
+    targets: dict[str, str],
+) -> str:
+    """The exporters and a Prometheus with tenant dev/dev's rules when `make monitoring-tools`
+    has built them; the line `make dev` prints about it either way."""
+    try:
+        monitoring.start_exporters(redis=redis, bouncer=bouncer)
+        url = monitoring.start_prometheus(
+            targets, port=free_port(PREFERRED_PORTS["prometheus"]), namespace="dev", tenant="dev"
+        )
+    except monitoring_tools.ToolsMissing as exc:
+        monitoring.stop()
+        first = str(exc).splitlines()[0]
+        return f"  Prometheus  not started ({first})\n"
+    return (
+        f"  Prometheus  {url}  (HTTP API only, e.g. {url}/api/v1/alerts and /api/v1/targets: "
+        "built without its web UI's assets; tenant dev/dev's rules; docs/monitoring.md)\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.dev", description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path(".run"), help="state folder")
@@ -274,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         folder=root / "mail", port=free_port(PREFERRED_PORTS["smtp"]), on_message=_announce_mail
     )
     cluster = None if args.no_cluster else DevCluster(root)
+    monitoring = LocalMonitoring(root / "monitoring", scrape_seconds=5)
     try:
         postgres.start()
         redis.start()
@@ -373,6 +401,17 @@ def main(argv: list[str] | None = None) -> int:
         wait_healthy(
             f"http://{LOOPBACK}:{bridge_port}/readyz", jobs["bridge"], log=root / "bridge.log"
         )
+        monitoring_line = _start_monitoring(
+            monitoring,
+            redis=redis,
+            bouncer=bouncer,
+            targets={
+                "api": f"{LOOPBACK}:{api_port}",
+                "worker": f"{LOOPBACK}:{jobs_ports['worker']}",
+                "beat": f"{LOOPBACK}:{jobs_ports['beat']}",
+                "bridge": f"{LOOPBACK}:{bridge_port}",
+            },
+        )
         if cluster is not None:
             cluster.start(
                 api_metrics_port=api_metrics_port,
@@ -395,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             f"as metaapi_token / metaapi_admin_token; faults: docs/metaapi-sim.md)\n"
             f"  bridge      http://{LOOPBACK}:{bridge_port}/metrics  (dev-bridge-0, log {root / 'bridge.log'};"
             f" a newly linked account connects in about 15 s)\n"
+            f"{monitoring_line}"
             f"  variables   source {env_file}\n",
             flush=True,
         )
@@ -412,16 +452,20 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                     )
                     return 1
+            if (problem := monitoring.problem()) is not None:
+                print(f"dev: {problem}", file=sys.stderr)
+                return 1
             if cluster is not None and (problem := cluster.problem()) is not None:
                 print(f"dev: {problem}", file=sys.stderr)
                 return 1
         return 0
-    except (subprocess.CalledProcessError, ClusterError, ServiceError) as exc:
+    except (subprocess.CalledProcessError, ClusterError, ServiceError, MonitoringError) as exc:
         print(f"dev: {exc}", file=sys.stderr)
         return 1
     finally:
         if cluster is not None:
             cluster.stop()
+        monitoring.stop()
         for process in [*jobs.values(), *([api] if api is not None else [])]:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

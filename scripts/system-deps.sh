@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages the tests and `make dev` start for real are present:
-# PostgreSQL server binaries, redis-server and pgbouncer. Installs them with apt-get when
-# missing and running as root; otherwise says exactly what to install. Idempotent and quick
-# when everything is there (it only looks for the binaries).
+# PostgreSQL server binaries, redis-server, pgbouncer and prometheus-redis-exporter (the
+# monitoring tests' Redis exporter). Installs them with apt-get when missing and running as
+# root; otherwise says exactly what to install. Idempotent and quick when everything is there
+# (it only looks for the binaries).
 set -euo pipefail
 
 missing=()
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+# oliver006/redis_exporter for the monitoring tests (the Go proxy refuses its module here).
+command -v prometheus-redis-exporter >/dev/null || missing+=(prometheus-redis-exporter)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Histogram(
@@ -88,3 +90,14 @@ SOCKET_SESSION_CHECK_ERRORS = Counter(
     "Redis and Postgres were both failing: the CONNECT is refused, a connected socket stays "
     "until a later check answers.",
 )
+
+
+def zero_route_errors(routes: Iterable[str]) -> None:
+    """Create each route's 5xx counter at 0 before any request.
+
+    A labelled series is born at its first increment, and rate() needs an earlier sample to see
+    an increase: without this, the first 5xx answers of every route are invisible to the error
+    ratio alert (docs/monitoring.md).
+    """
+    for route in routes:
+        HTTP_ERRORS.labels(route=route)

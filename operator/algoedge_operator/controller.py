@@ -221,6 +221,7 @@ class TenantLoop:
             except Exception as error:
                 metrics.ERRORS.labels(stage="reconcile").inc()
                 metrics.RECONCILES.labels(outcome="error").inc()
+                metrics.TENANT_RECONCILE_ERRORS.labels(self.namespace, self.name).inc()
                 if isinstance(error, KubeError):
                     log.warning("%s: reconcile failed, retrying: %s", self._label, error)
                 else:
@@ -241,6 +242,11 @@ class TenantLoop:
         )
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
         metrics.RECONCILES.labels(outcome=result.outcome).inc()
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in result.status.get("conditions") or ()
+        )
+        metrics.TENANT_READY.labels(self.namespace, self.name).set(1 if ready else 0)
         self._status = result.status
         if result.live_targets is not None:
             # After a restart these seed the scalers; paused, they are what runs.

@@ -53,47 +53,53 @@ CACHE_READS = Counter(
     ["kind"],
 )
 TENANTS = Gauge("algoedge_operator_tenants", "Tenants the operator currently watches.")
-# Per tenant, labelled with the monitoring label contract's namespace and tenant (the chart's
-# ServiceMonitor honours these labels, so they are the tenant's, not the operator's namespace).
+# Per tenant, for the tenant's own alerts and the tenant-at-a-glance panels (docs/monitoring.md).
+# The labels are tenant_namespace and tenant: the operator's scrape sets `namespace` to the
+# operator's own.
 TENANT_READY = Gauge(
     "algoedge_operator_tenant_ready",
-    "1 while the tenant's Ready condition is True, else 0.",
-    ["namespace", "tenant"],
+    "1 while the tenant's Ready condition is True after its last reconcile, else 0.",
+    ["tenant_namespace", "tenant"],
+)
+TENANT_RECONCILE_ERRORS = Counter(
+    "algoedge_operator_tenant_reconcile_errors_total",
+    "Reconciles of the tenant that raised (retried), per tenant.",
+    ["tenant_namespace", "tenant"],
 )
 TENANT_CAPACITY_USERS = Gauge(
     "algoedge_operator_tenant_capacity_users",
     "Users the tenant's ready API pods can serve (status.capacity.users).",
-    ["namespace", "tenant"],
+    ["tenant_namespace", "tenant"],
 )
 TENANT_MONTHLY_COST = Gauge(
     "algoedge_operator_tenant_monthly_cost",
     "The tenant's monthly cost estimate (status.cost.monthlyTotal) in the price sheet's currency.",
-    ["namespace", "tenant", "currency"],
+    ["tenant_namespace", "tenant", "currency"],
 )
 #: The currency each tenant's cost series is labelled with now (to drop it when it changes).
 _COST_CURRENCY: dict[tuple[str, str], str] = {}
 
 
 def record_tenant(
-    namespace: str, tenant: str, *, ready: bool, users: int, monthly_cost: float, currency: str
+    namespace: str, tenant: str, *, users: int, monthly_cost: float, currency: str
 ) -> None:
-    """The per-tenant gauges after a reconcile."""
-    TENANT_READY.labels(namespace=namespace, tenant=tenant).set(1 if ready else 0)
-    TENANT_CAPACITY_USERS.labels(namespace=namespace, tenant=tenant).set(users)
+    """The per-tenant capacity and cost gauges after a reconcile (readiness: the controller)."""
+    TENANT_CAPACITY_USERS.labels(tenant_namespace=namespace, tenant=tenant).set(users)
     before = _COST_CURRENCY.get((namespace, tenant))
     if before is not None and before != currency:
         TENANT_MONTHLY_COST.remove(namespace, tenant, before)
     _COST_CURRENCY[(namespace, tenant)] = currency
-    TENANT_MONTHLY_COST.labels(namespace=namespace, tenant=tenant, currency=currency).set(
+    TENANT_MONTHLY_COST.labels(tenant_namespace=namespace, tenant=tenant, currency=currency).set(
         monthly_cost
     )
 
 
 def forget_tenant(namespace: str, tenant: str) -> None:
-    """Drop a deleted tenant's series (a gauge would otherwise report it forever)."""
-    for gauge in (TENANT_READY, TENANT_CAPACITY_USERS):
+    """Drop a deleted tenant's series, so its alerts do not fire for something gone."""
+    for metric in (TENANT_READY, TENANT_RECONCILE_ERRORS, TENANT_CAPACITY_USERS):
+        # Never reconciled or never failed: no series to remove.
         with contextlib.suppress(KeyError):
-            gauge.remove(namespace, tenant)
+            metric.remove(namespace, tenant)
     currency = _COST_CURRENCY.pop((namespace, tenant), None)
     if currency is not None:
         with contextlib.suppress(KeyError):

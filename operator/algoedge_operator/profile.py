@@ -7,6 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Users one API pod serves within the latency target: the default of the operator's
+#: ALGOEDGE_OPERATOR_API_USERS_PER_POD (status.capacity) and of the sockets-near-capacity alert
+#: (docs/benchmarks.md, the 500-user run: p95 9.8 ms, 0 errors, 500/500 sockets on one process;
+#: 2,000 was not served within p95 < 200 ms).
+USERS_PER_API_POD = 500
+
 _MEMORY_UNITS_KIB = {"Ki": 1, "Mi": 1024, "Gi": 1024 * 1024}
 
 

@@ -523,7 +523,10 @@ class TenantReconciler:
         if isinstance(inputs, TenantSecrets):
             running = targets or scale_targets_of(lambda child: self._read(tenant, child))
             build = BuildInputs(
-                secrets=inputs, targets=targets_within(tenant.spec, running), images=self._images
+                secrets=inputs,
+                targets=targets_within(tenant.spec, running),
+                images=self._images,
+                users_per_api_pod=self._users_per_api_pod,
             )
             for child in wanted_children(tenant):
                 if available(child):
@@ -601,7 +604,6 @@ class TenantReconciler:
         metrics.record_tenant(
             tenant.namespace,
             tenant.name,
-            ready=status["conditions"][0]["status"] == "True",
             users=capacity.users,
             monthly_cost=float(status["cost"]["monthlyTotal"]),
             currency=status["cost"]["currency"],

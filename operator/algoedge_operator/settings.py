@@ -22,6 +22,8 @@ from pydantic import (
     ValidationError,
 )
 
+from algoedge_operator.profile import USERS_PER_API_POD
+
 PREFIX = "ALGOEDGE_OPERATOR_"
 #: The API Service's ``metrics`` port: /internal/v1/* is not served on the public one.
 DEFAULT_CAPACITY_URL = "http://{name}-api.{namespace}.svc:9090/internal/v1/capacity"
@@ -198,7 +200,10 @@ class OperatorSettings(BaseModel):
     #: baseline, real": p95 9.8 ms, 0 errors, 500/500 sockets on one process), the most users one
     #: process was measured to serve within p95 < 200 ms (2,000 was not).
     api_users_per_pod: int = Field(
-        default=500, ge=1, le=1_000_000, json_schema_extra=_form("an integer in 1..1000000")
+        default=USERS_PER_API_POD,
+        ge=1,
+        le=1_000_000,
+        json_schema_extra=_form("an integer in 1..1000000"),
     )
     #: The price sheet of ``status.cost`` (docs/operator.md, "Cost"): one CPU core requested for
     #: a month (730 h), in ``cost_currency``.

@@ -87,6 +87,9 @@ def test_make_dev_runs_everything_and_the_bridge_follows_linked_accounts(run_dir
         assert api is not None
         assert exported is not None
         base, kubeconfig, bin_dir = api.group(1), exported.group(1), exported.group(2)
+        # make test builds the monitoring tools, so make dev runs a Prometheus (docs/monitoring.md).
+        prometheus = dev.find(r"Prometheus +(http://127\.0\.0\.1:\d+)")
+        assert prometheus is not None, dev.output
 
         def kubectl(*args: str) -> str:
             return subprocess.run(
@@ -127,6 +130,21 @@ def test_make_dev_runs_everything_and_the_bridge_follows_linked_accounts(run_dir
         )
         linked = "jsonpath={.status.linkedAccounts}"
         assert kubectl("get", "aet", "dev", f"--output={linked}") == "3"
+
+        def scraped() -> set[str]:
+            targets = requests.get(prometheus.group(1) + "/api/v1/targets", timeout=10).json()
+            return {
+                t["labels"]["component"]
+                for t in targets["data"]["activeTargets"]
+                if t["health"] == "up" and t["labels"]["tenant"] == "dev"
+            }
+
+        components = {"api", "worker", "beat", "bridge", "pgbouncer", "redis"}
+        wait_until(
+            "Prometheus to scrape every component", lambda: scraped() == components, timeout=60
+        )
+        rules = requests.get(prometheus.group(1) + "/api/v1/rules", timeout=10).json()
+        assert {g["name"] for g in rules["data"]["groups"]} >= {"algoedge.dev.dev.api"}
     finally:
         dev.process.send_signal(signal.SIGINT)
         code = dev.process.wait(timeout=90)

@@ -55,6 +55,7 @@ from algoedge.db import Database
 from algoedge.jobs.queue import JobQueue
 from algoedge.listings import Listings
 from algoedge.logins import AccountLimit
+from algoedge.metrics import zero_route_errors
 from algoedge.outbox import Outbox
 from algoedge.ratelimit import RateLimiter
 from algoedge.realtime import Sockets
@@ -194,6 +195,7 @@ def create_app(settings: ApiSettings) -> web.Application:
         redis=lambda: app[REDIS],
     )
     add_routes(app, API_ROUTES, metrics_port=settings.metrics_port)
+    zero_route_errors([*(r.canonical for r in app.router.resources()), "unmatched"])
     app[openapi.DOCUMENT] = openapi.build_document(API_ROUTES)
     app.cleanup_ctx.extend([_database, _passwords, _redis, _jobs, _background])
     app.on_response_prepare.append(add_response_headers)

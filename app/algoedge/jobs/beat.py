@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from datetime import UTC, date, datetime, timedelta
 from types import FrameType
 from typing import Any
@@ -20,11 +21,12 @@ from celery import Celery
 from celery.beat import Scheduler, Service
 from kombu.exceptions import KombuError
 from prometheus_client import start_http_server
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from algoedge.config import BeatSettings
 from algoedge.db import jobs as store
-from algoedge.jobs import heartbeat, names
+from algoedge.jobs import backlog, heartbeat, names
 from algoedge.jobs.celery_app import create_celery
 from algoedge.jobs.metrics import REPORT_RUN_LAG, RUNS_SCHEDULED
 from algoedge.jobs.runtime import Runtime
@@ -88,7 +90,23 @@ class ReportRuns:
                 REPORT_RUN_LAG.labels(kind=kind).set((now - last).total_seconds())
 
 
-def scheduler_class(report_runs: ReportRuns, heartbeat_file: str) -> type[Scheduler]:
+class QueueMetrics:
+    """Samples every queue's backlog and oldest task age for /metrics (docs/monitoring.md)."""
+
+    def __init__(self, runtime: Runtime, queues: tuple[str, ...]) -> None:
+        self.runtime = runtime
+        self.sampler = backlog.QueueSampler(queues)
+
+    def update(self) -> None:
+        async def work(_db: object, redis: Redis) -> list[backlog.QueueSample]:
+            return await self.sampler.sample(redis, now=time.monotonic())
+
+        backlog.publish(self.runtime.call(work))
+
+
+def scheduler_class(
+    report_runs: ReportRuns, heartbeat_file: str, queue_metrics: QueueMetrics | None = None
+) -> type[Scheduler]:
     class ReportScheduler(Scheduler):  # type: ignore[misc]
         """Celery's in-memory scheduler (the sweeper entry) plus the report runs and the heartbeat."""
 
@@ -99,6 +117,11 @@ def scheduler_class(report_runs: ReportRuns, heartbeat_file: str) -> type[Schedu
                 report_runs.update_lag(now)
             except TRANSIENT as exc:
                 log.warning("report runs not checked (%r); next tick retries", exc)
+            if queue_metrics is not None:
+                try:
+                    queue_metrics.update()
+                except TRANSIENT as exc:
+                    log.warning("queue backlog not sampled (%r); next tick retries", exc)
             heartbeat.touch(heartbeat_file)
             return float(min(super().tick(*args, **kwargs), TICK_SECONDS))
 
@@ -137,7 +160,9 @@ def run(settings: BeatSettings) -> int:
     service = Service(
         app,
         max_interval=TICK_SECONDS,
-        scheduler_cls=scheduler_class(report_runs, settings.heartbeat_file),
+        scheduler_cls=scheduler_class(
+            report_runs, settings.heartbeat_file, QueueMetrics(runtime, settings.worker_queues)
+        ),
     )
     try:
         service.start()

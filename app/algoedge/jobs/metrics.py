@@ -40,3 +40,15 @@ RUNS_SCHEDULED = Counter(
     "Report runs this beat claimed and enqueued, by kind.",
     ["kind"],
 )
+QUEUE_BACKLOG = Gauge(
+    "algoedge_jobs_queue_backlog",
+    "Tasks waiting in a queue (every priority level) plus those workers reserved and have not "
+    "acknowledged, by queue (beat, sampled every tick).",
+    ["queue"],
+)
+QUEUE_OLDEST_AGE = Gauge(
+    "algoedge_jobs_queue_oldest_task_age_seconds",
+    "How long the oldest waiting task of a queue has been seen waiting (a lower bound: counted "
+    "from the beat's first sample that saw it at the queue's end; 0 when none waits), by queue.",
+    ["queue"],
+)

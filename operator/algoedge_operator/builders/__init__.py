@@ -58,6 +58,7 @@ from algoedge_operator.builders.redis import (
 )
 from algoedge_operator.builders.workers import beat_deployment, worker_deployment
 from algoedge_operator.model import DatabaseTarget, Tenant
+from algoedge_operator.profile import USERS_PER_API_POD
 
 __all__ = [
     "CHILDREN",
@@ -97,6 +98,8 @@ class BuildInputs:
     secrets: TenantSecrets
     targets: ScaleTargets
     images: Images
+    #: ALGOEDGE_OPERATOR_API_USERS_PER_POD: what the sockets-near-capacity alert compares with.
+    users_per_api_pod: int = USERS_PER_API_POD
 
 
 def _always(_: Tenant) -> bool:
@@ -267,7 +270,7 @@ CHILDREN: tuple[Child, ...] = (
         MONITORING_API_VERSION,
         "PrometheusRule",
         RULES_COMPONENT,
-        lambda t, _: prometheus_rule(t),
+        lambda t, inputs: prometheus_rule(t, users_per_api_pod=inputs.users_per_api_pod),
         wanted=_monitored,
         optional_api=True,
     ),

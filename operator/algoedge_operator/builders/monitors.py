@@ -71,11 +71,18 @@ def pod_monitor(tenant: Tenant, component: str) -> Manifest:
     }
 
 
-def prometheus_rule(tenant: Tenant) -> Manifest:
-    """The tenant's alerting rules (:func:`algoedge_operator.builders.alerts.rule_groups`)."""
+def prometheus_rule(tenant: Tenant, *, users_per_api_pod: int) -> Manifest:
+    """The tenant's alerting rules (:func:`algoedge_operator.builders.alerts.rule_groups`); the
+    sockets-near-capacity alert compares with the operator's users per API pod."""
     return {
         "apiVersion": MONITORING_API_VERSION,
         "kind": "PrometheusRule",
         "metadata": _metadata(tenant, RULES_COMPONENT),
-        "spec": {"groups": rule_groups(tenant=tenant.name, namespace=tenant.namespace)},
+        "spec": {
+            "groups": rule_groups(
+                tenant=tenant.name,
+                namespace=tenant.namespace,
+                api_sockets_per_pod=users_per_api_pod,
+            )
+        },
     }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import time
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.controlplane.pytest_plugin import KubeCluster
 from tests.e2e.operator.conftest import CapacityServer, Operator
@@ -373,3 +375,37 @@ def test_steady_state_reads_children_from_memory(
     )
     assert delta("algoedge_operator_api_reads_total", verb="get") <= 2 * reconciles
     assert delta("algoedge_operator_api_reads_total", verb="list") == 0
+
+
+def tenant_ready_series(operator: Operator, namespace: str) -> float | None:
+    """The operator's algoedge_operator_tenant_ready for tenant acme (docs/monitoring.md)."""
+    with urllib.request.urlopen(operator.metrics_url, timeout=10) as response:  # noqa: S310 - loopback
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "algoedge_operator_tenant_ready" and sample.labels == {
+                "tenant_namespace": namespace,
+                "tenant": "acme",
+            }:
+                return float(sample.value)
+    return None
+
+
+def test_tenant_ready_series_follows_the_condition_and_goes_with_the_tenant(
+    k8s: KubeCluster, namespace: str, operator: Operator
+) -> None:
+    create_tenant(k8s, namespace, "acme")  # no Secrets yet: Ready=False
+    wait_until(
+        "tenant_ready 0", lambda: tenant_ready_series(operator, namespace) == 0.0, timeout=60
+    )
+    create_tenant_secrets(k8s, namespace)
+    wait_ready(k8s, namespace)
+    wait_until(
+        "tenant_ready 1", lambda: tenant_ready_series(operator, namespace) == 1.0, timeout=60
+    )
+    raw(k8s, "DELETE", f"/apis/algoedge.io/v1alpha1/namespaces/{namespace}/algoedgetenants/acme")
+    wait_until(
+        "the deleted tenant's series to go",
+        lambda: tenant_ready_series(operator, namespace) is None,
+        timeout=60,
+    )

@@ -33,7 +33,6 @@ def test_should_scrape_metrics_through_the_service(helm: Helm) -> None:
         {
             "port": "http",
             "path": "/metrics",
-            "honorLabels": True,
             "interval": "15s",
             "scrapeTimeout": "10s",
         }

@@ -69,10 +69,13 @@ class TestPodMonitor:
 
 class TestPrometheusRule:
     def test_should_hold_the_rule_groups_of_the_tenant(self) -> None:
-        rule = prometheus_rule(tenant(**MONITORED))
+        rule = prometheus_rule(tenant(**MONITORED), users_per_api_pod=750)
         assert (rule["kind"], rule["metadata"]["name"]) == ("PrometheusRule", "acme-alerts")
         assert rule["metadata"]["labels"]["release"] == "kps"
-        assert rule["spec"]["groups"] == rule_groups(tenant="acme", namespace="trading")
+        assert rule["spec"]["groups"] == rule_groups(
+            tenant="acme", namespace="trading", api_sockets_per_pod=750
+        )
+        assert rule["spec"]["groups"] != rule_groups(tenant="acme", namespace="trading")
 
 
 class TestExporters:

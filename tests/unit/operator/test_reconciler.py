@@ -819,12 +819,9 @@ def the_cost(server: FakeApiServer, *, linked_accounts: int) -> dict[str, Any]:
 
 
 class TestTenantMetrics:
-    def test_should_export_readiness_capacity_and_cost_per_tenant(
-        self, server: FakeApiServer
-    ) -> None:
+    def test_should_export_capacity_and_cost_per_tenant(self, server: FakeApiServer) -> None:
         result = the_cost(server, linked_accounts=2)
-        labels = {"namespace": NAMESPACE, "tenant": "acme"}
-        assert counter("algoedge_operator_tenant_ready", **labels) == 1.0
+        labels = {"tenant_namespace": NAMESPACE, "tenant": "acme"}
         assert counter("algoedge_operator_tenant_capacity_users", **labels) == 500.0
         assert counter(
             "algoedge_operator_tenant_monthly_cost", **labels, currency="USD"
@@ -833,7 +830,7 @@ class TestTenantMetrics:
     def test_should_forget_a_deleted_tenant(self, server: FakeApiServer) -> None:
         the_cost(server, linked_accounts=0)
         metrics.forget_tenant(NAMESPACE, "acme")
-        labels = {"namespace": NAMESPACE, "tenant": "acme"}
-        assert REGISTRY.get_sample_value("algoedge_operator_tenant_ready", labels) is None
+        labels = {"tenant_namespace": NAMESPACE, "tenant": "acme"}
+        assert REGISTRY.get_sample_value("algoedge_operator_tenant_capacity_users", labels) is None
         cost = {**labels, "currency": "USD"}
         assert REGISTRY.get_sample_value("algoedge_operator_tenant_monthly_cost", cost) is None
