@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             redis=redis,
             bouncer=bouncer,
             targets={
-                "api": f"{LOOPBACK}:{api_port}",
+                "api": f"{LOOPBACK}:{api_metrics_port}",
                 "worker": f"{LOOPBACK}:{jobs_ports['worker']}",
                 "beat": f"{LOOPBACK}:{jobs_ports['beat']}",
                 "bridge": f"{LOOPBACK}:{bridge_port}",

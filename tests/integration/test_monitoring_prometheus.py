@@ -197,7 +197,7 @@ async def test_every_alert_series_and_panel_query_returns_data(
     monitoring: LocalMonitoring,
 ) -> None:
     targets = {
-        "api": urllib.parse.urlsplit(api_pod.base_url).netloc,
+        "api": urllib.parse.urlsplit(api_pod.metrics_url).netloc,
         "worker": f"127.0.0.1:{jobs['worker'].metrics_port}",
         "beat": f"127.0.0.1:{jobs['beat'].metrics_port}",
         "bridge": urllib.parse.urlsplit(bridge.url).netloc,

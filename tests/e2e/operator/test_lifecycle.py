@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -378,9 +380,13 @@ def test_steady_state_reads_children_from_memory(
 
 
 def tenant_ready_series(operator: Operator, namespace: str) -> float | None:
-    """The operator's algoedge_operator_tenant_ready for tenant acme (docs/monitoring.md)."""
-    with urllib.request.urlopen(operator.metrics_url, timeout=10) as response:  # noqa: S310 - loopback
-        text = response.read().decode()
+    """The operator's algoedge_operator_tenant_ready for tenant acme (docs/monitoring.md); NaN
+    while its metrics server does not answer yet (kopf's startup runs in the background)."""
+    try:
+        with urllib.request.urlopen(operator.metrics_url, timeout=10) as response:  # noqa: S310 - loopback
+            text = response.read().decode()
+    except urllib.error.URLError:
+        return math.nan
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "algoedge_operator_tenant_ready" and sample.labels == {
