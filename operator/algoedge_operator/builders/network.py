@@ -35,9 +35,16 @@ OPERATOR_POD_LABELS = {
 }
 
 
+#: Pods of namespaces labelled for monitoring: who may scrape a tenant's metrics ports.
+SCRAPERS: dict[str, Any] = {
+    "namespaceSelector": {"matchLabels": {MONITORING_NAMESPACE_LABEL: "true"}}
+}
+
+
 def ingress_only_from_tenant(tenant: Tenant, component: str, *, port: int) -> Manifest:
     """``port`` only from this tenant's pods; while monitored, also the exporter's port
-    ``metrics`` from any source (Prometheus runs wherever it runs), as the bridge's metrics port."""
+    ``metrics`` from namespaces labelled for monitoring (the same peers as the API's metrics
+    port)."""
     ingress: list[dict[str, Any]] = [
         {
             # A podSelector without namespaceSelector means "in this namespace" only.
@@ -47,7 +54,9 @@ def ingress_only_from_tenant(tenant: Tenant, component: str, *, port: int) -> Ma
     ]
     if tenant.spec.monitoring.enabled:
         # A named port: the exporter's containerPort, whatever its number.
-        ingress.append({"ports": [{"protocol": "TCP", "port": METRICS_PORT_NAME}]})
+        ingress.append(
+            {"from": [SCRAPERS], "ports": [{"protocol": "TCP", "port": METRICS_PORT_NAME}]}
+        )
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -81,11 +90,7 @@ def api_network_policy(tenant: Tenant) -> Manifest:
                             "namespaceSelector": {},
                             "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)},
                         },
-                        {
-                            "namespaceSelector": {
-                                "matchLabels": {MONITORING_NAMESPACE_LABEL: "true"}
-                            }
-                        },
+                        SCRAPERS,
                     ],
                     "ports": [_tcp(METRICS_PORT)],
                 },

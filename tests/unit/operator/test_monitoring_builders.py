@@ -143,7 +143,12 @@ class TestScrapePolicy:
         monitored = ingress_only_from_tenant(tenant(**MONITORED), "redis", port=6379)
         assert monitored["spec"]["ingress"][: len(plain)] == plain
         assert monitored["spec"]["ingress"][len(plain) :] == [
-            {"ports": [{"protocol": "TCP", "port": "metrics"}]}
+            {
+                "from": [
+                    {"namespaceSelector": {"matchLabels": {"algoedge.io/monitoring": "true"}}}
+                ],
+                "ports": [{"protocol": "TCP", "port": "metrics"}],
+            }
         ]
 
 
