@@ -23,6 +23,7 @@ from algoedge.api import (
     trades,
 )
 from algoedge.api.bridge_wake import BridgeWake
+from algoedge.api.looplag import GcPauses, measure_loop_lag_forever
 from algoedge.api.middleware import (
     MIDDLEWARES,
     PROXY_WARNING,
@@ -149,7 +150,10 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     sockets = app[SOCKETS]
+    gc_pauses = GcPauses()
+    gc_pauses.install()
     tasks = [
+        asyncio.create_task(measure_loop_lag_forever(), name="event-loop-lag"),
         asyncio.create_task(sockets.relay(), name="event-relay"),
         asyncio.create_task(
             sockets.check_sessions_forever(app[SETTINGS].socketio_session_check_interval),
@@ -162,6 +166,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     # Events of the last requests still go out, for a moment; Redis closes after this.
     await app[OUTBOX].flush(within=2.0)
     await stop_tasks(tasks)
+    gc_pauses.uninstall()
 
 
 async def _close_sockets(app: web.Application) -> None:
