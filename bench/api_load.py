@@ -1051,10 +1051,11 @@ def _ms(value: float) -> str:
 def results_table(results: list[PhaseResult]) -> str:
     lines = [
         "| target | users | procs | req/s | p50 ms | p95 ms | p99 ms | max ms | requests | errors "
-        "| sockets | target CPU (cores) | generator CPU (cores) | machine busy (cores of "
+        "| sockets | target CPU (cores) | target CPU ms per request | generator CPU (cores) "
+        "| machine busy (cores of "
         f"{os.cpu_count()}) | gen. loop lag p99 ms | target loop lag p99 ms (≤ bucket) "
         "| target lags > 50 ms | load avg (1m) before → after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         sockets = f"{r.sockets_ok}/{r.users}" if r.target != "hello" else "none"
@@ -1062,12 +1063,19 @@ def results_table(results: list[PhaseResult]) -> str:
             f"| {r.target} | {r.users} | {r.api_processes} | {r.rps:.0f} | {_ms(r.latency.p50_ms)} "
             f"| {_ms(r.latency.p95_ms)} | {_ms(r.latency.p99_ms)} | {_ms(r.latency.max_ms)} "
             f"| {r.requests} | {r.error_count} | {sockets} | {r.target_cpu_pct / 100:.2f} "
+            f"| {cpu_ms_per_request(r):.3f} "
             f"| {r.generator_cpu_pct / 100:.2f} | {r.system_cpu_pct * (os.cpu_count() or 1) / 100:.2f} "
             f"| {_ms(r.generator_lag_p99_ms)} | {_ms(r.api_lag_p99_ms)} "
             f"| {r.api_lag_over_50ms if not math.isnan(r.api_lag_p99_ms) else 'n/a'} "
             f"| {r.loadavg_before[0]:.2f} → {r.loadavg_after[0]:.2f} |"
         )
     return "\n".join(lines)
+
+
+def cpu_ms_per_request(result: PhaseResult) -> float:
+    """The target's CPU per request in the window: what capacity costs, whoever else shares the
+    cores (req/s ratios on a busy machine say as much about the scheduler as about the code)."""
+    return 10 * result.target_cpu_pct / result.rps if result.rps else math.nan
 
 
 def routes_table(results: list[PhaseResult]) -> str:
@@ -1120,6 +1128,8 @@ def ratios(results: list[PhaseResult]) -> list[str]:
                 lines.append(
                     f"- {name} vs ceiling (hello): {100 * by[name].rps / hello.rps:.0f}% of the "
                     f"req/s, p95 {by[name].latency.p95_ms / hello.latency.p95_ms:.1f}x the "
+                    f"ceiling's; CPU per request {cpu_ms_per_request(by[name]):.3f} ms, "
+                    f"{cpu_ms_per_request(by[name]) / cpu_ms_per_request(hello):.1f}x the "
                     "ceiling's"
                 )
     return lines
