@@ -2,8 +2,9 @@
 
 A token is valid while its signature and ``exp`` hold *and* its session is live. Sessions are
 recorded in Postgres (the authority) and cached in Redis with the token's lifetime, so the hot
-path is one Redis round trip (``MGET`` of the session and the cached user) and never touches
-Postgres; when Redis fails, the same answer comes from Postgres, counted and logged.
+path never touches Postgres: the API reads the session and the cached user in its rate-limit
+check's round trip (:meth:`Sessions.prefetch`), anything else with one ``MGET``; when Redis fails,
+the same answer comes from Postgres, counted and logged.
 
 Hashing runs on a small executor of its own whose size follows the container's memory
 (:mod:`algoedge.hashing`), behind a bounded queue: a burst of logins waits or is refused
@@ -196,6 +197,24 @@ def cached(user: users.User) -> CachedUser:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SessionPrefetch:
+    """The Redis keys :meth:`Sessions.user_of` reads for a token, for a caller to read in a round
+    trip of its own, and the state of pending cache deletions when it was asked for."""
+
+    keys: tuple[str, str]
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class PrefetchedSession:
+    """What a caller read for a :class:`SessionPrefetch`: the session's and the user's entries."""
+
+    prefetch: SessionPrefetch
+    session: str | None
+    user: str | None
+
+
 class EndedSessions:
     """Sessions this process saw end, for ``ttl_seconds``: the same dead token presented again (a
     socket reconnecting, a client retrying) is refused without asking Redis or Postgres.
@@ -302,17 +321,42 @@ class Sessions:
     def decode(self, token: str) -> Claims:
         return self._tokens.decode(token)
 
-    async def user_of(self, claims: Claims) -> CachedUser:
+    def prefetch(self, claims: Claims) -> SessionPrefetch | None:
+        """The keys a caller may read now for :meth:`user_of` (pass what it read as
+        ``prefetched``); None when it must not: a cache deletion is pending (Redis must lose a
+        key before it is read), or this process already knows the session ended."""
+        if self._pending or claims.jti in self._ended:
+            return None
+        return SessionPrefetch(
+            keys=(session_key(claims.jti), user_key(claims.user_id)),
+            generation=self._pending.generation,
+        )
+
+    async def user_of(
+        self, claims: Claims, *, prefetched: PrefetchedSession | None = None
+    ) -> CachedUser:
+        """The user behind ``claims``; AuthError when the session is not live.
+
+        ``prefetched`` saves the Redis read when it is still as good as one made now: nothing
+        was queued for deletion since (else the read happens again, after the deletions)."""
         if claims.jti in self._ended:
             raise AuthError("The session has ended; log in again.")
-        try:
-            await self._flush_pending()
-            session, raw_user = await self._redis.mget(
-                session_key(claims.jti), user_key(claims.user_id)
-            )
-        except RedisError as exc:
-            self._fallback.record("authenticate", exc)
-            return await self._from_postgres(claims, refill=False)
+        if (
+            prefetched is not None
+            and not self._pending
+            and prefetched.prefetch.generation == self._pending.generation
+            and prefetched.prefetch.keys == (session_key(claims.jti), user_key(claims.user_id))
+        ):
+            session, raw_user = prefetched.session, prefetched.user
+        else:
+            try:
+                await self._flush_pending()
+                session, raw_user = await self._redis.mget(
+                    session_key(claims.jti), user_key(claims.user_id)
+                )
+            except RedisError as exc:
+                self._fallback.record("authenticate", exc)
+                return await self._from_postgres(claims, refill=False)
         if session is None:
             # Redis never saw this session (written while Redis was down, or Redis lost its
             # data): Postgres decides, and a live session is put back in Redis.
