@@ -93,6 +93,7 @@ MIX = ("me", "trades", "bots", "me", "trades", "bots", "write")
 ME_ONLY = ("me",)
 #: The API's own event-loop lag histogram (it samples its loop; see algoedge.api.looplag).
 LOOP_LAG_METRIC = "algoedge_api_event_loop_lag_seconds"
+GC_PAUSE_METRIC = "algoedge_api_gc_pause_seconds"
 REQUEST_TIMEOUT_SECONDS = 30.0
 
 
@@ -676,12 +677,13 @@ async def publish_events(
 
 
 async def scrape_histogram(
-    http: aiohttp.ClientSession, urls: list[str], name: str
+    http: aiohttp.ClientSession, urls: list[str], name: str, *, label: str = ""
 ) -> dict[float, float]:
-    """The cumulative bucket counts (by upper bound, seconds) of histogram ``name``, summed over
-    the processes' /metrics; empty when none reports it."""
+    """The cumulative bucket counts (by upper bound, seconds) of histogram ``name`` (only its
+    series carrying ``label``, e.g. ``generation="2"``, when given), summed over the processes'
+    /metrics; empty when none reports it."""
     buckets: dict[float, float] = {}
-    prefix = f"{name}_bucket{{"
+    prefix = f"{name}_bucket{{{label}"
     for url in urls:
         try:
             async with http.get(url) as response:
@@ -844,6 +846,9 @@ class PhaseResult:
     api_lag_p99_ms: float = math.nan
     #: Lag samples above 50 ms in the window (each a stall of at least that long).
     api_lag_over_50ms: int = 0
+    #: Full (generation 2) garbage collections in the window, and how many took over 50 ms.
+    api_gc2_count: int = 0
+    api_gc2_over_50ms: int = 0
     #: Target CPU seconds per login during the logins (argon2 verify dominates).
     login_cpu_seconds_each: float = math.nan
     #: Resident memory the target gained per connected socket (RSS after the sockets connected
@@ -975,6 +980,9 @@ async def run_phase(
             system_cpu(),
         )
         lag_before = await scrape_histogram(http, target.metrics_urls, LOOP_LAG_METRIC)
+        gc_before = await scrape_histogram(
+            http, target.metrics_urls, GC_PAUSE_METRIC, label='generation="2"'
+        )
         window_hooks = [h for h in (hooks, profiler) if h is not None]
         for hook in window_hooks:
             hook.window_opened()
@@ -982,6 +990,9 @@ async def run_phase(
         for hook in window_hooks:
             hook.window_closed()
         lag_after = await scrape_histogram(http, target.metrics_urls, LOOP_LAG_METRIC)
+        gc_after = await scrape_histogram(
+            http, target.metrics_urls, GC_PAUSE_METRIC, label='generation="2"'
+        )
         api_lag_p99 = histogram_quantile(lag_before, lag_after, 0.99)
         cpu_target = target.cpu_seconds() - cpu_target
         cpu_self = self_cpu_seconds() - cpu_self
@@ -1029,6 +1040,8 @@ async def run_phase(
             loadavg_after=load_after,
             api_lag_p99_ms=api_lag_p99 * 1000,
             api_lag_over_50ms=samples_above(lag_before, lag_after, 0.05),
+            api_gc2_count=int(gc_after.get(math.inf, 0.0) - gc_before.get(math.inf, 0.0)),
+            api_gc2_over_50ms=samples_above(gc_before, gc_after, 0.05),
             login_cpu_seconds_each=login_cpu / len(users_) if users_ else math.nan,
             rss_per_socket_kib=rss_per_socket_kib,
         )
@@ -1179,6 +1192,11 @@ def report(results: list[PhaseResult], header: list[str]) -> str:
                 f"; target CPU {1000 * r.login_cpu_seconds_each:.1f} ms per login "
                 f"({1 / r.login_cpu_seconds_each:.1f} logins/s per core)"
                 if r.target != "hello" and r.login_cpu_seconds_each > 0
+                else ""
+            )
+            + (
+                f"; full GCs in the window {r.api_gc2_count} ({r.api_gc2_over_50ms} over 50 ms)"
+                if not math.isnan(r.api_lag_p99_ms)
                 else ""
             )
             + (
