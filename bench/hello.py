@@ -1,8 +1,7 @@
 """The ceiling of the API benchmark: a bare aiohttp app that answers every request with a tiny JSON.
 
 It does no authentication, no rate limiting, no I/O and has no socket.io, so the load generator's
-numbers against it show what aiohttp plus the generator can do on this machine at all. It runs on
-the API's event loop (uvloop), so the ratio of the two is what the API's own code costs.
+numbers against it show what aiohttp plus the generator can do on this machine at all.
 Run: ``python -m bench.hello --port 8081``.
 """
 
@@ -11,7 +10,6 @@ from __future__ import annotations
 import argparse
 import resource
 
-import uvloop
 from aiohttp import web
 
 LOOPBACK = "127.0.0.1"
@@ -40,14 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True, help="loopback port to listen on")
     args = parser.parse_args(argv)
     raise_file_limit()
-    web.run_app(
-        create_app(),
-        host=LOOPBACK,
-        port=args.port,
-        access_log=None,
-        print=None,
-        loop=uvloop.new_event_loop(),
-    )
+    web.run_app(create_app(), host=LOOPBACK, port=args.port, access_log=None, print=None)
 
 
 if __name__ == "__main__":

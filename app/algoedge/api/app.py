@@ -7,7 +7,6 @@ import logging
 import resource
 from collections.abc import AsyncIterator
 
-import uvloop
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -210,15 +209,11 @@ def raise_open_file_limit() -> int:
 
 
 def run(settings: ApiSettings) -> None:
-    """Serve until SIGTERM/SIGINT; aiohttp then stops accepting and drains in-flight requests.
-
-    On uvloop: the same asyncio API with the loop and its transports in C (docs/benchmarks.md
-    has what it saves per request)."""
+    """Serve until SIGTERM/SIGINT; aiohttp then stops accepting and drains in-flight requests."""
     log.info("open file limit %d", raise_open_file_limit())
     log.info("API listening on %s:%d", settings.http_host, settings.http_port)
     web.run_app(
         create_app(settings),
-        loop=uvloop.new_event_loop(),
         host=settings.http_host,
         port=settings.http_port,
         shutdown_timeout=20.0,
