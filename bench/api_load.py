@@ -374,10 +374,14 @@ class Target:
         return sum(process_rss_bytes(p.pid) for p in self.processes)
 
     @property
-    def metrics_urls(self) -> list[str]:
-        """Where each process serves /metrics: its own metrics port when it has one (the API
-        with ALGOEDGE_METRICS_PORT), else its HTTP port."""
-        return [f"http://{LOOPBACK}:{port}/metrics" for port in (self.metrics_ports or self.ports)]
+    def metrics_urls(self) -> list[list[str]]:
+        """Where each process may serve /metrics, first choice first: its own metrics port
+        (an API that serves it on ALGOEDGE_METRICS_PORT), then its HTTP port."""
+        metrics = [[port] for port in self.metrics_ports] or [[] for _ in self.ports]
+        return [
+            [f"http://{LOOPBACK}:{port}/metrics" for port in (*first, http)]
+            for first, http in zip(metrics, self.ports, strict=True)
+        ]
 
 
 def start_target(name: str, *, count: int, env: dict[str, str], root: Path) -> Target:
@@ -677,19 +681,23 @@ async def publish_events(
 
 
 async def scrape_histogram(
-    http: aiohttp.ClientSession, urls: list[str], name: str, *, label: str = ""
+    http: aiohttp.ClientSession, urls: list[list[str]], name: str, *, label: str = ""
 ) -> dict[float, float]:
     """The cumulative bucket counts (by upper bound, seconds) of histogram ``name`` (only its
     series carrying ``label``, e.g. ``generation="2"``, when given), summed over the processes'
     /metrics; empty when none reports it."""
     buckets: dict[float, float] = {}
     prefix = f"{name}_bucket{{{label}"
-    for url in urls:
-        try:
-            async with http.get(url) as response:
-                text = await response.text() if response.status == 200 else ""
-        except (aiohttp.ClientError, TimeoutError):
-            continue
+    for choices in urls:
+        text = ""
+        for url in choices:
+            try:
+                async with http.get(url) as response:
+                    text = await response.text() if response.status == 200 else ""
+            except (aiohttp.ClientError, TimeoutError):
+                continue
+            if text:
+                break
         for line in text.splitlines():
             if not line.startswith(prefix):
                 continue
