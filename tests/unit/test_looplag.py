@@ -7,7 +7,12 @@ import contextlib
 import gc
 import time
 
-from algoedge.api.looplag import GcPauses, measure_loop_lag_forever
+from algoedge.api.looplag import (
+    YOUNG_COLLECTION_THRESHOLD,
+    GcPauses,
+    measure_loop_lag_forever,
+    tune_gc,
+)
 from prometheus_client import REGISTRY
 
 
@@ -46,3 +51,14 @@ def test_should_time_each_garbage_collection_by_generation() -> None:
     gc.collect(2)  # not counted once uninstalled
     after = _sample("algoedge_api_gc_pause_seconds_count", {"generation": "2"})
     assert after - before == 1
+
+
+def test_should_freeze_start_up_and_make_young_collections_rarer() -> None:
+    saved = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, saved[1], saved[2])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)

@@ -23,7 +23,7 @@ from algoedge.api import (
     trades,
 )
 from algoedge.api.bridge_wake import BridgeWake
-from algoedge.api.looplag import GcPauses, measure_loop_lag_forever
+from algoedge.api.looplag import GcPauses, measure_loop_lag_forever, tune_gc
 from algoedge.api.middleware import (
     MIDDLEWARES,
     PROXY_WARNING,
@@ -212,8 +212,12 @@ def run(settings: ApiSettings) -> None:
     """Serve until SIGTERM/SIGINT; aiohttp then stops accepting and drains in-flight requests."""
     log.info("open file limit %d", raise_open_file_limit())
     log.info("API listening on %s:%d", settings.http_host, settings.http_port)
+    app = create_app(settings)
+    # The process's garbage-collection policy, here rather than in the app: tests build many apps
+    # in one process.
+    tune_gc()
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         shutdown_timeout=20.0,
