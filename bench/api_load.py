@@ -860,6 +860,10 @@ class PhaseResult:
     #: Upper bounds (ms) of the buckets holding the longest lag sample and the longest full GC.
     api_lag_max_ms: float = math.nan
     api_gc2_max_ms: float = math.nan
+    #: Young (generation 0 and 1) collections in the window, how many over 10 ms, the longest.
+    api_young_gc_count: int = 0
+    api_young_gc_over_10ms: int = 0
+    api_young_gc_max_ms: float = math.nan
     #: Target CPU seconds per login during the logins (argon2 verify dominates).
     login_cpu_seconds_each: float = math.nan
     #: Resident memory the target gained per connected socket (RSS after the sockets connected
@@ -994,6 +998,12 @@ async def run_phase(
         gc_before = await scrape_histogram(
             http, target.metrics_urls, GC_PAUSE_METRIC, label='generation="2"'
         )
+        young_before = [
+            await scrape_histogram(
+                http, target.metrics_urls, GC_PAUSE_METRIC, label=f'generation="{g}"'
+            )
+            for g in (0, 1)
+        ]
         window_hooks = [h for h in (hooks, profiler) if h is not None]
         for hook in window_hooks:
             hook.window_opened()
@@ -1004,6 +1014,12 @@ async def run_phase(
         gc_after = await scrape_histogram(
             http, target.metrics_urls, GC_PAUSE_METRIC, label='generation="2"'
         )
+        young_after = [
+            await scrape_histogram(
+                http, target.metrics_urls, GC_PAUSE_METRIC, label=f'generation="{g}"'
+            )
+            for g in (0, 1)
+        ]
         api_lag_p99 = histogram_quantile(lag_before, lag_after, 0.99)
         cpu_target = target.cpu_seconds() - cpu_target
         cpu_self = self_cpu_seconds() - cpu_self
@@ -1055,6 +1071,21 @@ async def run_phase(
             api_gc2_over_50ms=samples_above(gc_before, gc_after, 0.05),
             api_lag_max_ms=histogram_quantile(lag_before, lag_after, 1.0) * 1000,
             api_gc2_max_ms=histogram_quantile(gc_before, gc_after, 1.0) * 1000,
+            api_young_gc_count=sum(
+                int(a.get(math.inf, 0.0) - b.get(math.inf, 0.0))
+                for b, a in zip(young_before, young_after, strict=True)
+            ),
+            api_young_gc_over_10ms=sum(
+                samples_above(b, a, 0.01) for b, a in zip(young_before, young_after, strict=True)
+            ),
+            api_young_gc_max_ms=max(
+                (
+                    histogram_quantile(b, a, 1.0)
+                    for b, a in zip(young_before, young_after, strict=True)
+                ),
+                default=math.nan,
+            )
+            * 1000,
             login_cpu_seconds_each=login_cpu / len(users_) if users_ else math.nan,
             rss_per_socket_kib=rss_per_socket_kib,
         )
@@ -1210,7 +1241,8 @@ def report(results: list[PhaseResult], header: list[str]) -> str:
             + (
                 f"; target loop lag max ≤ {_ms(r.api_lag_max_ms)} ms; full GCs in the window "
                 f"{r.api_gc2_count} ({r.api_gc2_over_50ms} over 50 ms, longest ≤ "
-                f"{_ms(r.api_gc2_max_ms)} ms)"
+                f"{_ms(r.api_gc2_max_ms)} ms); young GCs {r.api_young_gc_count} "
+                f"({r.api_young_gc_over_10ms} over 10 ms, longest ≤ {_ms(r.api_young_gc_max_ms)} ms)"
                 if not math.isnan(r.api_lag_p99_ms)
                 else ""
             )
