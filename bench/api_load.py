@@ -1078,10 +1078,12 @@ async def run_phase(
             api_young_gc_over_10ms=sum(
                 samples_above(b, a, 0.01) for b, a in zip(young_before, young_after, strict=True)
             ),
+            # NaN for a generation that did not collect in the window; max() would keep it.
             api_young_gc_max_ms=max(
                 (
-                    histogram_quantile(b, a, 1.0)
+                    longest
                     for b, a in zip(young_before, young_after, strict=True)
+                    if not math.isnan(longest := histogram_quantile(b, a, 1.0))
                 ),
                 default=math.nan,
             )
