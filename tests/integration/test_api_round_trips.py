@@ -6,12 +6,19 @@ import asyncio
 import secrets
 from typing import Any
 
+from algoedge.api.state import SESSIONS
+from algoedge.auth import PrefetchedSession
+from algoedge.cache import CachedUser
 from algoedge.config import ApiSettings
 from algoedge.rates import RateLimit
 from redis.asyncio import Redis
 
-from devtools.services import RedisServer
+from devtools.app import migrated
+from devtools.services import PgBouncer, RedisServer
 from tests.integration.conftest import ApiClient, running_api
+from tests.integration.test_api_resilience import private_redis, private_root, settings_for
+
+__all__ = ["private_redis", "private_root"]  # fixtures shared with the resilience tests
 
 #: Sent by the test, never by the API: ends the list of commands MONITOR saw.
 _END = f"end-of-requests-{secrets.token_hex(4)}"
@@ -98,3 +105,40 @@ async def test_should_read_no_session_for_a_request_its_limit_refuses(
     assert sent(commands) == ["EVALSHA"] * 3
     # Only the allowed request looked its session up; a refused one costs no lookup.
     assert session_reads(commands) == 1
+
+
+async def test_should_not_use_a_read_made_before_a_cache_deletion_was_queued(
+    pgbouncer: PgBouncer, private_redis: RedisServer, database_name: str
+) -> None:
+    """A session read made in the limiter's round trip is dropped once this process queued a
+    deletion after it (here: a rename whose cache write timed out): the identity middleware reads
+    again, after the deletions, and sees the rename."""
+    settings = settings_for(pgbouncer.url_for(database_name), private_redis.url)
+    await migrated(settings)
+    async with running_api(settings) as api:
+        user_id, token = await api.signed_up()
+        await warm(api, token)
+        sessions = api.server.app[SESSIONS]
+        claims = sessions.decode(token)
+        prefetch = sessions.prefetch(claims)
+        assert prefetch is not None
+        admin = Redis.from_url(private_redis.url, decode_responses=True)
+        try:
+            session, cached_user = await admin.mget(*prefetch.keys)
+            stale = PrefetchedSession(prefetch, session, cached_user)
+            assert CachedUser.loads(str(cached_user)).name == "Trader"  # type: ignore[union-attr]
+            # The rename's write-through times out: the cache key is queued for deletion.
+            await admin.execute_command("CLIENT", "PAUSE", "2500", "WRITE")
+            renamed = await sessions.update_profile(user_id, name="Renamed")
+            await admin.execute_command("CLIENT", "UNPAUSE")
+        finally:
+            await admin.aclose()
+        assert renamed.name == "Renamed"
+        assert sessions.prefetch(claims) is None  # nothing is read ahead while a deletion waits
+        # The background retry deletes the key within a second; the read made before stays
+        # stale even though nothing is pending any more.
+        deadline = asyncio.get_running_loop().time() + 10
+        while sessions.prefetch(claims) is None:
+            assert asyncio.get_running_loop().time() < deadline, "the deletion never happened"
+            await asyncio.sleep(0.05)
+        assert (await sessions.user_of(claims, prefetched=stale)).name == "Renamed"
