@@ -127,6 +127,10 @@ test: system-deps venv bridge-venv controlplane monitoring-tools lint typecheck 
 dev: system-deps venv bridge-venv controlplane ## start Postgres, Redis, pgBouncer, the API, the local control plane and the operator in .run/ (Ctrl-C stops all)
 	$(PY) -m devtools.dev --dir .run $(DEV_ARGS)
 
+.PHONY: bench
+bench: system-deps venv ## API benchmark at saturation: hello ceiling, baseline, api, api-me (GET /me only), with the ratios (BENCH_ARGS to add options)
+	$(PY) -m bench.api_load --users 500 --think 0.1 --targets hello,baseline,api,api-me $(BENCH_ARGS)
+
 .PHONY: clean
 clean: ## remove the environments and .run/ (the cache in CACHE_DIR stays)
 	rm -rf .venv .venv-bridge .run .mypy_cache .ruff_cache .pytest_cache

@@ -73,7 +73,10 @@ from devtools.services import (
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 ALGOEDGE = str(Path(sys.executable).with_name("algoedge"))
-TARGETS = ("hello", "baseline", "api")
+#: ``api-me`` is the real API with every user asking only ``GET /api/v1/me`` (a cached user, no
+#: Postgres): the cheapest authenticated request, the hot path in isolation.
+TARGETS = ("hello", "baseline", "api", "api-me")
+DEFAULT_TARGETS = ("hello", "baseline", "api")
 PASSWORD = "bench correct horse battery"  # noqa: S105 - the seeded users' throwaway password
 # Far above what the generator can send, so the numbers are the service's, not the limiter's.
 BENCH_RATE_LIMIT = "1000000/60"
@@ -87,6 +90,10 @@ BENCH_LIMITS = {
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "US500", "BTCUSD", "AUDUSD", "USDCHF")
 # One cycle of a user's requests; the write alternates PATCH /me and subscribe.
 MIX = ("me", "trades", "bots", "me", "trades", "bots", "write")
+ME_ONLY = ("me",)
+#: The API's own event-loop lag histogram (it samples its loop; see algoedge.api.looplag).
+LOOP_LAG_METRIC = "algoedge_api_event_loop_lag_seconds"
+GC_PAUSE_METRIC = "algoedge_api_gc_pause_seconds"
 REQUEST_TIMEOUT_SECONDS = 30.0
 
 
@@ -111,6 +118,16 @@ def machine_facts() -> dict[str, Any]:
         "kernel": platform.release(),
         "nofile_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
     }
+
+
+def process_rss_bytes(pid: int) -> int:
+    """Resident memory of one process (0 once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    kib = next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0)
+    return kib * 1024
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -336,6 +353,7 @@ class Target:
     processes: list[subprocess.Popen[bytes]]
     ports: list[int]
     logs: list[Path]
+    metrics_ports: list[int] = field(default_factory=list)
 
     @property
     def bases(self) -> list[str]:
@@ -345,8 +363,25 @@ class Target:
     def authenticates(self) -> bool:
         return self.name != "hello"
 
+    @property
+    def mix(self) -> tuple[str, ...]:
+        return ME_ONLY if self.name == "api-me" else MIX
+
     def cpu_seconds(self) -> float:
         return sum(process_cpu_seconds(p.pid) for p in self.processes)
+
+    def rss_bytes(self) -> int:
+        return sum(process_rss_bytes(p.pid) for p in self.processes)
+
+    @property
+    def metrics_urls(self) -> list[list[str]]:
+        """Where each process may serve /metrics, first choice first: its own metrics port
+        (an API that serves it on ALGOEDGE_METRICS_PORT), then its HTTP port."""
+        metrics = [[port] for port in self.metrics_ports] or [[] for _ in self.ports]
+        return [
+            [f"http://{LOOPBACK}:{port}/metrics" for port in (*first, http)]
+            for first, http in zip(metrics, self.ports, strict=True)
+        ]
 
 
 def start_target(name: str, *, count: int, env: dict[str, str], root: Path) -> Target:
@@ -355,12 +390,6 @@ def start_target(name: str, *, count: int, env: dict[str, str], root: Path) -> T
         for index in range(count):
             port = free_port()
             log = root / f"{name}-{index}.log"
-            if name == "hello":
-                argv = [PYTHON, "-m", "bench.hello", "--port", str(port)]
-            elif name == "baseline":
-                argv = [PYTHON, "-m", "bench.baseline_app"]
-            else:
-                argv = [ALGOEDGE, "api"]
             child_env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith("ALGOEDGE_")},
                 **env,
@@ -369,6 +398,17 @@ def start_target(name: str, *, count: int, env: dict[str, str], root: Path) -> T
                 # No metrics listener: several API processes run side by side here.
                 "ALGOEDGE_METRICS_PORT": "0",
             }
+            if name == "hello":
+                argv = [PYTHON, "-m", "bench.hello", "--port", str(port)]
+            elif name == "baseline":
+                argv = [PYTHON, "-m", "bench.baseline_app"]
+            else:
+                argv = [ALGOEDGE, "api"]
+                # Several processes on one host need a metrics port each (when the API serves
+                # /metrics on a port of its own; otherwise the variable is ignored).
+                metrics_port = free_port()
+                child_env["ALGOEDGE_METRICS_PORT"] = str(metrics_port)
+                target.metrics_ports.append(metrics_port)
             with log.open("ab") as out:
                 process = subprocess.Popen(
                     argv,
@@ -576,17 +616,18 @@ async def run_user(
     bot_ids: list[int],
     think: float,
     stop: asyncio.Event,
+    mix: tuple[str, ...] = MIX,
 ) -> None:
     loop = asyncio.get_running_loop()
     rng = random.Random(user.index)  # noqa: S311 - workload shape, not security
     headers = {"Authorization": f"Bearer {user.token}"}
-    step = rng.randrange(len(MIX))
+    step = rng.randrange(len(mix))
     writes = rng.randrange(2)
     trades_cursor: str | None = None
     # Spread the first requests over one think time instead of all at once.
     await asyncio.sleep(rng.uniform(0, think))
     while not stop.is_set():
-        kind = MIX[step % len(MIX)]
+        kind = mix[step % len(mix)]
         step += 1
         body: dict[str, Any] | None = None
         if kind == "me":
@@ -641,6 +682,139 @@ async def publish_events(
     return sent
 
 
+async def scrape_histogram(
+    http: aiohttp.ClientSession, urls: list[list[str]], name: str, *, label: str = ""
+) -> dict[float, float]:
+    """The cumulative bucket counts (by upper bound, seconds) of histogram ``name`` (only its
+    series carrying ``label``, e.g. ``generation="2"``, when given), summed over the processes'
+    /metrics; empty when none reports it."""
+    buckets: dict[float, float] = {}
+    prefix = f"{name}_bucket{{{label}"
+    for choices in urls:
+        text = ""
+        for url in choices:
+            try:
+                async with http.get(url) as response:
+                    text = await response.text() if response.status == 200 else ""
+            except (aiohttp.ClientError, TimeoutError):
+                continue
+            if text:
+                break
+        for line in text.splitlines():
+            if not line.startswith(prefix):
+                continue
+            labels, _, value = line.rpartition(" ")
+            bound = labels.split('le="', 1)[1].split('"', 1)[0]
+            upper = math.inf if bound == "+Inf" else float(bound)
+            buckets[upper] = buckets.get(upper, 0.0) + float(value)
+    return buckets
+
+
+def histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound (seconds) of the bucket holding quantile ``q`` of what a histogram
+    observed between two scrapes; NaN when it observed nothing."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return math.nan
+    return next(b for b, c in zip(bounds, counts, strict=True) if c >= q * counts[-1])
+
+
+def samples_above(before: dict[float, float], after: dict[float, float], bound: float) -> int:
+    """Observations above ``bound`` seconds (a bucket edge) between two scrapes."""
+    if bound not in after or math.inf not in after:
+        return 0
+    total = after[math.inf] - before.get(math.inf, 0.0)
+    below = after[bound] - before.get(bound, 0.0)
+    return int(total - below)
+
+
+class Profiler:
+    """py-spy sampling every target process for the measured window (collapsed stacks, which
+    speedscope opens), then a table of the functions with the most samples."""
+
+    def __init__(self, target: Target, out_dir: Path, *, label: str, seconds: float) -> None:
+        self._target = target
+        self._out_dir = out_dir
+        self._label = label
+        self._seconds = seconds
+        self._runs: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def window_opened(self) -> None:
+        self._out_dir.mkdir(parents=True, exist_ok=True)
+        for index, process in enumerate(self._target.processes):
+            out = self._out_dir / f"{self._label}-{index}.collapsed"
+            argv = [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--pid",
+                str(process.pid),
+                "--duration",
+                str(max(1, int(self._seconds))),
+                "--rate",
+                "200",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+            ]
+            self._runs.append((subprocess.Popen(argv, stdout=subprocess.DEVNULL), out))
+
+    def window_closed(self) -> None:
+        """py-spy stops by itself after the window's length (see :meth:`summary`)."""
+
+    def summary(self, top: int = 25) -> str:
+        """Functions by samples in which they were running (own) and on the stack (total)."""
+        for run, _ in self._runs:
+            try:
+                run.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                run.kill()
+                run.wait()
+        own: Counter[str] = Counter()
+        total: Counter[str] = Counter()
+        samples = 0
+        for _, out in self._runs:
+            if not out.exists():
+                continue
+            for line in out.read_text(errors="replace").splitlines():
+                stack, _, count_text = line.rpartition(" ")
+                if not stack or not count_text.isdigit():
+                    continue
+                count = int(count_text)
+                frames = [frame_name(f) for f in stack.split(";")]
+                samples += count
+                own[frames[-1]] += count
+                for frame in set(frames):
+                    total[frame] += count
+        if not samples:
+            return f"{self._label}: no py-spy samples (py-spy needs ptrace: run as root)"
+        lines = [
+            f"py-spy, {self._label}: {samples} samples; files in {self._out_dir}",
+            "",
+            "| own % | total % | function |",
+            "|---:|---:|---|",
+        ]
+        for name, count in own.most_common(top):
+            lines.append(
+                f"| {100 * count / samples:.1f} | {100 * total[name] / samples:.1f} | `{name}` |"
+            )
+        return "\n".join(lines)
+
+
+def frame_name(frame: str) -> str:
+    """``function (path/to/module.py:line)`` as ``function (package/module.py)``: one row per
+    function, with the path shortened past site-packages or the repository."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/app/", "/lib/python3.11/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{name} ({path})" if path else name
+
+
 async def measure_loop_lag(samples: list[float], stop: asyncio.Event) -> None:
     """How late the generator's own event loop runs: when high, its latencies are inflated."""
     loop = asyncio.get_running_loop()
@@ -677,6 +851,26 @@ class PhaseResult:
     generator_lag_p99_ms: float
     loadavg_before: tuple[float, float, float]
     loadavg_after: tuple[float, float, float]
+    #: The target's own event-loop lag in the window (upper bound of the histogram bucket that
+    #: holds the p99, summed over its processes; NaN when it reports none, e.g. hello).
+    api_lag_p99_ms: float = math.nan
+    #: Lag samples above 50 ms in the window (each a stall of at least that long).
+    api_lag_over_50ms: int = 0
+    #: Full (generation 2) garbage collections in the window, and how many took over 50 ms.
+    api_gc2_count: int = 0
+    api_gc2_over_50ms: int = 0
+    #: Upper bounds (ms) of the buckets holding the longest lag sample and the longest full GC.
+    api_lag_max_ms: float = math.nan
+    api_gc2_max_ms: float = math.nan
+    #: Young (generation 0 and 1) collections in the window, how many over 10 ms, the longest.
+    api_young_gc_count: int = 0
+    api_young_gc_over_10ms: int = 0
+    api_young_gc_max_ms: float = math.nan
+    #: Target CPU seconds per login during the logins (argon2 verify dominates).
+    login_cpu_seconds_each: float = math.nan
+    #: Resident memory the target gained per connected socket (RSS after the sockets connected
+    #: minus before, over the sockets).
+    rss_per_socket_kib: float = math.nan
     server_errors: list[str] = field(default_factory=list)
     #: With --read-replica: each PostgreSQL server's load in the window, by name.
     databases: dict[str, ServerLoad] = field(default_factory=dict)
@@ -737,6 +931,7 @@ async def run_phase(
     redis_url: str,
     hooks: WindowHooks | None = None,
     label: str | None = None,
+    profiler: Profiler | None = None,
 ) -> PhaseResult:
     recorder = Recorder()
     failures: Counter[str] = Counter()
@@ -748,16 +943,23 @@ async def run_phase(
     redis = Redis.from_url(redis_url)
     users_: list[User] = []
     try:
+        login_cpu = target.cpu_seconds()
         users_, login_failures, login_seconds = await login_all(
             http, target, seeded, count=users_count, concurrency=login_concurrency
         )
+        login_cpu = target.cpu_seconds() - login_cpu
         failures.update(login_failures)
         socket_seconds = 0.0
+        rss_per_socket_kib = math.nan
         if target.authenticates:
+            rss_before = target.rss_bytes()
             socket_failures, socket_seconds = await connect_sockets(
                 users_, sockets_http, recorder, concurrency=100
             )
             failures.update(socket_failures)
+            connected = sum(u.socket is not None for u in users_)
+            if connected:
+                rss_per_socket_kib = (target.rss_bytes() - rss_before) / connected / 1024
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         lag: list[float] = []
@@ -765,7 +967,15 @@ async def run_phase(
         recorder.window_end = recorder.window_start + duration
         tasks = [
             asyncio.create_task(
-                run_user(u, http, recorder, bot_ids=seeded.active_bot_ids, think=think, stop=stop)
+                run_user(
+                    u,
+                    http,
+                    recorder,
+                    bot_ids=seeded.active_bot_ids,
+                    think=think,
+                    stop=stop,
+                    mix=target.mix,
+                )
             )
             for u in users_
         ]
@@ -786,11 +996,33 @@ async def run_phase(
             self_cpu_seconds(),
             system_cpu(),
         )
-        if hooks is not None:
-            hooks.window_opened()
+        lag_before = await scrape_histogram(http, target.metrics_urls, LOOP_LAG_METRIC)
+        gc_before = await scrape_histogram(
+            http, target.metrics_urls, GC_PAUSE_METRIC, label='generation="2"'
+        )
+        young_before = [
+            await scrape_histogram(
+                http, target.metrics_urls, GC_PAUSE_METRIC, label=f'generation="{g}"'
+            )
+            for g in (0, 1)
+        ]
+        window_hooks = [h for h in (hooks, profiler) if h is not None]
+        for hook in window_hooks:
+            hook.window_opened()
         await asyncio.sleep(duration)
-        if hooks is not None:
-            hooks.window_closed()
+        for hook in window_hooks:
+            hook.window_closed()
+        lag_after = await scrape_histogram(http, target.metrics_urls, LOOP_LAG_METRIC)
+        gc_after = await scrape_histogram(
+            http, target.metrics_urls, GC_PAUSE_METRIC, label='generation="2"'
+        )
+        young_after = [
+            await scrape_histogram(
+                http, target.metrics_urls, GC_PAUSE_METRIC, label=f'generation="{g}"'
+            )
+            for g in (0, 1)
+        ]
+        api_lag_p99 = histogram_quantile(lag_before, lag_after, 0.99)
         cpu_target = target.cpu_seconds() - cpu_target
         cpu_self = self_cpu_seconds() - cpu_self
         busy1, total1 = system_cpu()
@@ -835,6 +1067,31 @@ async def run_phase(
             generator_lag_p99_ms=percentile(sorted(lag), 0.99) * 1000,
             loadavg_before=load_before,
             loadavg_after=load_after,
+            api_lag_p99_ms=api_lag_p99 * 1000,
+            api_lag_over_50ms=samples_above(lag_before, lag_after, 0.05),
+            api_gc2_count=int(gc_after.get(math.inf, 0.0) - gc_before.get(math.inf, 0.0)),
+            api_gc2_over_50ms=samples_above(gc_before, gc_after, 0.05),
+            api_lag_max_ms=histogram_quantile(lag_before, lag_after, 1.0) * 1000,
+            api_gc2_max_ms=histogram_quantile(gc_before, gc_after, 1.0) * 1000,
+            api_young_gc_count=sum(
+                int(a.get(math.inf, 0.0) - b.get(math.inf, 0.0))
+                for b, a in zip(young_before, young_after, strict=True)
+            ),
+            api_young_gc_over_10ms=sum(
+                samples_above(b, a, 0.01) for b, a in zip(young_before, young_after, strict=True)
+            ),
+            # NaN for a generation that did not collect in the window; max() would keep it.
+            api_young_gc_max_ms=max(
+                (
+                    longest
+                    for b, a in zip(young_before, young_after, strict=True)
+                    if not math.isnan(longest := histogram_quantile(b, a, 1.0))
+                ),
+                default=math.nan,
+            )
+            * 1000,
+            login_cpu_seconds_each=login_cpu / len(users_) if users_ else math.nan,
+            rss_per_socket_kib=rss_per_socket_kib,
         )
     finally:
         recorder.closing = True
@@ -855,9 +1112,11 @@ def _ms(value: float) -> str:
 def results_table(results: list[PhaseResult]) -> str:
     lines = [
         "| target | users | procs | req/s | p50 ms | p95 ms | p99 ms | max ms | requests | errors "
-        "| sockets | target CPU (cores) | generator CPU (cores) | machine busy (cores of "
-        f"{os.cpu_count()}) | gen. loop lag p99 ms | load avg (1m) before → after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| sockets | target CPU (cores) | target CPU ms per request | generator CPU (cores) "
+        "| machine busy (cores of "
+        f"{os.cpu_count()}) | gen. loop lag p99 ms | target loop lag p99 ms (≤ bucket) "
+        "| target lags > 50 ms | load avg (1m) before → after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         sockets = f"{r.sockets_ok}/{r.users}" if r.target != "hello" else "none"
@@ -865,11 +1124,19 @@ def results_table(results: list[PhaseResult]) -> str:
             f"| {r.target} | {r.users} | {r.api_processes} | {r.rps:.0f} | {_ms(r.latency.p50_ms)} "
             f"| {_ms(r.latency.p95_ms)} | {_ms(r.latency.p99_ms)} | {_ms(r.latency.max_ms)} "
             f"| {r.requests} | {r.error_count} | {sockets} | {r.target_cpu_pct / 100:.2f} "
+            f"| {cpu_ms_per_request(r):.3f} "
             f"| {r.generator_cpu_pct / 100:.2f} | {r.system_cpu_pct * (os.cpu_count() or 1) / 100:.2f} "
-            f"| {_ms(r.generator_lag_p99_ms)} "
+            f"| {_ms(r.generator_lag_p99_ms)} | {_ms(r.api_lag_p99_ms)} "
+            f"| {r.api_lag_over_50ms if not math.isnan(r.api_lag_p99_ms) else 'n/a'} "
             f"| {r.loadavg_before[0]:.2f} → {r.loadavg_after[0]:.2f} |"
         )
     return "\n".join(lines)
+
+
+def cpu_ms_per_request(result: PhaseResult) -> float:
+    """The target's CPU per request in the window: what capacity costs, whoever else shares the
+    cores (req/s ratios on a busy machine say as much about the scheduler as about the code)."""
+    return 10 * result.target_cpu_pct / result.rps if result.rps else math.nan
 
 
 def routes_table(results: list[PhaseResult]) -> str:
@@ -888,7 +1155,7 @@ def routes_table(results: list[PhaseResult]) -> str:
 
 def ratios(results: list[PhaseResult]) -> list[str]:
     by = {r.target: r for r in results}
-    api = by.get("api")
+    api = by.get("api") or by.get("api-me")
     lines: list[str] = []
     if api is None:
         return lines
@@ -917,10 +1184,15 @@ def ratios(results: list[PhaseResult]) -> list[str]:
         )
     if "hello" in by:
         hello = by["hello"]
-        lines.append(
-            f"- api vs ceiling (hello): {100 * api.rps / hello.rps:.0f}% of the req/s, p95 "
-            f"{api.latency.p95_ms / hello.latency.p95_ms:.1f}x the ceiling's"
-        )
+        for name in ("api", "api-me"):
+            if name in by:
+                lines.append(
+                    f"- {name} vs ceiling (hello): {100 * by[name].rps / hello.rps:.0f}% of the "
+                    f"req/s, p95 {by[name].latency.p95_ms / hello.latency.p95_ms:.1f}x the "
+                    f"ceiling's; CPU per request {cpu_ms_per_request(by[name]):.3f} ms, "
+                    f"{cpu_ms_per_request(by[name]) / cpu_ms_per_request(hello):.1f}x the "
+                    "ceiling's"
+                )
     return lines
 
 
@@ -964,6 +1236,25 @@ def report(results: list[PhaseResult], header: list[str]) -> str:
                 if r.events_sent
                 else ""
             )
+            + (
+                f"; target CPU {1000 * r.login_cpu_seconds_each:.1f} ms per login "
+                f"({1 / r.login_cpu_seconds_each:.1f} logins/s per core)"
+                if r.target != "hello" and r.login_cpu_seconds_each > 0
+                else ""
+            )
+            + (
+                f"; target loop lag max ≤ {_ms(r.api_lag_max_ms)} ms; full GCs in the window "
+                f"{r.api_gc2_count} ({r.api_gc2_over_50ms} over 50 ms, longest ≤ "
+                f"{_ms(r.api_gc2_max_ms)} ms); young GCs {r.api_young_gc_count} "
+                f"({r.api_young_gc_over_10ms} over 10 ms, longest ≤ {_ms(r.api_young_gc_max_ms)} ms)"
+                if not math.isnan(r.api_lag_p99_ms)
+                else ""
+            )
+            + (
+                f"; RSS {r.rss_per_socket_kib:.1f} KiB per connected socket"
+                if not math.isnan(r.rss_per_socket_kib)
+                else ""
+            )
         )
         out.append(setup)
         for kind, n in r.errors.items():
@@ -988,8 +1279,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=500, help="concurrent users (default 500)")
     parser.add_argument(
         "--targets",
-        default=",".join(TARGETS),
-        help="comma-separated, run in this order: hello, baseline, api (default all three)",
+        default=",".join(DEFAULT_TARGETS),
+        help="comma-separated, run in this order: hello, baseline, api, api-me (the API with "
+        "GET /api/v1/me only) (default hello,baseline,api)",
     )
     parser.add_argument(
         "--duration", type=float, default=20.0, help="measured seconds per target (default 20)"
@@ -1045,6 +1337,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "twice, without and with ALGOEDGE_DATABASE_READ_URL (api, api+replica); report each "
         "PostgreSQL server's CPU and transactions/s",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the api targets' processes with py-spy during the measured window (as "
+        "root); collapsed stacks in DIR and the top functions in the report",
+    )
     parser.add_argument("--json", type=Path, help="also write every result to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, data)")
     args = parser.parse_args(argv)
@@ -1084,6 +1383,7 @@ async def benchmark(args: argparse.Namespace, root: Path, stack: Stack) -> list[
         if name == "api" and stack.replica is not None:
             phases.append(("api+replica", name))
     results: list[PhaseResult] = []
+    profiles: list[str] = []
     for label, name in phases:
         redis = Redis.from_url(stack.redis.url)
         await redis.flushall()  # each target starts with an empty cache and fresh rate budgets
@@ -1097,6 +1397,11 @@ async def benchmark(args: argparse.Namespace, root: Path, stack: Stack) -> list[
         window = ServerLoadWindow(stack.servers()) if stack.replica is not None else None
         print(f"{label}: starting {args.api_processes} process(es) …", flush=True)
         target = start_target(name, count=args.api_processes, env=target_env, root=root)
+        profiler = (
+            Profiler(target, args.profile, label=label, seconds=args.duration)
+            if args.profile is not None and name.startswith("api")
+            else None
+        )
         try:
             result = await run_phase(
                 target,
@@ -1110,9 +1415,12 @@ async def benchmark(args: argparse.Namespace, root: Path, stack: Stack) -> list[
                 redis_url=stack.redis.url,
                 hooks=window,
                 label=label,
+                profiler=profiler,
             )
         finally:
             stop_target(target)
+        if profiler is not None:
+            profiles.append(profiler.summary())
         result.server_errors = server_errors(target)
         if window is not None:
             result.databases = window.loads
@@ -1122,6 +1430,8 @@ async def benchmark(args: argparse.Namespace, root: Path, stack: Stack) -> list[
             f"p99 {_ms(result.latency.p99_ms)} ms, {result.error_count} errors",
             flush=True,
         )
+    for summary in profiles:
+        print("\n" + summary, flush=True)
     return results
 
 

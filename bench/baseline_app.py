@@ -27,12 +27,13 @@ import aiopg
 from aiohttp import web
 from algoedge import logs
 from algoedge.api.app import create_app
-from algoedge.api.state import DATABASE, REDIS, SESSIONS
-from algoedge.auth import AuthError, Claims, Sessions, Tokens, cached
+from algoedge.api.state import DATABASE, LIMITER, PASSWORDS, REDIS, SESSIONS
+from algoedge.auth import AuthError, Claims, PrefetchedSession, Sessions, Tokens, cached
 from algoedge.cache import CachedUser
 from algoedge.config import ApiSettings, ConfigError, load_settings
 from algoedge.db import Database, PoolStats, users
 from algoedge.db.errors import NotFound
+from algoedge.logins import AccountLimit
 
 from bench.hello import raise_file_limit
 
@@ -81,7 +82,12 @@ class PostgresUserSessions(Sessions):
         super().__init__(db=db, **kwargs)
         self._users_db = db
 
-    async def user_of(self, claims: Claims) -> CachedUser:
+    def prefetch(self, claims: Claims) -> None:
+        return None  # the current state read nothing in the rate limiter's round trip
+
+    async def user_of(
+        self, claims: Claims, *, prefetched: PrefetchedSession | None = None
+    ) -> CachedUser:
         try:
             return cached(await users.get_user(self._users_db, claims.user_id))
         except NotFound:
@@ -105,6 +111,10 @@ def create_baseline_app(settings: ApiSettings) -> web.Application:
                 settings.jwt_secret.get_secret_value(), ttl_seconds=settings.access_token_ttl
             ),
             user_cache_ttl=settings.user_cache_ttl,
+            passwords=app[PASSWORDS],
+            account_limit=AccountLimit(
+                limiter=app[LIMITER], redis=app[REDIS], limit=settings.rate_limit_account
+            ),
         )
         yield
 

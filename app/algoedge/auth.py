@@ -2,8 +2,9 @@
 
 A token is valid while its signature and ``exp`` hold *and* its session is live. Sessions are
 recorded in Postgres (the authority) and cached in Redis with the token's lifetime, so the hot
-path is one Redis round trip (``MGET`` of the session and the cached user) and never touches
-Postgres; when Redis fails, the same answer comes from Postgres, counted and logged.
+path never touches Postgres: the API reads the session and the cached user in its rate-limit
+check's round trip (:meth:`Sessions.prefetch`), anything else with one ``MGET``; when Redis fails,
+the same answer comes from Postgres, counted and logged.
 
 Hashing runs on a small executor of its own whose size follows the container's memory
 (:mod:`algoedge.hashing`), behind a bounded queue: a burst of logins waits or is refused
@@ -147,11 +148,29 @@ class Claims:
 
 
 class Tokens:
-    """Signs and checks access tokens; pure apart from the clock passed in."""
+    """Signs and checks access tokens; pure apart from the clock passed in.
 
-    def __init__(self, secret: str, *, ttl_seconds: int) -> None:
+    A client presents the same token on every request until it expires, so the claims of the
+    last ``remembered`` tokens that checked out are kept (a signature is checked once per token
+    and process, not once per request: that was a tenth of an authenticated request's CPU).
+    Only a token whose signature and claims were verified is remembered, under its exact text,
+    and its expiry is still checked on every use.
+    """
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        ttl_seconds: int,
+        remembered: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._secret = secret
         self.ttl_seconds = ttl_seconds
+        self._remembered = remembered
+        self._clock = clock
+        # token -> (its claims, its exp as a POSIX timestamp); oldest first.
+        self._verified: dict[str, tuple[Claims, float]] = {}
 
     def issue(self, user_id: int, *, now: datetime) -> AccessToken:
         jti = secrets.token_urlsafe(18)
@@ -161,6 +180,21 @@ class Tokens:
         return AccessToken(token=token, jti=jti, user_id=user_id, expires_at=expires_at)
 
     def decode(self, token: str) -> Claims:
+        known = self._verified.get(token)
+        if known is not None:
+            claims, expires = known
+            # jwt.decode's rule, without leeway: expired from the second of exp on.
+            if self._clock() < expires:
+                return claims
+            del self._verified[token]
+            raise AuthError("The access token has expired.")
+        verified = self._decode(token)
+        if len(self._verified) >= self._remembered:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (verified, verified.expires_at.timestamp())
+        return verified
+
+    def _decode(self, token: str) -> Claims:
         try:
             claims = jwt.decode(
                 token,
@@ -194,6 +228,24 @@ def cached(user: users.User) -> CachedUser:
         email_reports=user.email_reports,
         version=int(user.updated_at.timestamp() * 1_000_000),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPrefetch:
+    """The Redis keys :meth:`Sessions.user_of` reads for a token, for a caller to read in a round
+    trip of its own, and the state of pending cache deletions when it was asked for."""
+
+    keys: tuple[str, str]
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class PrefetchedSession:
+    """What a caller read for a :class:`SessionPrefetch`: the session's and the user's entries."""
+
+    prefetch: SessionPrefetch
+    session: str | None
+    user: str | None
 
 
 class EndedSessions:
@@ -302,17 +354,42 @@ class Sessions:
     def decode(self, token: str) -> Claims:
         return self._tokens.decode(token)
 
-    async def user_of(self, claims: Claims) -> CachedUser:
+    def prefetch(self, claims: Claims) -> SessionPrefetch | None:
+        """The keys a caller may read now for :meth:`user_of` (pass what it read as
+        ``prefetched``); None when it must not: a cache deletion is pending (Redis must lose a
+        key before it is read), or this process already knows the session ended."""
+        if self._pending or claims.jti in self._ended:
+            return None
+        return SessionPrefetch(
+            keys=(session_key(claims.jti), user_key(claims.user_id)),
+            generation=self._pending.generation,
+        )
+
+    async def user_of(
+        self, claims: Claims, *, prefetched: PrefetchedSession | None = None
+    ) -> CachedUser:
+        """The user behind ``claims``; AuthError when the session is not live.
+
+        ``prefetched`` saves the Redis read when it is still as good as one made now: nothing
+        was queued for deletion since (else the read happens again, after the deletions)."""
         if claims.jti in self._ended:
             raise AuthError("The session has ended; log in again.")
-        try:
-            await self._flush_pending()
-            session, raw_user = await self._redis.mget(
-                session_key(claims.jti), user_key(claims.user_id)
-            )
-        except RedisError as exc:
-            self._fallback.record("authenticate", exc)
-            return await self._from_postgres(claims, refill=False)
+        if (
+            prefetched is not None
+            and not self._pending
+            and prefetched.prefetch.generation == self._pending.generation
+            and prefetched.prefetch.keys == (session_key(claims.jti), user_key(claims.user_id))
+        ):
+            session, raw_user = prefetched.session, prefetched.user
+        else:
+            try:
+                await self._flush_pending()
+                session, raw_user = await self._redis.mget(
+                    session_key(claims.jti), user_key(claims.user_id)
+                )
+            except RedisError as exc:
+                self._fallback.record("authenticate", exc)
+                return await self._from_postgres(claims, refill=False)
         if session is None:
             # Redis never saw this session (written while Redis was down, or Redis lost its
             # data): Postgres decides, and a live session is put back in Redis.

@@ -199,9 +199,13 @@ class PendingDeletes:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._keys: set[str] = set()
+        #: Counts calls of :meth:`add`: a read made while nothing was pending is as fresh as one
+        #: made after a flush only if no key was added since (same generation, still empty).
+        self.generation = 0
 
     def add(self, *keys: str) -> None:
         self._keys.update(keys)
+        self.generation += 1
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -101,3 +101,17 @@ def zero_route_errors(routes: Iterable[str]) -> None:
     """
     for route in routes:
         HTTP_ERRORS.labels(route=route)
+
+
+API_EVENT_LOOP_LAG = Histogram(
+    "algoedge_api_event_loop_lag_seconds",
+    "How late the API process's event loop ran a timer it had asked for every 0.1 s: while "
+    "a callback or garbage collection holds the loop, every request and socket on it waits.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+API_GC_PAUSES = Histogram(
+    "algoedge_api_gc_pause_seconds",
+    "Garbage-collection pauses of the API process, by generation (the loop is held for each).",
+    ["generation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)

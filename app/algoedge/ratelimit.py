@@ -7,7 +7,10 @@ at a window boundary. A bucket is a single Redis string, ``<prefix>:<scope>:<sub
 its theoretical arrival time (TAT) in microseconds of Redis server time since
 :data:`TAT_EPOCH_SECONDS`, with a TTL equal to the time until the bucket is full again (never
 more than the window). All the keys of one request are checked and charged in one Lua script,
-so a request is allowed only when every key allows it, and a denied request charges none.
+so a request is allowed only when every key allows it, and a denied request charges none. The
+same script can also read a few other keys when (and only when) the request is allowed
+(:meth:`RateLimiter.check_and_read`): the API reads a request's session and user there, so an
+authenticated request costs one Redis round trip, limited before anything about it is looked up.
 
 When Redis fails, :class:`InMemoryRateLimiter` gives the same answers from this process's
 memory until Redis answers again. This module knows nothing about aiohttp; the API's middleware
@@ -148,17 +151,20 @@ def _gcra(stored_tat: float | None, now: float, limit: RateLimit) -> tuple[_KeyO
     return _KeyOutcome(False, 0, tat - now, allow_at - now), new_tat
 
 
-# KEYS[i]: one bucket per subject. ARGV[2i-1], ARGV[2i]: its emission interval and window (µs);
-# the argument after the last pair is 1 to charge an allowed request, 0 to only look.
-# Returns {allowed, then per key: remaining, reset µs, retry-after µs}. TIME is Redis server
-# time, so pods whose clocks disagree still share one timeline. Keep in step with _gcra.
+# KEYS[i], i <= n: one bucket per subject. ARGV[2i-1], ARGV[2i]: its emission interval and
+# window (µs); the argument after the last pair is 1 to charge an allowed request, 0 to only
+# look (so n = (#ARGV - 1) / 2). KEYS after the n buckets are only read, and only when the
+# request is allowed. Returns {allowed, then per bucket: remaining, reset µs, retry-after µs,
+# then, when allowed, each read key's value (nil when absent)}. TIME is Redis server time, so
+# pods whose clocks disagree still share one timeline. Keep in step with _gcra.
 _LUA: Final = f"""
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - {TAT_EPOCH_SECONDS}) * 1000000 + tonumber(t[2])
+local n = (#ARGV - 1) / 2
 local allowed = 1
 local reply = {{0}}
 local tats = {{}}
-for i = 1, #KEYS do
+for i = 1, n do
   local interval = tonumber(ARGV[2 * i - 1])
   local window = tonumber(ARGV[2 * i])
   local tat = tonumber(redis.call('GET', KEYS[i])) or now
@@ -179,10 +185,15 @@ for i = 1, #KEYS do
     table.insert(reply, math.ceil(allow_at - now))
   end
 end
-if allowed == 1 and ARGV[2 * #KEYS + 1] == '1' then
-  for i = 1, #KEYS do
+if allowed == 1 and ARGV[2 * n + 1] == '1' then
+  for i = 1, n do
     local ttl_ms = math.ceil((tats[i] - now) / 1000)
     redis.call('SET', KEYS[i], string.format('%.17g', tats[i]), 'PX', ttl_ms)
+  end
+end
+if allowed == 1 then
+  for i = n + 1, #KEYS do
+    table.insert(reply, redis.call('GET', KEYS[i]))
   end
 end
 reply[1] = allowed
@@ -320,21 +331,39 @@ class RateLimiter:
         ``charge=False`` only looks: nothing is charged and a denial is not counted, because
         the caller decides whether it refuses (then it calls :meth:`count_denied`).
         """
+        decision, _ = await self.check_and_read(limits, (), charge=charge)
+        return decision
+
+    async def check_and_read(
+        self,
+        limits: Sequence[tuple[str, RateLimit]],
+        read: Sequence[str],
+        *,
+        charge: bool = True,
+    ) -> tuple[Decision, list[str | None] | None]:
+        """:meth:`check`, and in the same Redis round trip, only if the request is allowed, the
+        values of the Redis keys ``read`` (full key names; None where a key is absent).
+
+        The values are None when nothing was read: the request was denied, or Redis failed and
+        memory answered (the caller reads them itself then, and meets the same failure).
+        """
         _validate(limits)
-        decision = await self._check_redis(limits, charge=charge)
-        if decision is None:
-            decision = self._check_fallback(limits, charge=charge)
+        answered = await self._check_redis(limits, read, charge=charge)
+        if answered is None:
+            decision, values = self._check_fallback(limits, charge=charge), None
+        else:
+            decision, values = answered
         if charge and not decision.allowed:
             self.count_denied(decision)
-        return decision
+        return decision, values
 
     def count_denied(self, decision: Decision) -> None:
         """Count a request refused because of ``decision`` (by its deciding key's scope)."""
         self._metrics.denied.labels(scope=decision.scope).inc()
 
     async def _check_redis(
-        self, limits: Sequence[tuple[str, RateLimit]], *, charge: bool
-    ) -> Decision | None:
+        self, limits: Sequence[tuple[str, RateLimit]], read: Sequence[str], *, charge: bool
+    ) -> tuple[Decision, list[str | None] | None] | None:
         now = time.monotonic()
         if now < self._redis_down_until:
             return None
@@ -342,7 +371,7 @@ class RateLimiter:
         if was_down:
             # This request probes; the others keep using memory until it has an answer.
             self._redis_down_until = now + self._redis_retry_seconds
-        keys = [self.redis_key(key) for key, _ in limits]
+        keys = [self.redis_key(key) for key, _ in limits] + list(read)
         args: list[str] = []
         for _, limit in limits:
             args += [repr(limit.interval_us), str(limit.window_us)]
@@ -350,7 +379,7 @@ class RateLimiter:
         try:
             async with asyncio.timeout(self._timeout_seconds):
                 reply = await self._script(keys=keys, args=args)
-            outcomes = _parse_reply(reply, len(limits))
+            outcomes, values = _parse_reply(reply, len(limits), len(read))
         except (RedisError, OSError, ValueError) as exc:
             # TimeoutError is an OSError: a slow Redis is handled like an absent one.
             self._redis_down_until = time.monotonic() + self._redis_retry_seconds
@@ -359,7 +388,7 @@ class RateLimiter:
         if was_down:
             self._redis_down_until = 0.0
             log.info("rate limits are shared through Redis again")
-        return _decide(limits, outcomes, degraded=False)
+        return _decide(limits, outcomes, degraded=False), values
 
     def _check_fallback(self, limits: Sequence[tuple[str, RateLimit]], *, charge: bool) -> Decision:
         self._metrics.fallback.inc()
@@ -393,12 +422,22 @@ class RateLimiter:
         )
 
 
-def _parse_reply(reply: Any, count: int) -> list[_KeyOutcome]:
-    if not isinstance(reply, list) or len(reply) != 1 + 3 * count:
+def _parse_reply(
+    reply: Any, count: int, reads: int
+) -> tuple[list[_KeyOutcome], list[str | None] | None]:
+    """The outcome of each of ``count`` buckets and, when allowed, the ``reads`` values."""
+    if not isinstance(reply, list) or not reply:
         raise ValueError(f"unexpected rate-limit script reply: {reply!r}")
     allowed = int(reply[0]) == 1
+    if len(reply) != 1 + 3 * count + (reads if allowed else 0):
+        raise ValueError(f"unexpected rate-limit script reply: {reply!r}")
     outcomes = []
     for i in range(count):
         remaining, reset_us, retry_us = (int(v) for v in reply[1 + 3 * i : 4 + 3 * i])
         outcomes.append(_KeyOutcome(allowed or retry_us == 0, remaining, reset_us, retry_us))
-    return outcomes
+    values = [_text(v) for v in reply[1 + 3 * count :]] if allowed else None
+    return outcomes, values
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else None if value is None else str(value)

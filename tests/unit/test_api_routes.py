@@ -44,7 +44,10 @@ class UserSessions:
     def decode(self, token: str) -> Claims:
         return self._tokens.decode(token)
 
-    async def user_of(self, claims: Claims) -> CachedUser:
+    def prefetch(self, claims: Claims) -> None:
+        return None  # nothing to read in the limiter's round trip: user_of needs no I/O here
+
+    async def user_of(self, claims: Claims, *, prefetched: object = None) -> CachedUser:
         return CachedUser(
             id=claims.user_id, email="u@example.com", name="U", email_reports=False, version=1
         )
@@ -61,6 +64,11 @@ class RecordingLimiter:
         return Decision(
             allowed=True, limit=10, remaining=9, reset_seconds=1, retry_after_seconds=0, scope="ip"
         )
+
+    async def check_and_read(
+        self, limits: Sequence[tuple[str, RateLimit]], read: Sequence[str]
+    ) -> tuple[Decision, None]:
+        return await self.check(limits), None
 
 
 async def _reached(request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
 from algoedge import logs
 
@@ -73,3 +74,20 @@ def test_should_quiet_per_packet_library_logs_except_at_debug() -> None:
         root.setLevel(level)
         for name in logs.PER_PACKET_LOGGERS:
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_should_write_the_time_as_datetime_isoformat_does() -> None:
+    formatter = logs.JsonFormatter()
+    # Whole seconds, rounding at the microsecond (half to even) and across a second, and runs of
+    # records in one second (the cached part) and the next.
+    instants = [0.0, 1.0009995, 1.9999996, 1_700_000_000.9999999, 1_764_650_000.5]
+    instants += [1_764_650_000 + n * 0.000_37 for n in range(6_000)]
+    for created in instants:
+        expected = datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds")
+        record = make_record("x")
+        record.created = created
+        assert render_with(formatter, record)["time"] == expected, created
+
+
+def render_with(formatter: logs.JsonFormatter, record: logging.LogRecord) -> dict[str, object]:
+    return dict(json.loads(formatter.format(record)))

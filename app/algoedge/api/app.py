@@ -25,6 +25,7 @@ from algoedge.api import (
     trades,
 )
 from algoedge.api.bridge_wake import BridgeWake
+from algoedge.api.looplag import GcPauses, measure_loop_lag_forever, tune_gc
 from algoedge.api.middleware import (
     MIDDLEWARES,
     PROXY_WARNING,
@@ -152,7 +153,10 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     sockets = app[SOCKETS]
+    gc_pauses = GcPauses()
+    gc_pauses.install()
     tasks = [
+        asyncio.create_task(measure_loop_lag_forever(), name="event-loop-lag"),
         asyncio.create_task(sockets.relay(), name="event-relay"),
         asyncio.create_task(
             sockets.check_sessions_forever(app[SETTINGS].socketio_session_check_interval),
@@ -169,6 +173,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     # Events of the last requests still go out, for a moment; Redis closes after this.
     await app[OUTBOX].flush(within=2.0)
     await stop_tasks(tasks)
+    gc_pauses.uninstall()
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -230,8 +235,12 @@ def run(settings: ApiSettings) -> None:
         settings.http_port,
         settings.metrics_port or "off",
     )
+    app = create_app(settings)
+    # The process's garbage-collection policy, here rather than in the app: tests build many apps
+    # in one process.
+    tune_gc()
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         sock=metrics_socket(settings.http_host, settings.metrics_port)

@@ -23,8 +23,8 @@ from multidict import CIMultiDict
 from algoedge import logs
 from algoedge.api.problems import problem, problem_middleware
 from algoedge.api.routes import Auth, RateClass, declared_route
-from algoedge.api.state import CLAIMS, LIMITER, SESSIONS, SETTINGS, USER
-from algoedge.auth import AuthError
+from algoedge.api.state import CLAIMS, LIMITER, PREFETCHED_SESSION, SESSIONS, SETTINGS, USER
+from algoedge.auth import AuthError, PrefetchedSession, SessionPrefetch
 from algoedge.metrics import HTTP_ERRORS, HTTP_REQUESTS
 from algoedge.ratelimit import rate_limit_headers
 from algoedge.rates import client_ip, client_network
@@ -176,18 +176,25 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
             raise AuthError("This route needs an access token (Authorization: Bearer …).")
         claims = request.app[SESSIONS].decode(token)
         request[CLAIMS] = claims
-    request[USER] = await request.app[SESSIONS].user_of(claims)
+    request[USER] = await request.app[SESSIONS].user_of(
+        claims, prefetched=request.get(PREFETCHED_SESSION)
+    )
     return await handler(request)
 
 
 @web.middleware
 async def rate_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One atomic Redis check of the user's and the client address's budgets; 429 when spent."""
+    """One atomic Redis check of the user's and the client address's budgets; 429 when spent.
+
+    The same round trip reads the token's session and user for the identity middleware, only
+    once the budgets allowed the request: an authenticated request costs one Redis round trip.
+    """
     route_class = _rate_class_of(request)
     if route_class is None:
         return await handler(request)
     settings = request.app[SETTINGS]
     network = client_network_of(request)
+    prefetch: SessionPrefetch | None = None
     if route_class == "auth":
         limits = [(f"auth:{network}", settings.rate_limit_auth)]
     elif route_class == "socket":
@@ -208,7 +215,13 @@ async def rate_limits(request: web.Request, handler: Handler) -> web.StreamRespo
             if claims is not None:
                 request[CLAIMS] = claims
                 limits.insert(0, (f"user:{claims.user_id}", settings.rate_limit_per_user))
-    decision = await request.app[LIMITER].check(limits)
+                if _auth_of(request) == "user":
+                    prefetch = request.app[SESSIONS].prefetch(claims)
+    decision, values = await request.app[LIMITER].check_and_read(
+        limits, prefetch.keys if prefetch is not None else ()
+    )
+    if prefetch is not None and values is not None:
+        request[PREFETCHED_SESSION] = PrefetchedSession(prefetch, values[0], values[1])
     respond_with(request, rate_limit_headers(decision))
     if not decision.allowed:
         return problem(429, detail="Too many requests; retry after the time in Retry-After.")

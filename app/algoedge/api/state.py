@@ -6,7 +6,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from algoedge.api.bridge_wake import BridgeWake
-from algoedge.auth import Claims, Passwords, Sessions
+from algoedge.auth import Claims, Passwords, PrefetchedSession, Sessions
 from algoedge.cache import CachedUser
 from algoedge.config import ApiSettings
 from algoedge.credentials import CredentialsCipher
@@ -33,3 +33,7 @@ PASSWORDS = web.AppKey("passwords", Passwords)
 # Per-request values set by the middlewares.
 USER: web.RequestKey[CachedUser] = web.RequestKey("user", CachedUser)
 CLAIMS: web.RequestKey[Claims] = web.RequestKey("claims", Claims)
+#: The session and user entries the rate-limit check read for the identity middleware.
+PREFETCHED_SESSION: web.RequestKey[PrefetchedSession] = web.RequestKey(
+    "prefetched_session", PrefetchedSession
+)
