@@ -67,9 +67,13 @@ typecheck: venv ## mypy --strict over app/, operator/, devtools/, tests/ and ben
 controlplane: ## build etcd, kube-apiserver/-controller-manager/-scheduler, kubectl, helm, kwok from pinned Go modules (cached)
 	@devtools/controlplane/build.sh >/dev/null
 
+.PHONY: images
+images: system-deps ## build the images with podman on a Debian base made here (cached; images/build.sh)
+	@images/build.sh >/dev/null
+
 .PHONY: cluster-up
-cluster-up: venv controlplane ## start the local control plane in .run/cluster (prints KUBECONFIG and .run/bin links)
-	$(PY) -m devtools.controlplane.cluster up --dir .run/cluster
+cluster-up: venv controlplane ## start the local control plane in .run/cluster (REAL_NODE=1: with a real node; prints KUBECONFIG and .run/bin links)
+	$(PY) -m devtools.controlplane.cluster up --dir .run/cluster $(if $(REAL_NODE),--real-node --timeout 600)
 
 .PHONY: cluster-down
 cluster-down: venv ## stop the local control plane in .run/cluster
