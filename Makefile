@@ -85,9 +85,11 @@ operator: venv ## run the AlgoEdgeTenant operator against $$KUBECONFIG (applies 
 	.venv/bin/kopf run --all-namespaces --standalone -m algoedge_operator
 
 .PHONY: test
-test: system-deps venv bridge-venv controlplane lint typecheck ## install what is missing, check, run every test
-	UV_BIN=$(UV) $(PY) -m pytest tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
+test: system-deps venv bridge-venv controlplane images lint typecheck ## install what is missing, check, run every test
+	UV_BIN=$(UV) $(PY) -m pytest tests/unit tests/integration tests/e2e --ignore=tests/e2e/realnode $(PYTEST_ARGS)
 	$(BRIDGE_PY) -m pytest tests/bridge $(PYTEST_ARGS)
+	@# The real node (containerd, kubelet, real pods): its own session, its own bound.
+	timeout 1800 $(PY) -m pytest tests/e2e/realnode --real-node $(PYTEST_ARGS)
 
 .PHONY: dev
 dev: system-deps venv bridge-venv controlplane ## start Postgres, Redis, pgBouncer, the API, the local control plane and the operator in .run/ (Ctrl-C stops all)

@@ -363,6 +363,19 @@ class RealNode:
                 OWNER_FILE.unlink()
 
 
+def container_pids(container_id: str) -> list[int]:
+    """Host pids of the processes of one container of the real node (``containerd://<id>`` or
+    the bare id), found by their cgroup path. Tests signal them from outside: the container's
+    PID 1 ignores SIGSTOP sent from inside its own pid namespace."""
+    container_id = container_id.removeprefix("containerd://")
+    pids = []
+    for cgroup in Path("/proc").glob("[0-9]*/cgroup"):
+        with contextlib.suppress(OSError):
+            if container_id in cgroup.read_text():
+                pids.append(int(cgroup.parent.name))
+    return pids
+
+
 def _kubelet_alive(directory: Path) -> bool:
     try:
         pid, start_ticks = (directory / "pids" / "kubelet.pid").read_text().split()

@@ -6,6 +6,10 @@ local node does not do (NetworkPolicy is not enforced: the kernel lacks nftables
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +17,10 @@ import pytest
 from devtools.controlplane import realnode
 from devtools.controlplane.pytest_plugin import KubeCluster
 from devtools.services import PostgresServer
-from tests.e2e.operator.support import condition_is, wait_until
-from tests.e2e.realnode.conftest import RealTenant
+from tests.e2e.operator.support import condition_is, raw, wait_until
+from tests.e2e.realnode.conftest import APP_IMAGE, RealTenant
+
+CLIENT_SCRIPT = Path(__file__).with_name("client_script.py")
 
 
 def pods(k8s: KubeCluster, namespace: str, component: str | None = None) -> list[Any]:
@@ -60,3 +66,111 @@ def test_tenant_becomes_ready_with_running_pods_and_migrations_applied(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", database=tenant.database
     )
     assert "users" in tables, tables
+
+
+def run_client_pod(k8s: KubeCluster, namespace: str, base: str) -> str:
+    """Run client_script.py in a pod of the app image; its log once it has succeeded."""
+    raw(
+        k8s,
+        "POST",
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "e2e-client"},
+            "data": {"client.py": CLIENT_SCRIPT.read_text()},
+        },
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "e2e-client"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "client",
+                    "image": APP_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "/script/client.py", base],
+                    "volumeMounts": [{"name": "script", "mountPath": "/script"}],
+                }
+            ],
+            "volumes": [{"name": "script", "configMap": {"name": "e2e-client"}}],
+        },
+    }
+    raw(k8s, "POST", f"/api/v1/namespaces/{namespace}/pods", pod)
+
+    def finished() -> str | None:
+        status = k8s.core.read_namespaced_pod("e2e-client", namespace).status
+        phase = status.phase if status else None
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = wait_until("the client pod to finish", finished, timeout=120)
+    log: str = k8s.core.read_namespaced_pod_log("e2e-client", namespace)
+    assert phase == "Succeeded", log
+    return log
+
+
+@pytest.mark.timeout(600)
+def test_a_pod_logs_in_through_the_api_service_and_receives_a_socketio_event(
+    real_node: KubeCluster, tenant: RealTenant
+) -> None:
+    wait_until(
+        "the tenant to be Ready on the real node",
+        condition_is(real_node, tenant.namespace, tenant.name, "Ready", "True"),
+        timeout=300,
+    )
+    # Through the Service's DNS name and ClusterIP (node DNS, kube-proxy), to a real API pod
+    # that talks to the tenant's Redis and pgBouncer pods and, behind them, Postgres.
+    log = run_client_pod(real_node, tenant.namespace, f"http://{tenant.name}-api:8080")
+    (event,) = [line for line in log.splitlines() if line.startswith("EVENT ")]
+    # The script checked the id against the account it linked; here: the event's shape.
+    assert set(json.loads(event.removeprefix("EVENT "))) == {"id"}, log
+
+
+def api_pod(k8s: KubeCluster, namespace: str) -> Any:
+    (pod,) = [p for p in pods(k8s, namespace, "api") if p.metadata.deletion_timestamp is None]
+    return pod
+
+
+def api_restarts(k8s: KubeCluster, namespace: str, name: str) -> int:
+    status = k8s.core.read_namespaced_pod(name, namespace).status
+    (api,) = [c for c in (status.container_statuses if status else None) or [] if c.name == "api"]
+    return int(api.restart_count)
+
+
+@pytest.mark.timeout(600)
+def test_the_liveness_probe_restarts_a_hung_api_container(
+    real_node: KubeCluster, tenant: RealTenant
+) -> None:
+    wait_until(
+        "the tenant to be Ready on the real node",
+        condition_is(real_node, tenant.namespace, tenant.name, "Ready", "True"),
+        timeout=300,
+    )
+    pod = api_pod(real_node, tenant.namespace)
+    before = api_restarts(real_node, tenant.namespace, pod.metadata.name)
+    # Hang the API (SIGSTOP to every process of the container, from the host: its PID 1 ignores
+    # signals sent from inside its pid namespace). The port still accepts connections, nothing
+    # answers, so only the kubelet's /healthz probe can notice.
+    status = pod.status
+    (api,) = [c for c in status.container_statuses if c.name == "api"]
+    hung = realnode.container_pids(api.container_id)
+    assert hung, f"no process of container {api.container_id} on this host"
+    for pid in hung:
+        os.kill(pid, signal.SIGSTOP)
+
+    def restarted_and_ready() -> bool:
+        status = real_node.core.read_namespaced_pod(pod.metadata.name, tenant.namespace).status
+        containers = (status.container_statuses if status else None) or []
+        (api,) = [c for c in containers if c.name == "api"]
+        return bool(api.restart_count > before and api.ready)
+
+    wait_until("the kubelet to restart the hung API container", restarted_and_ready, timeout=240)
+    events = real_node.core.list_namespaced_event(
+        tenant.namespace, field_selector=f"involvedObject.name={pod.metadata.name}"
+    ).items
+    assert any(e.reason == "Unhealthy" and "Liveness" in (e.message or "") for e in events), [
+        (e.reason, e.message) for e in events
+    ]
