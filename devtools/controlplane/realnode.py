@@ -26,8 +26,8 @@ plugin turns it on; restored to its earlier value). One real node per host: a se
 start while the first is alive.
 
 NetworkPolicy is NOT enforced: kube-network-policies v0.8.0 queues packets with nftables'
-``queue`` expression, and this kernel is built without CONFIG_NFT_QUEUE (see
-docs/controlplane.md, "Real node").
+``queue`` expression, and this kernel is built without CONFIG_NFT_QUEUE: run here, it fails
+every sync with "netlink receive: no such file or directory" (docs/controlplane.md, "Real node").
 """
 
 from __future__ import annotations

@@ -96,8 +96,8 @@ class RealTenant:
 def tenant(
     real_node: KubeCluster, operator_release: str, pod_postgres: PostgresServer
 ) -> Iterator[RealTenant]:
-    """One tenant (no bridge) whose database is ``pod_postgres`` through the gateway address;
-    created, not waited for (the tests wait)."""
+    """One tenant (no bridge, two API pods) whose database is ``pod_postgres`` through the
+    gateway address; created, not waited for (the tests wait)."""
     k8s = real_node
     namespace = real_node_namespace(k8s, "realnode")
     database = pod_postgres.create_database(f"tenant_{secrets.token_hex(3)}")
@@ -113,6 +113,8 @@ def tenant(
         bridgeImage=BRIDGE_IMAGE,
         imagePullPolicy="Never",
         expectedUsers=10,
+        # Two API pods (the small profile's minimum is one), so that one can go.
+        api={"minReplicas": 2, "maxReplicas": 3},
     )
     raw(k8s, "POST", tenants_path(namespace), body)
     yield RealTenant(namespace, TENANT, database)

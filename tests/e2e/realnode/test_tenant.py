@@ -21,6 +21,7 @@ from tests.e2e.operator.support import condition_is, raw, wait_until
 from tests.e2e.realnode.conftest import APP_IMAGE, RealTenant
 
 CLIENT_SCRIPT = Path(__file__).with_name("client_script.py")
+LOAD_SCRIPT = Path(__file__).with_name("load_script.py")
 
 
 def pods(k8s: KubeCluster, namespace: str, component: str | None = None) -> list[Any]:
@@ -68,8 +69,9 @@ def test_tenant_becomes_ready_with_running_pods_and_migrations_applied(
     assert "users" in tables, tables
 
 
-def run_client_pod(k8s: KubeCluster, namespace: str, base: str) -> str:
-    """Run client_script.py in a pod of the app image; its log once it has succeeded."""
+def start_script_pod(k8s: KubeCluster, namespace: str, script: Path, *args: str) -> str:
+    """Start ``script`` with ``args`` in a pod of the app image; the pod's name."""
+    name = f"e2e-{script.stem.replace('_', '-')}"
     raw(
         k8s,
         "POST",
@@ -77,14 +79,14 @@ def run_client_pod(k8s: KubeCluster, namespace: str, base: str) -> str:
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": "e2e-client"},
-            "data": {"client.py": CLIENT_SCRIPT.read_text()},
+            "metadata": {"name": name},
+            "data": {"script.py": script.read_text()},
         },
     )
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "e2e-client"},
+        "metadata": {"name": name},
         "spec": {
             "restartPolicy": "Never",
             "containers": [
@@ -92,22 +94,27 @@ def run_client_pod(k8s: KubeCluster, namespace: str, base: str) -> str:
                     "name": "client",
                     "image": APP_IMAGE,
                     "imagePullPolicy": "Never",
-                    "command": ["python", "/script/client.py", base],
+                    "command": ["python", "/script/script.py", *args],
                     "volumeMounts": [{"name": "script", "mountPath": "/script"}],
                 }
             ],
-            "volumes": [{"name": "script", "configMap": {"name": "e2e-client"}}],
+            "volumes": [{"name": "script", "configMap": {"name": name}}],
         },
     }
     raw(k8s, "POST", f"/api/v1/namespaces/{namespace}/pods", pod)
+    return name
+
+
+def finished_log(k8s: KubeCluster, namespace: str, name: str, *, timeout: float = 120) -> str:
+    """The log of pod ``name`` once it has succeeded (fails with the log if it failed)."""
 
     def finished() -> str | None:
-        status = k8s.core.read_namespaced_pod("e2e-client", namespace).status
+        status = k8s.core.read_namespaced_pod(name, namespace).status
         phase = status.phase if status else None
         return phase if phase in ("Succeeded", "Failed") else None
 
-    phase = wait_until("the client pod to finish", finished, timeout=120)
-    log: str = k8s.core.read_namespaced_pod_log("e2e-client", namespace)
+    phase = wait_until(f"pod {name} to finish", finished, timeout=timeout)
+    log: str = k8s.core.read_namespaced_pod_log(name, namespace)
     assert phase == "Succeeded", log
     return log
 
@@ -123,15 +130,77 @@ def test_a_pod_logs_in_through_the_api_service_and_receives_a_socketio_event(
     )
     # Through the Service's DNS name and ClusterIP (node DNS, kube-proxy), to a real API pod
     # that talks to the tenant's Redis and pgBouncer pods and, behind them, Postgres.
-    log = run_client_pod(real_node, tenant.namespace, f"http://{tenant.name}-api:8080")
+    base = f"http://{tenant.name}-api:8080"
+    log = finished_log(
+        real_node,
+        tenant.namespace,
+        start_script_pod(real_node, tenant.namespace, CLIENT_SCRIPT, base),
+    )
     (event,) = [line for line in log.splitlines() if line.startswith("EVENT ")]
     # The script checked the id against the account it linked; here: the event's shape.
     assert set(json.loads(event.removeprefix("EVENT "))) == {"id"}, log
 
 
+@pytest.mark.timeout(600)
+def test_the_api_serves_through_the_eviction_of_one_of_its_pods(
+    real_node: KubeCluster, tenant: RealTenant
+) -> None:
+    wait_until(
+        "the tenant to be Ready on the real node",
+        condition_is(real_node, tenant.namespace, tenant.name, "Ready", "True"),
+        timeout=300,
+    )
+    base = f"http://{tenant.name}-api:8080"
+    load = start_script_pod(real_node, tenant.namespace, LOAD_SCRIPT, base, "45")
+
+    def started() -> bool:
+        status = real_node.core.read_namespaced_pod(load, tenant.namespace).status
+        if status is None or status.phase != "Running":
+            return False
+        return "STARTED" in real_node.core.read_namespaced_pod_log(load, tenant.namespace)
+
+    wait_until("the load pod to get its first answer", started, timeout=120)
+    victim = api_pod(real_node, tenant.namespace).metadata.name
+    # An eviction, as a node drain does: the PodDisruptionBudget is asked first.
+    raw(
+        real_node,
+        "POST",
+        f"/api/v1/namespaces/{tenant.namespace}/pods/{victim}/eviction",
+        {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": victim, "namespace": tenant.namespace},
+        },
+    )
+    log = finished_log(real_node, tenant.namespace, load, timeout=180)
+    (summary,) = [line for line in log.splitlines() if line.startswith("OK ")]
+    _, served, _, failed = summary.split()
+    assert int(failed) == 0, log
+    assert int(served) > 0, log
+    # The Deployment replaced the evicted pod.
+    wait_until(
+        "two ready API pods again",
+        lambda: (
+            len(
+                [
+                    p
+                    for p in pods(real_node, tenant.namespace, "api")
+                    if p.metadata.name != victim
+                    and any(
+                        c.type == "Ready" and c.status == "True" for c in p.status.conditions or []
+                    )
+                ]
+            )
+            >= 2
+        ),
+        timeout=180,
+    )
+
+
 def api_pod(k8s: KubeCluster, namespace: str) -> Any:
-    (pod,) = [p for p in pods(k8s, namespace, "api") if p.metadata.deletion_timestamp is None]
-    return pod
+    """One running API pod."""
+    live = [p for p in pods(k8s, namespace, "api") if p.metadata.deletion_timestamp is None]
+    return next(p for p in live if p.status.phase == "Running")
 
 
 def api_restarts(k8s: KubeCluster, namespace: str, name: str) -> int:
