@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -339,18 +340,7 @@ class RealNode:
                 with contextlib.suppress(OSError):
                     netns.unlink()
         _run(["ip", "link", "delete", BRIDGE], check=False)
-        # kube-proxy's chains; a no-op when there are none.
-        for table in ("nat", "filter", "mangle"):
-            chains = _run(["iptables", "-t", table, "-S"], check=False).stdout.splitlines()
-            for rule in chains:
-                if rule.startswith("-A ") and "KUBE-" in rule and not rule.startswith("-A KUBE-"):
-                    _run(["iptables", "-t", table, "-D", *rule.split()[1:]], check=False)
-            for rule in chains:
-                if rule.startswith("-N KUBE-"):
-                    _run(["iptables", "-t", table, "-F", rule.split()[1]], check=False)
-            for rule in chains:
-                if rule.startswith("-N KUBE-"):
-                    _run(["iptables", "-t", table, "-X", rule.split()[1]], check=False)
+        remove_kube_chains()
         for kubepods in sorted(KUBEPODS_CGROUPS.glob("*/kubepods")):
             for directory in sorted(kubepods.glob("**/"), key=lambda p: len(p.parts), reverse=True):
                 with contextlib.suppress(OSError):
@@ -361,6 +351,22 @@ class RealNode:
         with contextlib.suppress(OSError):
             if Path(OWNER_FILE.read_text().strip()) == self.directory:
                 OWNER_FILE.unlink()
+
+
+def remove_kube_chains() -> None:
+    """Delete kube-proxy's ``KUBE-*`` chains and the rules jumping to them (IPv4 and IPv6); a
+    no-op when there are none."""
+    for tool in ("iptables", "ip6tables"):
+        for table in ("nat", "filter", "mangle"):
+            rules = _run([tool, "-t", table, "-S"], check=False).stdout.splitlines()
+            chains = [r.split()[1] for r in rules if r.startswith("-N KUBE-")]
+            for rule in rules:
+                argv = shlex.split(rule)
+                if argv[:1] == ["-A"] and not argv[1].startswith("KUBE-") and "KUBE-" in rule:
+                    _run([tool, "-t", table, "-D", *argv[1:]], check=False)
+            for action in ("-F", "-X"):
+                for chain in chains:
+                    _run([tool, "-t", table, action, chain], check=False)
 
 
 def container_pids(container_id: str) -> list[int]:
