@@ -6,9 +6,9 @@
 #   localhost/algoedge:dev             images/Dockerfile --target app      (api/worker/beat/migrate)
 #   localhost/algoedge-bridge:dev      images/Dockerfile --target bridge
 #   localhost/algoedge-operator:dev    images/Dockerfile --target operator
-#   localhost/algoedge-redis:7.0       images/redis.Dockerfile     (Debian's redis-server 7.0)
-#   localhost/algoedge-pgbouncer:1.18  images/pgbouncer.Dockerfile (Debian's pgbouncer 1.18)
-#   localhost/algoedge-pause:1         images/pause.Dockerfile     (the real node's sandbox image)
+#   localhost/algoedge-redis:7.0       images/Dockerfile --target redis     (Debian's redis-server 7.0)
+#   localhost/algoedge-pgbouncer:1.18  images/Dockerfile --target pgbouncer (Debian's pgbouncer 1.18)
+#   localhost/algoedge-pause:1         images/Dockerfile --target pause     (the real node's sandbox)
 #
 # and writes all of them to one docker-archive, ${cache}/images/<key>/images.tar, which the real
 # node imports into containerd (`ctr -n k8s.io images import`). The last line of stdout is that
@@ -104,9 +104,9 @@ images=(
     "app localhost/algoedge:dev Dockerfile"
     "bridge localhost/algoedge-bridge:dev Dockerfile"
     "operator localhost/algoedge-operator:dev Dockerfile"
-    "- localhost/algoedge-redis:7.0 redis.Dockerfile"
-    "- localhost/algoedge-pgbouncer:1.18 pgbouncer.Dockerfile"
-    "- localhost/algoedge-pause:1 pause.Dockerfile"
+    "redis localhost/algoedge-redis:7.0 Dockerfile"
+    "pgbouncer localhost/algoedge-pgbouncer:1.18 Dockerfile"
+    "pause localhost/algoedge-pause:1 Dockerfile"
 )
 key="$(
     {
@@ -140,14 +140,12 @@ fi
 
 build_args=(--network host --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --layers
     --build-arg "PYTHON_IMAGE=${base_image}" --build-arg PYTHON=/usr/bin/python3.11
-    --build-arg "BASE_IMAGE=${base_image}" --label "io.algoedge.inputs=${key}")
+    --label "io.algoedge.inputs=${key}")
 for spec in "${images[@]}"; do
     read -r target name dockerfile <<<"${spec}"
     start=${SECONDS}
     echo "images/build.sh: building ${name} ..." >&2
-    target_args=()
-    [[ "${target}" != - ]] && target_args=(--target "${target}")
-    podman build "${build_args[@]}" "${target_args[@]}" -f "${here}/${dockerfile}" -t "${name}" "${repo}" >&2
+    podman build "${build_args[@]}" --target "${target}" -f "${here}/${dockerfile}" -t "${name}" "${repo}" >&2
     echo "images/build.sh: built ${name} in $((SECONDS - start)) s" >&2
 done
 
