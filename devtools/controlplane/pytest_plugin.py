@@ -107,7 +107,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # Building from cold takes tens of minutes: do it here, not inside a timed test.
     if session.config.option.collectonly:
         return
-    if any("k8s" in getattr(item, "fixturenames", ()) for item in session.items):
+    fixtures = {"k8s", "real_node"}
+    if any(fixtures & set(getattr(item, "fixturenames", ())) for item in session.items):
         from devtools.controlplane.cluster import find_binaries
 
         find_binaries()
@@ -316,8 +317,12 @@ def namespace(k8s: KubeCluster, request: pytest.FixtureRequest) -> Iterator[str]
 
 
 @pytest.fixture(scope="session")
-def real_node(k8s: KubeCluster) -> KubeCluster:
-    """The cluster, when it has the local real node (``--real-node``); skips otherwise."""
-    if not k8s.real_node:
+def real_node(request: pytest.FixtureRequest) -> KubeCluster:
+    """The cluster, when it has the local real node (``--real-node``); skips otherwise, before
+    any cluster is started."""
+    if not request.config.getoption("--real-node"):
         pytest.skip("needs --real-node (`make test` runs tests/e2e/realnode with it)")
+    k8s: KubeCluster = request.getfixturevalue("k8s")
+    if not k8s.real_node:
+        pytest.skip("--real-node applies to the local control plane, not --kube-context/--kind")
     return k8s
