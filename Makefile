@@ -93,9 +93,13 @@ controlplane: ## build etcd, kube-apiserver/-controller-manager/-scheduler, kube
 monitoring-tools: ## build prometheus and promtool from pinned Go modules and the pgBouncer exporter's venv (cached)
 	@devtools/monitoring/build.sh >/dev/null
 
+.PHONY: images
+images: system-deps ## build the images with podman on a Debian base made here (cached; images/build.sh)
+	@images/build.sh >/dev/null
+
 .PHONY: cluster-up
-cluster-up: venv controlplane ## start the local control plane in .run/cluster (prints KUBECONFIG and .run/bin links)
-	$(PY) -m devtools.controlplane.cluster up --dir .run/cluster
+cluster-up: venv controlplane ## start the local control plane in .run/cluster (REAL_NODE=1: with a real node; prints KUBECONFIG and .run/bin links)
+	$(PY) -m devtools.controlplane.cluster up --dir .run/cluster $(if $(REAL_NODE),--real-node --timeout 600)
 
 .PHONY: cluster-down
 cluster-down: venv ## stop the local control plane in .run/cluster
@@ -119,9 +123,11 @@ kind-down: venv ## delete the kind cluster of make kind-up
 	$(PY) -m devtools.kind down
 
 .PHONY: test
-test: system-deps venv bridge-venv controlplane monitoring-tools lint typecheck ## install what is missing, check, run every test
-	UV_BIN=$(UV) $(PY) -m pytest tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
+test: system-deps venv bridge-venv controlplane monitoring-tools images lint typecheck ## install what is missing, check, run every test
+	UV_BIN=$(UV) $(PY) -m pytest tests/unit tests/integration tests/e2e --ignore=tests/e2e/realnode $(PYTEST_ARGS)
 	$(BRIDGE_PY) -m pytest tests/bridge $(PYTEST_ARGS)
+	@# The real node (containerd, kubelet, real pods): its own session, its own bound.
+	timeout 1800 $(PY) -m pytest tests/e2e/realnode --real-node $(PYTEST_ARGS)
 
 .PHONY: dev
 dev: system-deps venv bridge-venv controlplane ## start Postgres, Redis, pgBouncer, the API, the local control plane and the operator in .run/ (Ctrl-C stops all)

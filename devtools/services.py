@@ -138,6 +138,10 @@ class PostgresServer:
     superuser_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     #: ``shared_preload_libraries``, e.g. ``("pg_stat_statements",)`` to count statements.
     preload: tuple[str, ...] = ()
+    #: Addresses to listen on besides loopback (the real node's bridge gateway) and the networks
+    #: allowed in from there (SCRAM, like loopback), e.g. ``(("10.244.1.1",), ("10.244.1.0/24",))``.
+    listen_also: tuple[str, ...] = ()
+    clients_also: tuple[str, ...] = ()
 
     @property
     def data_dir(self) -> Path:
@@ -180,10 +184,14 @@ class PostgresServer:
             )
         )
         pwfile.unlink()
+        if self.clients_also:
+            with (self.data_dir / "pg_hba.conf").open("a") as hba:
+                for network in self.clients_also:
+                    hba.write(f"host all all {network} scram-sha-256\n")
 
     def _options(self) -> list[str]:
         options = [
-            f"-c listen_addresses={LOOPBACK}",
+            f"-c listen_addresses={','.join((LOOPBACK, *self.listen_also))}",
             f"-c port={self.port}",
             f"-c unix_socket_directories={self.root}",
             # A standby needs at least its primary's max_connections: every cluster has this.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages the tests and `make dev` start for real are present:
 # PostgreSQL server binaries, redis-server, pgbouncer and prometheus-redis-exporter (the
-# monitoring tests' Redis exporter). Installs them with apt-get when missing and running as
-# root; otherwise says exactly what to install. Idempotent and quick when everything is there
+# monitoring tests' Redis exporter); podman, debootstrap, containerd, runc, the CNI plugins and
+# iptables for the images and the real node. Installs them with apt-get when missing and running
+# as root; otherwise says exactly what to install. Idempotent and quick when everything is there
 # (it only looks for the binaries).
 set -euo pipefail
 
@@ -12,6 +13,13 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 # oliver006/redis_exporter for the monitoring tests (the Go proxy refuses its module here).
 command -v prometheus-redis-exporter >/dev/null || missing+=(prometheus-redis-exporter)
+# The images (images/build.sh) and the real node (devtools/controlplane/realnode.py).
+command -v podman >/dev/null || missing+=(podman)
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || [ -x /usr/sbin/runc ] || missing+=(runc)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || missing+=(iptables)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

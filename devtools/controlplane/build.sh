@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the test control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, helm, kwok) from the pinned Go tool modules beside this file.
+# kube-scheduler, kubectl, kubelet for the real node, helm, kwok) from the pinned Go tool modules beside this file.
 #
 # Binaries are cached outside the repo in
 #   ${ALGOEDGE_CACHE:-$HOME/.cache/algoedge}/controlplane/<version-key>/bin
@@ -79,7 +79,8 @@ packages_for() { # component -> main packages to build in one go build
     case "$1" in
     kubernetes)
         echo k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-            k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+            k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+            k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
         ;;
     etcd) echo go.etcd.io/etcd/server/v3 ;;
     helm) echo helm.sh/helm/v3/cmd/helm ;;

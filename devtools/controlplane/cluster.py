@@ -22,6 +22,7 @@ Pods are "run" by kwok on one fake Node, so Deployments become ready without a k
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import contextlib
 import ctypes
@@ -46,6 +47,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+if not __package__:  # run as a script by `up` (the provision and node-services components)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from devtools.controlplane import realnode
 
 CONTROLPLANE_DIR = Path(__file__).resolve().parent
 BUILD_SCRIPT = CONTROLPLANE_DIR / "build.sh"
@@ -451,9 +456,19 @@ class LocalControlPlane:
     """One control plane living in ``directory``; see the module docstring for the layout."""
 
     def __init__(
-        self, directory: Path, *, bin_dir: Path | None = None, die_with_parent: bool = False
+        self,
+        directory: Path,
+        *,
+        bin_dir: Path | None = None,
+        die_with_parent: bool = False,
+        real_node: bool | None = None,
     ) -> None:
         self.directory = directory.resolve()
+        #: Whether a real node (devtools/controlplane/realnode.py) runs beside kwok's; None:
+        #: as the last `up` in this directory left it (the marker file).
+        self.real_node_marker = self.directory / "real-node"
+        self.real_node = self.real_node_marker.exists() if real_node is None else real_node
+        self.node = realnode.RealNode(self.directory)
         self._bin_dir = bin_dir
         self.die_with_parent = die_with_parent
         self.pki = Pki(self.directory / "pki")
@@ -484,8 +499,12 @@ class LocalControlPlane:
         except (OSError, ValueError, TypeError):
             return None
 
+    @property
+    def components(self) -> tuple[str, ...]:
+        return COMPONENTS + (realnode.COMPONENTS if self.real_node else ())
+
     def pid_records(self) -> list[PidRecord]:
-        records = (PidRecord.read(self.pids / f"{c}.pid") for c in COMPONENTS)
+        records = (PidRecord.read(self.pids / f"{c}.pid") for c in self.components)
         return [r for r in records if r is not None]
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -495,7 +514,7 @@ class LocalControlPlane:
         records = self.pid_records()
         endpoints = self.endpoints()
         if (
-            len(records) != len(COMPONENTS)
+            len(records) != len(self.components)
             or not all(r.alive() for r in records)
             or endpoints is None
         ):
@@ -510,7 +529,9 @@ class LocalControlPlane:
         """Start a fresh cluster, cleaning up after any previous (possibly killed) run."""
         deadline = time.monotonic() + timeout
         bin_dir = self.bin_dir  # build (or find) before touching the directory
+        archive = self._real_node_inputs(bin_dir) if self.real_node else None
         self.stop()
+        self.real_node_marker.unlink(missing_ok=True)
         for stale in ("etcd", "logs", "pids", "kubeconfigs"):
             shutil.rmtree(self.directory / stale, ignore_errors=True)
         for directory in (self.logs, self.pids):
@@ -535,6 +556,9 @@ class LocalControlPlane:
             )
             self._register_fake_node(api)
             self._wait_for_workloads_ready(api, deadline)
+            if archive is not None:
+                self.real_node_marker.touch()
+                self._start_real_node(bin_dir, endpoints, archive, deadline)
         except BaseException:
             self.stop()
             raise
@@ -543,10 +567,79 @@ class LocalControlPlane:
         """Stop components in reverse start order: SIGTERM each process group, SIGKILL it
         after ``timeout``. One at a time, because an apiserver whose etcd is already gone
         hangs in retries instead of shutting down."""
-        for record in reversed(self.pid_records()):
+        records = self.pid_records()
+        real_node = self.real_node or any(r.component in realnode.COMPONENTS for r in records)
+        for record in reversed(records):
             self._stop_one(record, timeout)
-        for component in COMPONENTS:
+        for component in COMPONENTS + realnode.COMPONENTS:
             (self.pids / f"{component}.pid").unlink(missing_ok=True)
+        if real_node:
+            self.node.cleanup()
+
+    # -- the real node -----------------------------------------------------------------
+
+    def _real_node_inputs(self, bin_dir: Path) -> Path:
+        missing = [b for b in realnode.BINARIES if not os.access(bin_dir / b, os.X_OK)]
+        if missing:
+            raise ClusterError(f"{bin_dir} lacks the real node's executables: {', '.join(missing)}")
+        try:
+            return realnode.build_images()
+        except realnode.NodeError as error:
+            raise ClusterError(str(error)) from error
+
+    def _start_real_node(
+        self, bin_dir: Path, endpoints: Endpoints, archive: Path, deadline: float
+    ) -> None:
+        node = self.node
+        api = ApiServer(port=endpoints.apiserver, pki=self.pki)
+        try:
+            node.prepare(kubelet_port=free_port(), ca=self.pki.ca)
+            containerd = self._spawn("containerd", node.containerd_argv())
+            self._poll_component("containerd", containerd, node.containerd_ready, deadline)
+            node.import_images(archive)
+        except realnode.NodeError as error:
+            raise ClusterError(str(error)) from error
+        services = self._spawn(
+            "node-services",
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "node-services",
+                f"--dir={self.directory}",
+            ],
+        )
+        self._poll_component(
+            "node-services (DNS, apiserver relay)",
+            services,
+            lambda: "apiserver relay on" in self.log_file("node-services").read_text(),
+            deadline,
+        )
+        kubeconfig = self.kubeconfig
+        self._spawn(
+            "kube-proxy",
+            node.kube_proxy_argv(
+                bin_dir, kubeconfig, metrics_port=free_port(), healthz_port=free_port()
+            ),
+        )
+        kubelet = self._spawn("kubelet", node.kubelet_argv(bin_dir, kubeconfig))
+
+        def node_ready() -> bool:
+            status, body = api.request("GET", f"/api/v1/nodes/{realnode.NODE_NAME}")
+            conditions = body.get("status", {}).get("conditions", []) if status == 200 else []
+            return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+        self._poll_component(
+            f"node {realnode.NODE_NAME} Ready (kubelet)", kubelet, node_ready, deadline
+        )
+
+    def serve_node_forever(self) -> NoReturn:
+        """The node-services component: cluster DNS and the apiserver relay until SIGTERM."""
+        endpoints = self.endpoints()
+        if endpoints is None:
+            raise ClusterError(f"no running control plane in {self.directory}")
+        api = ApiServer(port=endpoints.apiserver, pki=self.pki)
+        asyncio.run(realnode.serve_node(api, endpoints.apiserver))
+        raise ClusterError("node-services stopped")
 
     def _stop_one(self, record: PidRecord, timeout: float) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -667,6 +760,13 @@ class LocalControlPlane:
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 "--allow-privileged=true",
                 "--profiling=false",
+                # Namespaces annotated by realnode.namespace_annotations() put their pods on
+                # the real node; the others are untouched.
+                "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
+                # logs/exec/port-forward on the real node's kubelet (x509 authentication).
+                f"--kubelet-client-certificate={pki.cert('admin')}",
+                f"--kubelet-client-key={pki.key('admin')}",
+                "--kubelet-preferred-address-types=InternalIP",
             ],
         )
 
@@ -797,8 +897,13 @@ class LocalControlPlane:
             try:
                 status, claims = api.request("GET", "/api/v1/persistentvolumeclaims")
                 for claim in claims.get("items", []) if status == 200 else []:
-                    volume = volume_for_claim(claim)
+                    volume = volume_for_claim(claim, self.directory / "volumes")
                     if volume is not None:
+                        # Real for the real node's pods (kwok's mount nothing). World-writable
+                        # like local-path-provisioner's: a hostPath volume gets no fsGroup.
+                        path = Path(volume["spec"]["hostPath"]["path"])
+                        path.mkdir(parents=True, exist_ok=True)
+                        path.chmod(0o777)
                         status, body = api.request("POST", "/api/v1/persistentvolumes", volume)
                         if status in (201, 409):
                             print(
@@ -815,7 +920,7 @@ class LocalControlPlane:
 
     def status_lines(self) -> Iterator[str]:
         records = {r.component: r for r in self.pid_records()}
-        for component in COMPONENTS:
+        for component in self.components:
             record = records.get(component)
             if record is None:
                 state = "not started"
@@ -856,7 +961,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m devtools.controlplane.cluster", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("command", choices=("up", "down", "status", "provision"))
+    parser.add_argument("command", choices=("up", "down", "status", "provision", "node-services"))
     parser.add_argument(
         "--dir",
         type=Path,
@@ -866,8 +971,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for readiness on `up`"
     )
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="`up`: also run a real node (containerd, kubelet; devtools/controlplane/realnode.py)",
+    )
     args = parser.parse_args(argv)
-    plane = LocalControlPlane(args.dir)
+    # `up` runs a real node only when asked; `down` and `status` follow the last `up`.
+    plane = LocalControlPlane(args.dir, real_node=args.real_node if args.command == "up" else None)
 
     if args.command == "down":
         plane.stop()
@@ -879,6 +990,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if plane.is_running() else 1
     if args.command == "provision":
         plane.provision_forever()
+    if args.command == "node-services":
+        plane.serve_node_forever()
 
     started = time.monotonic()
     try:
@@ -898,12 +1011,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def volume_for_claim(claim: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A hostPath PersistentVolume pre-bound to ``claim`` when it is Pending, else None.
+def volume_for_claim(claim: Mapping[str, Any], root: Path) -> dict[str, Any] | None:
+    """A hostPath PersistentVolume under ``root`` pre-bound to ``claim`` when it is Pending, else
+    None.
 
-    The local control plane has no storage provisioner and kwok mounts nothing, so a claim is
-    satisfied by a volume that exists only on paper; the volume-provisioner component POSTs what
-    this returns.
+    The local control plane has no storage provisioner, so a claim is satisfied by a directory
+    of the cluster's (kwok mounts nothing; the real node's kubelet mounts it); the
+    volume-provisioner component creates it and POSTs what this returns.
     """
     meta = claim["metadata"]
     if claim.get("status", {}).get("phase") != "Pending" or meta.get("deletionTimestamp"):
@@ -917,7 +1031,7 @@ def volume_for_claim(claim: Mapping[str, Any]) -> dict[str, Any] | None:
             "capacity": {"storage": claim["spec"]["resources"]["requests"]["storage"]},
             "accessModes": claim["spec"]["accessModes"],
             "persistentVolumeReclaimPolicy": "Retain",
-            "hostPath": {"path": f"/nonexistent/{name}"},
+            "hostPath": {"path": str(root / name), "type": "Directory"},
             "claimRef": {"namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]},
         },
     }

@@ -8,7 +8,9 @@ Where the cluster comes from, in order:
 * ``--kind``: a throw-away kind cluster via pytest-kind, where a Docker engine is running
   (skipped with the reason elsewhere);
 * otherwise: the local control plane of ``devtools/controlplane/cluster.py``, started in a
-  temporary directory for the session, only when a test requests ``k8s``.
+  temporary directory for the session, only when a test requests ``k8s``; with ``--real-node``
+  it also runs a real node (``devtools/controlplane/realnode.py``: containerd, kubelet, the
+  images of ``images/build.sh``), which the ``real_node`` fixture requires.
 
 kubectl and helm always come from ``devtools/controlplane/build.sh`` (or
 ``$ALGOEDGE_CONTROLPLANE_BIN``); when collected tests need ``k8s`` the build runs after
@@ -72,6 +74,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ),
     )
     group.addoption(
+        "--real-node",
+        action="store_true",
+        default=False,
+        help="the local control plane also runs a real node (containerd + kubelet) for tests "
+        "using the real_node fixture (tests/e2e/realnode); Linux as root",
+    )
+    group.addoption(
         "--kind",
         action="store_true",
         default=False,
@@ -98,10 +107,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # Building from cold takes tens of minutes: do it here, not inside a timed test.
     if session.config.option.collectonly:
         return
-    if any("k8s" in getattr(item, "fixturenames", ()) for item in session.items):
+    fixtures = {"k8s", "real_node"}
+    if any(fixtures & set(getattr(item, "fixturenames", ())) for item in session.items):
         from devtools.controlplane.cluster import find_binaries
 
         find_binaries()
+        if session.config.getoption("--real-node"):
+            from devtools.controlplane.realnode import build_images
+
+            build_images()
 
 
 def docker_engine_running() -> str | None:
@@ -138,6 +152,8 @@ class KubeCluster:
     apps: k8s_client.AppsV1Api = field(init=False)
     apiext: k8s_client.ApiextensionsV1Api = field(init=False)
     custom: k8s_client.CustomObjectsApi = field(init=False)
+    #: Whether the cluster has the local real node (``--real-node``).
+    real_node: bool = False
 
     def __post_init__(self) -> None:
         from kubernetes import client
@@ -230,12 +246,15 @@ def _kind_cluster() -> Iterator[tuple[Path, str]]:
 
 
 @contextlib.contextmanager
-def _local_control_plane(bin_dir: Path, directory: Path) -> Iterator[tuple[Path, str]]:
+def _local_control_plane(
+    bin_dir: Path, directory: Path, *, real_node: bool
+) -> Iterator[tuple[Path, str]]:
     from devtools.controlplane.cluster import CONTEXT_NAME, LocalControlPlane
 
-    # die_with_parent: a killed pytest takes its control plane with it.
-    plane = LocalControlPlane(directory, bin_dir=bin_dir, die_with_parent=True)
-    plane.start()
+    # die_with_parent: a killed pytest takes its control plane with it (a real node's pods and
+    # mounts are then cleaned up by the next real node's start).
+    plane = LocalControlPlane(directory, bin_dir=bin_dir, die_with_parent=True, real_node=real_node)
+    plane.start(timeout=300.0 if real_node else 120.0)
     try:
         yield plane.kubeconfig, CONTEXT_NAME
     finally:
@@ -252,6 +271,8 @@ def k8s(
     bin_dir = find_binaries()
     workdir = tmp_path_factory.mktemp("k8s")
     context: str | None = request.config.getoption("--kube-context")
+    real_node = bool(request.config.getoption("--real-node")) and context is None
+    real_node = real_node and not request.config.getoption("--kind")
     with contextlib.ExitStack() as stack:
         if context is not None:
             kubeconfig = _single_context_kubeconfig(
@@ -261,7 +282,7 @@ def k8s(
             kubeconfig, context = stack.enter_context(_kind_cluster())
         else:
             kubeconfig, context = stack.enter_context(
-                _local_control_plane(bin_dir, workdir / "cluster")
+                _local_control_plane(bin_dir, workdir / "cluster", real_node=real_node)
             )
         api_client = _api_client(kubeconfig, context)
         stack.callback(api_client.close)
@@ -272,6 +293,7 @@ def k8s(
             helm=bin_dir / "helm",
             helm_home=workdir / "helm",
             api_client=api_client,
+            real_node=real_node,
         )
 
 
@@ -292,3 +314,15 @@ def namespace(k8s: KubeCluster, request: pytest.FixtureRequest) -> Iterator[str]
     except client.ApiException as error:
         if error.status != 404:
             raise
+
+
+@pytest.fixture(scope="session")
+def real_node(request: pytest.FixtureRequest) -> KubeCluster:
+    """The cluster, when it has the local real node (``--real-node``); skips otherwise, before
+    any cluster is started."""
+    if not request.config.getoption("--real-node"):
+        pytest.skip("needs --real-node (`make test` runs tests/e2e/realnode with it)")
+    k8s: KubeCluster = request.getfixturevalue("k8s")
+    if not k8s.real_node:
+        pytest.skip("--real-node applies to the local control plane, not --kube-context/--kind")
+    return k8s

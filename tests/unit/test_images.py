@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from algoedge_operator.builders.bridge import WORKDIR as BRIDGE_WORKDIR
-from algoedge_operator.builders.common import APP_UID
+from algoedge_operator.builders.common import APP_UID, PGBOUNCER_UID, REDIS_UID
 
 from tests.unit.charts.support import OPERATOR_CHART, Helm, find_helm, only
 
@@ -284,3 +284,23 @@ def test_should_send_only_what_the_images_copy_in_the_build_context() -> None:
             words = [w for w in shlex.split(copy) if not w.startswith("--")]
             for source in words[:-1]:
                 assert source in allowed, f"{stage.name}: COPY {source} is excluded"
+
+
+#: The local support images `make images` builds for the real node, and the UID the operator's
+#: pod spec runs each as (runAsUser; the image must own its writable paths for that UID).
+LOCAL_IMAGES = {"redis": REDIS_UID, "pgbouncer": PGBOUNCER_UID}
+
+
+@pytest.mark.parametrize("target", sorted(LOCAL_IMAGES))
+def test_should_run_the_local_support_images_as_the_operators_uids(target: str) -> None:
+    uid = LOCAL_IMAGES[target]
+    assert STAGES[target].parent == "base"
+    assert STAGES[target].values("USER")[-1] == f"{uid}:{uid}"
+
+
+def test_should_start_redis_with_the_config_the_operator_passes_as_args() -> None:
+    # The StatefulSet sets `args: [/etc/redis/redis.conf]` and no command.
+    assert exec_form(STAGES["redis"], "ENTRYPOINT") == ["redis-server"]
+    assert any(
+        f"chown {REDIS_UID}:{REDIS_UID} /data" in run for run in STAGES["redis"].values("RUN")
+    )
