@@ -49,6 +49,10 @@ EXPECTED_ABSENT = {
     "kube_pod_container_resource_limits": "kube-state-metrics: no cluster runs here",
     "algoedge_operator_tenant_ready": "the operator is not run by this test (tests/e2e/operator)",
     "algoedge_operator_tenant_reconcile_errors_total": "the operator is not run by this test",
+}
+#: Counters born at their first event, which this test does not provoke but a loaded machine
+#: may (a Redis command past its 1 s timeout): neither required nor refused.
+EVENT_ONLY = {
     "algoedge_redis_errors_total": "appears at the first Redis failure; Redis stays up",
     "algoedge_jobs_enqueue_failures_total": "appears when Redis refuses a task; Redis stays up",
     "algoedge_bridge_reconnects_total": "appears when a connection goes stale or is dropped",
@@ -254,6 +258,8 @@ async def check(prom: LocalMonitoring, sockets: list[Listener]) -> None:
     for group in rule_groups(tenant=TENANT, namespace=NS):
         for rule in group["rules"]:
             for selector in selectors(rule["expr"]):
+                if metric_of(selector) in EVENT_ONLY:
+                    continue
                 present = bool(prom.query(f"count({selector})"))
                 if metric_of(selector) in EXPECTED_ABSENT:
                     if present:
@@ -261,7 +267,10 @@ async def check(prom: LocalMonitoring, sockets: list[Listener]) -> None:
                 elif not present:
                     missing.append((rule["alert"], selector))
     for board, title, expr in panel_queries():
-        absent = {metric_of(s) for s in selectors(expr)} & set(EXPECTED_ABSENT)
+        named = {metric_of(s) for s in selectors(expr)}
+        if named & set(EVENT_ONLY):
+            continue
+        absent = named & set(EXPECTED_ABSENT)
         present = bool(prom.query(expr))
         if absent or title in EXPECTED_EMPTY_PANELS:
             if present and title not in EXPECTED_EMPTY_PANELS:

@@ -139,13 +139,13 @@ async def test_should_count_connected_sockets_in_metrics(
 
 
 async def test_should_report_the_sockets_of_every_pod_in_the_capacity_answer(
-    pods: tuple[str, str], http: aiohttp.ClientSession, environment: dict[str, str]
+    pods: tuple[ApiBase, ApiBase], http: aiohttp.ClientSession, environment: dict[str, str]
 ) -> None:
     first, second = pods
     headers = {"Authorization": f"Bearer {environment['ALGOEDGE_INTERNAL_TOKEN']}"}
 
     async def sockets() -> int:
-        async with http.get(f"{first}/internal/v1/capacity", headers=headers) as response:
+        async with http.get(f"{first.metrics}/internal/v1/capacity", headers=headers) as response:
             assert response.status == 200
             return int((await response.json())["connected_sockets"])
 
