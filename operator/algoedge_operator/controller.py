@@ -150,6 +150,19 @@ def _change_marker(body: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
+async def woken(event: asyncio.Event, *, within: float) -> None:
+    """Wait until ``event`` is set or ``within`` seconds pass, and never lose a cancellation.
+
+    Python 3.11's ``asyncio.wait_for`` returns the inner result when the inner wait finishes in
+    the same loop iteration as a cancel of the caller: a tenant loop poked just as its tenant was
+    deleted went on reconciling the deleted tenant (and re-exported its series) until the
+    operator stopped. ``asyncio.timeout`` keeps the cancellation.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            await event.wait()
+
+
 class TenantLoop:
     """Reconciles and scales one tenant until it is deleted or the operator stops."""
 
@@ -194,9 +207,7 @@ class TenantLoop:
 
     async def _run(self) -> None:
         while True:
-            timeout = max(0.0, self._schedule.wake_at() - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+            await woken(self._wakeup, within=max(0.0, self._schedule.wake_at() - time.monotonic()))
             self._wakeup.clear()
             now = time.monotonic()
             try:
