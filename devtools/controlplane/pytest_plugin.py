@@ -309,6 +309,13 @@ def namespace(k8s: KubeCluster, request: pytest.FixtureRequest) -> Iterator[str]
     )
     k8s.core.create_namespace(body)
     yield name
+    delete_namespace(k8s, name)
+
+
+def delete_namespace(k8s: KubeCluster, name: str) -> None:
+    """Delete a namespace without waiting; one already gone is fine."""
+    from kubernetes import client
+
     try:
         k8s.core.delete_namespace(name, propagation_policy="Background")
     except client.ApiException as error:

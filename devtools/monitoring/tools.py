@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 from pathlib import Path
+
+from devtools.buildcache import NotBuilt, cached_bin_dir
 
 BUILD_SCRIPT = Path(__file__).resolve().parent / "build.sh"
 #: A directory holding prometheus, promtool and pgbouncer-exporter, instead of build.sh's cache.
@@ -30,26 +30,12 @@ class ToolsMissing(RuntimeError):
 
 def _cached_bin_dir() -> Path:
     """The bin directory build.sh prints, without letting it start a build."""
-    process = subprocess.Popen(
-        ["bash", str(BUILD_SCRIPT)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    assert process.stderr is not None
-    messages = []
-    for line in process.stderr:
-        if line.startswith("build.sh: building"):  # the cache is cold
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait()
-            raise ToolsMissing(f"prometheus and promtool are not built yet: {HOW}")
-        messages.append(line)
-    output = process.stdout.read()
-    if process.wait() != 0:
-        raise ToolsMissing(f"{HOW}\nbuild.sh said:\n{''.join(messages)}")
-    return Path(output.strip().splitlines()[-1])
+    try:
+        return cached_bin_dir(BUILD_SCRIPT)
+    except NotBuilt as exc:
+        if not exc.said:
+            raise ToolsMissing(f"prometheus and promtool are not built yet: {HOW}") from None
+        raise ToolsMissing(f"{HOW}\nbuild.sh said:\n{exc.said}") from None
 
 
 def bin_dir() -> Path:

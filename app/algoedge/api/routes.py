@@ -95,32 +95,27 @@ def _admits(listener: Listener, request: web.Request, metrics_port: int) -> bool
     return listener == "both" or arrived_on(request, metrics_port=metrics_port) == listener
 
 
-class _PlainOnListener(web.PlainResource):
-    """A fixed path that exists only on its listener; elsewhere the router looks further."""
+class _OnListener:
+    """A route's resource that exists only on its listener; elsewhere the router looks further.
+    Mixed into aiohttp's resource classes (before them, so its ``resolve`` runs first)."""
 
     def __init__(self, path: str, *, listener: Listener, metrics_port: int) -> None:
-        super().__init__(path)
+        super().__init__(path)  # type: ignore[call-arg]
         self._listener: Listener = listener
         self._metrics_port = metrics_port
 
     async def resolve(self, request: web.Request) -> Any:
         if not _admits(self._listener, request, self._metrics_port):
             return None, set()
-        return await super().resolve(request)
+        return await super().resolve(request)  # type: ignore[misc]
 
 
-class _DynamicOnListener(web.DynamicResource):
+class _PlainOnListener(_OnListener, web.PlainResource):
+    """A fixed path that exists only on its listener."""
+
+
+class _DynamicOnListener(_OnListener, web.DynamicResource):
     """A path with {parameters} that exists only on its listener."""
-
-    def __init__(self, path: str, *, listener: Listener, metrics_port: int) -> None:
-        super().__init__(path)
-        self._listener: Listener = listener
-        self._metrics_port = metrics_port
-
-    async def resolve(self, request: web.Request) -> Any:
-        if not _admits(self._listener, request, self._metrics_port):
-            return None, set()
-        return await super().resolve(request)
 
 
 def add_routes(app: web.Application, routes: Iterable[Route], *, metrics_port: int) -> None:

@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client
 
 from devtools.controlplane import realnode
-from devtools.controlplane.pytest_plugin import KubeCluster
+from devtools.controlplane.pytest_plugin import KubeCluster, delete_namespace
 from devtools.services import PostgresServer
 from tests.e2e.operator.support import create_db_secret, raw, tenant_body, tenants_path, wait_until
 
@@ -36,14 +36,6 @@ def real_node_namespace(k8s: KubeCluster, prefix: str) -> str:
     meta = client.V1ObjectMeta(name=name, annotations=realnode.namespace_annotations())
     k8s.core.create_namespace(client.V1Namespace(metadata=meta))
     return name
-
-
-def delete_namespace(k8s: KubeCluster, name: str) -> None:
-    try:
-        k8s.core.delete_namespace(name, propagation_policy="Background")
-    except client.ApiException as error:
-        if error.status != 404:
-            raise
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ tests at once with the command that provides it.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from devtools.buildcache import NotBuilt, cached_bin_dir
 from devtools.controlplane.cluster import BIN_ENV, BUILD_SCRIPT
 
 REPO = Path(__file__).resolve().parents[3]
@@ -54,27 +54,11 @@ Manifest = dict[str, Any]
 
 def _bin_dir_from_build_script() -> Path:
     """The cached bin directory build.sh prints, without letting it start a build."""
-    process = subprocess.Popen(
-        ["bash", str(BUILD_SCRIPT)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stderr is not None
-    assert process.stdout is not None
-    messages = []
-    for line in process.stderr:
-        # build.sh announces each component before compiling it: the cache is cold.
-        if line.startswith("build.sh: building"):
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait()
-            pytest.fail(MISSING_HELM, pytrace=False)
-        messages.append(line)
-    output = process.stdout.read()
-    if process.wait() != 0:
-        pytest.fail(f"{MISSING_HELM}\nbuild.sh said:\n{''.join(messages)}", pytrace=False)
-    return Path(output.strip().splitlines()[-1])
+    try:
+        return cached_bin_dir(BUILD_SCRIPT)
+    except NotBuilt as exc:
+        said = f"\nbuild.sh said:\n{exc.said}" if exc.said else ""
+        pytest.fail(f"{MISSING_HELM}{said}", pytrace=False)
 
 
 def find_helm() -> Path:
