@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -390,6 +390,37 @@ class Sessions:
             except RedisError as exc:
                 self._fallback.record("authenticate", exc)
                 return await self._from_postgres(claims, refill=False)
+        return await self._resolve(claims, session, raw_user)
+
+    async def ended_among(self, sessions: Sequence[Claims]) -> list[str]:
+        """The jtis of ``sessions`` that are no longer live (those :meth:`user_of` would refuse),
+        from one Redis ``MGET`` for them all; Postgres only where Redis cannot tell (as
+        :meth:`user_of`). Raises what :meth:`user_of` raises when neither can answer."""
+        keys = [key for c in sessions for key in (session_key(c.jti), user_key(c.user_id))]
+        values: list[str | None] | None = None
+        try:
+            await self._flush_pending()
+            values = await self._redis.mget(keys) if keys else []
+        except RedisError as exc:
+            self._fallback.record("authenticate", exc)
+        ended = []
+        for i, claims in enumerate(sessions):
+            if claims.jti in self._ended:
+                ended.append(claims.jti)
+                continue
+            try:
+                if values is None:
+                    await self._from_postgres(claims, refill=False)
+                else:
+                    await self._resolve(claims, values[2 * i], values[2 * i + 1])
+            except AuthError:
+                ended.append(claims.jti)
+        return ended
+
+    async def _resolve(
+        self, claims: Claims, session: str | None, raw_user: str | None
+    ) -> CachedUser:
+        """The user of a live session from what Redis holds for it; AuthError otherwise."""
         if session is None:
             # Redis never saw this session (written while Redis was down, or Redis lost its
             # data): Postgres decides, and a live session is put back in Redis.

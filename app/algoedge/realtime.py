@@ -27,7 +27,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol, cast
@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 
 from algoedge.auth import AuthError, Claims
 from algoedge.cache import CachedUser, client_options
+from algoedge.cancellation import stop_tasks
 from algoedge.db.errors import DATABASE_FAILURES
 from algoedge.events import publish_event
 from algoedge.keys import (
@@ -69,6 +70,11 @@ _CONNECT_TRIED: Final = "algoedge.connect_tried"
 _CONNECTED: Final = "algoedge.connected"
 _WARNING_INTERVAL_SECONDS: Final = 30.0
 _CLOSE_TIMEOUT_SECONDS: Final = 5.0
+#: Sessions checked per Redis round trip by the periodic check (an MGET of twice as many keys).
+_CHECK_CHUNK: Final = 500
+#: How long start-up waits for Redis to confirm socket.io's subscription before serving anyway
+#: (Redis is not required for readiness: docs/architecture.md).
+SUBSCRIBE_WITHIN_SECONDS: Final = 5.0
 
 
 def user_room(user_id: int) -> str:
@@ -82,6 +88,8 @@ class SessionLookup(Protocol):
 
     async def user_of(self, claims: Claims) -> CachedUser: ...
 
+    async def ended_among(self, sessions: Sequence[Claims]) -> list[str]: ...
+
 
 class _RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     """socket.io's Redis manager with the app's client options: a publish fails within the Redis
@@ -91,11 +99,44 @@ class _RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
 
     def __init__(self, url: str) -> None:
         super().__init__(url, channel=SOCKETIO_CHANNEL, redis_options=client_options())
+        #: Set once Redis confirmed the subscription (and again after each resubscription).
+        self.subscribed = asyncio.Event()
 
     def _redis_connect(self) -> None:
         super()._redis_connect()
-        subscriber = Redis.from_url(self.redis_url, **client_options(subscriber=True))
-        self.pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+        self._subscriber = Redis.from_url(self.redis_url, **client_options(subscriber=True))
+        # The subscription's confirmation is let through to _redis_listen_with_retries (which
+        # marks it); socket.io's own _listen passes on only messages.
+        self.pubsub = self._subscriber.pubsub(ignore_subscribe_messages=False)
+
+    async def _redis_listen_with_retries(self) -> AsyncIterator[dict[str, Any]]:
+        async for message in super()._redis_listen_with_retries():
+            if message.get("type") == "subscribe":
+                self.subscribed.set()
+            yield message
+
+    async def start(self, *, within: float) -> None:
+        """Subscribe now, not at the first socket (socket.io's default): an emit another pod
+        publishes while the first socket connects would otherwise be lost to it. Waits at most
+        ``within`` seconds for Redis to confirm; without Redis the listener keeps retrying."""
+        self.initialize()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self.subscribed.wait()
+                return
+        log.warning(
+            "socket.io's Redis subscription not confirmed within %.0f s; it keeps retrying", within
+        )
+
+    async def stop(self) -> None:
+        """Stop the listener and close its Redis clients (the publisher's and the subscriber's)."""
+        listener: asyncio.Task[None] | None = getattr(self, "thread", None)
+        if listener is not None:
+            await stop_tasks([listener])
+        # Each client exists once the listener (or a publish) connected.
+        for client in ("pubsub", "_subscriber", "redis"):
+            if hasattr(self, client):
+                await getattr(self, client).aclose()
 
 
 @dataclass
@@ -133,9 +174,10 @@ class Sockets:
         # it (clients that send none, i.e. not browsers, still connect). Unset, Origin is not
         # checked: the token in the connect payload, never a cookie, is what a foreign page
         # would lack.
+        self._manager = _RedisManager(redis_url)
         self.server = socketio.AsyncServer(
             async_mode="aiohttp",
-            client_manager=_RedisManager(redis_url),
+            client_manager=self._manager,
             transports=transports,
             cors_allowed_origins=list(allowed_origins),
             logger=False,
@@ -163,6 +205,14 @@ class Sockets:
             return await eio_connect(eio_sid, environ)
 
         self.server.eio.on("connect", on_eio_connect)
+
+    async def start(self, *, within: float = SUBSCRIBE_WITHIN_SECONDS) -> None:
+        """Subscribe to socket.io's channel before this pod serves its first socket."""
+        self.server.manager_initialized = True  # so the first connection does not start another
+        await self._manager.start(within=within)
+
+    async def stop(self) -> None:
+        await self._manager.stop()
 
     # -- the outgoing side ------------------------------------------------------------------
 
@@ -317,16 +367,20 @@ class Sockets:
             REDIS_ERRORS.labels(operation="socket_count").inc()
             self._warn("reporting this pod's socket count failed", exc)
 
-    async def check_sessions(self) -> None:
+    async def check_sessions(self, *, chunk: int = _CHECK_CHUNK) -> None:
+        """Close the sockets of every session that ended, checking ``chunk`` sessions per Redis
+        round trip (one ``MGET`` each, where one read per session took thousands)."""
         sessions = self._sessions()
-        for jti, session in list(self._by_session.items()):
+        claims = [session.claims for session in self._by_session.values()]
+        for start in range(0, len(claims), chunk):
             try:
-                await sessions.user_of(session.claims)
-            except AuthError:
-                self.close_session(jti, reason="session_ended")
+                ended = await sessions.ended_among(claims[start : start + chunk])
             except DATABASE_FAILURES as exc:  # Redis and Postgres both failing: next round
                 SOCKET_SESSION_CHECK_ERRORS.inc()
-                self._warn("checking a socket's session failed", exc)
+                self._warn("checking the sessions of sockets failed", exc)
+                continue
+            for jti in ended:
+                self.close_session(jti, reason="session_ended")
 
     async def relay(self) -> None:
         """Forward ``algoedge:events`` to this pod's sockets and close the sockets of sessions

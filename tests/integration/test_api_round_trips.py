@@ -6,9 +6,9 @@ import asyncio
 import secrets
 from typing import Any
 
-from algoedge.api.state import SESSIONS
+from algoedge.api.state import SESSIONS, SOCKETS
 from algoedge.auth import PrefetchedSession
-from algoedge.cache import CachedUser
+from algoedge.cache import CachedUser, SessionCache
 from algoedge.config import ApiSettings
 from algoedge.rates import RateLimit
 from redis.asyncio import Redis
@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from devtools.app import migrated
 from devtools.services import PgBouncer, RedisServer
 from tests.integration.conftest import ApiClient, running_api
+from tests.integration.sockets import Listener
 from tests.integration.test_api_resilience import private_redis, private_root, settings_for
 
 __all__ = ["private_redis", "private_root"]  # fixtures shared with the resilience tests
@@ -142,3 +143,30 @@ async def test_should_not_use_a_read_made_before_a_cache_deletion_was_queued(
             assert asyncio.get_running_loop().time() < deadline, "the deletion never happened"
             await asyncio.sleep(0.05)
         assert (await sessions.user_of(claims, prefetched=stale)).name == "Renamed"
+
+
+async def test_should_check_the_sessions_of_sockets_with_one_read_per_chunk(
+    api: ApiClient, redis_server: RedisServer
+) -> None:
+    """The periodic check reads many sockets' sessions per round trip, and still closes the
+    socket of a session that ended elsewhere (a logout whose announcement this pod missed)."""
+    tokens = [(await api.signed_up())[1] for _ in range(3)]
+    listeners = [Listener() for _ in tokens]
+    try:
+        for listener, token in zip(listeners, tokens, strict=True):
+            await listener.connect(api.base_url, token)
+        # What the logging-out pod writes to Redis; its announcement never came.
+        ended = api.server.app[SESSIONS].decode(tokens[0])
+        admin = Redis.from_url(redis_server.url, decode_responses=True)
+        await SessionCache(admin).end(ended.jti, ttl_seconds=60)
+        await admin.aclose()
+
+        sockets = api.server.app[SOCKETS]
+        commands = await commands_during(redis_server.url, lambda: sockets.check_sessions(chunk=2))
+        # Three sessions, two per read (other commands, e.g. the socket count, may interleave).
+        assert [c for c in sent(commands) if c in ("MGET", "GET")] == ["MGET", "MGET"]
+        await listeners[0].wait_closed()
+        assert [listener.client.connected for listener in listeners] == [False, True, True]
+    finally:
+        for listener in listeners:
+            await listener.client.disconnect()

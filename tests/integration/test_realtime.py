@@ -15,7 +15,8 @@ import socketio
 from algoedge.auth import Tokens
 from algoedge.config import ApiSettings, MigrateSettings, load_settings
 from algoedge.db import Database, users
-from algoedge.realtime import publish_event
+from algoedge.keys import SOCKETIO_CHANNEL
+from algoedge.realtime import publish_event, user_room
 from redis.asyncio import Redis
 
 from devtools.app import api_environment, migrated
@@ -101,6 +102,32 @@ async def test_should_deliver_to_a_user_on_every_pod_and_to_no_one_else(
     finally:
         for listener in (on_first, on_second, stranger):
             await listener.client.disconnect()
+
+
+async def test_should_deliver_to_a_new_pods_first_socket_what_another_pod_emits_at_once(
+    environment: dict[str, str], http: aiohttp.ClientSession
+) -> None:
+    # socket.io subscribes to its channel when its first connection arrives, unless the app
+    # subscribes at start-up: the first socket then misses what another pod emits meanwhile.
+    another_pod = socketio.AsyncRedisManager(
+        environment["ALGOEDGE_REDIS_URL"], channel=SOCKETIO_CHANNEL, write_only=True
+    )
+    with api_process(environment) as pod:
+        user_id, token = await sign_up(http, pod)
+        # The window is a few milliseconds wide, too narrow for the emit below to land in it
+        # reliably; what closes it is that the pod is subscribed before it serves any socket.
+        redis = Redis.from_url(environment["ALGOEDGE_REDIS_URL"])
+        subscribers = dict(await redis.pubsub_numsub(SOCKETIO_CHANNEL))
+        await redis.aclose()
+        assert subscribers[SOCKETIO_CHANNEL.encode()] == 1, "no socket.io subscription yet"
+        listener = Listener()
+        await listener.connect(pod, token)
+        try:
+            await another_pod.emit("trade.opened", {"n": 1}, room=user_room(user_id))
+            assert await listener.wait_for("trade.opened", within=5) == {"n": 1}
+        finally:
+            await listener.client.disconnect()
+            await another_pod.redis.aclose()
 
 
 @pytest.mark.parametrize("token", [None, "not-a-token"])

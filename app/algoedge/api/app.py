@@ -153,6 +153,7 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     sockets = app[SOCKETS]
+    await sockets.start()
     gc_pauses = GcPauses()
     gc_pauses.install()
     tasks = [
@@ -173,6 +174,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     # Events of the last requests still go out, for a moment; Redis closes after this.
     await app[OUTBOX].flush(within=2.0)
     await stop_tasks(tasks)
+    await sockets.stop()
     gc_pauses.uninstall()
 
 
