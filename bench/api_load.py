@@ -74,8 +74,9 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 ALGOEDGE = str(Path(sys.executable).with_name("algoedge"))
 #: ``api-me`` is the real API with every user asking only ``GET /api/v1/me`` (a cached user, no
-#: Postgres): the cheapest authenticated request, the hot path in isolation.
-TARGETS = ("hello", "baseline", "api", "api-me")
+#: Postgres): the cheapest authenticated request, the hot path in isolation. ``api-trades``: only
+#: ``GET /api/v1/trades`` (a Postgres read and a list to render), the mix's costliest read alone.
+TARGETS = ("hello", "baseline", "api", "api-me", "api-trades")
 DEFAULT_TARGETS = ("hello", "baseline", "api")
 PASSWORD = "bench correct horse battery"  # noqa: S105 - the seeded users' throwaway password
 # Far above what the generator can send, so the numbers are the service's, not the limiter's.
@@ -91,6 +92,8 @@ SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "US500", "BTCUSD", "AUDUSD", 
 # One cycle of a user's requests; the write alternates PATCH /me and subscribe.
 MIX = ("me", "trades", "bots", "me", "trades", "bots", "write")
 ME_ONLY = ("me",)
+#: Each target's requests (the other API targets' are the mix).
+MIXES = {"api-me": ME_ONLY, "api-trades": ("trades",)}
 #: The API's own event-loop lag histogram (it samples its loop; see algoedge.api.looplag).
 LOOP_LAG_METRIC = "algoedge_api_event_loop_lag_seconds"
 GC_PAUSE_METRIC = "algoedge_api_gc_pause_seconds"
@@ -365,7 +368,7 @@ class Target:
 
     @property
     def mix(self) -> tuple[str, ...]:
-        return ME_ONLY if self.name == "api-me" else MIX
+        return MIXES.get(self.name, MIX)
 
     def cpu_seconds(self) -> float:
         return sum(process_cpu_seconds(p.pid) for p in self.processes)
@@ -1184,7 +1187,7 @@ def ratios(results: list[PhaseResult]) -> list[str]:
         )
     if "hello" in by:
         hello = by["hello"]
-        for name in ("api", "api-me"):
+        for name in ("api", "api-me", "api-trades"):
             if name in by:
                 lines.append(
                     f"- {name} vs ceiling (hello): {100 * by[name].rps / hello.rps:.0f}% of the "
@@ -1281,7 +1284,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--targets",
         default=",".join(DEFAULT_TARGETS),
         help="comma-separated, run in this order: hello, baseline, api, api-me (the API with "
-        "GET /api/v1/me only) (default hello,baseline,api)",
+        "GET /api/v1/me only), api-trades (GET /api/v1/trades only) (default hello,baseline,api)",
     )
     parser.add_argument(
         "--duration", type=float, default=20.0, help="measured seconds per target (default 20)"

@@ -22,3 +22,12 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         return [to_jsonable(v) for v in value]
     return value
+
+
+def encode_default(value: Any) -> Any:
+    """orjson's ``default``: what orjson leaves to the caller, as :func:`to_jsonable` renders it
+    (Decimals as strings; dataclasses, datetimes, tuples and non-string keys orjson renders
+    itself the same way). ``tests/unit/test_jsonable.py`` holds the two equal."""
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -1,0 +1,71 @@
+"""The API's response encoder (orjson with ``encode_default``) renders what ``to_jsonable`` does."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from algoedge.api.io import render
+from algoedge.db.marketplace import Bot
+from algoedge.db.trades import Trade
+from algoedge.jsonable import to_jsonable
+
+NOW = datetime(2026, 12, 2, 11, 0, 0, 123456, tzinfo=UTC)
+
+
+@dataclass
+class Outer:
+    trades: list[Trade]
+    by_id: dict[int, Decimal]
+    pair: tuple[str, int]
+    when: datetime | None
+
+
+def trade(i: int, *, closed: bool) -> Trade:
+    return Trade(
+        id=i,
+        account_id=7,
+        symbol="EURUSD",
+        side="buy",
+        volume=Decimal("0.10"),
+        open_price=Decimal("1.08345"),
+        close_price=Decimal("1.08412") if closed else None,
+        profit=Decimal("-6.70") if closed else None,
+        opened_at=NOW - timedelta(hours=i),
+        closed_at=NOW if closed else None,
+        created_at=NOW.replace(microsecond=0),
+    )
+
+
+VALUES: list[Any] = [
+    {"items": [trade(1, closed=True), trade(2, closed=False)], "next_cursor": "abc"},
+    [Bot(1, "Bot é", "d", "s", "active", Decimal("29.00"), NOW)],
+    Outer(
+        trades=[trade(3, closed=True)],
+        by_id={1: Decimal("1E+3"), 2: Decimal("0.000001")},
+        pair=("x", 1),
+        when=datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2))),
+    ),
+    {"naive": datetime(2026, 1, 1, 0, 0, 0, 5), "none": None, "n": 1.5, "ok": True},
+]
+
+
+class TestRender:
+    @pytest.mark.parametrize("value", VALUES)
+    def test_should_render_the_json_values_to_jsonable_gives(self, value: Any) -> None:
+        response = render(value)
+        assert response.body is not None
+        assert json.loads(bytes(response.body)) == to_jsonable(value)  # type: ignore[arg-type]
+
+    def test_should_say_json_in_utf_8(self) -> None:
+        response = render({"name": "é"}, status=201, headers={"Location": "/x"})
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+        assert (response.status, response.headers["Location"]) == (201, "/x")
+
+    def test_should_refuse_what_has_no_json_form(self) -> None:
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            render({"x": object()})
