@@ -1328,6 +1328,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="ALGOEDGE_LOG_LEVEL of the targets (default INFO: one JSON line per request, as deployed)",
     )
     parser.add_argument(
+        "--api-env",
+        action="append",
+        default=[],
+        metavar="ALGOEDGE_NAME=VALUE",
+        help="one more setting for the API processes (repeatable), e.g. "
+        "ALGOEDGE_SOCKETIO_SESSION_CHECK_INTERVAL=5 to put session checks in the window",
+    )
+    parser.add_argument(
         "--max-seconds",
         type=float,
         default=900.0,
@@ -1357,6 +1365,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.users < 1 or args.api_processes < 1 or args.duration <= 0 or args.think <= 0:
         parser.error("--users, --api-processes, --duration and --think must be positive")
     args.target_list = targets
+    args.api_settings = {}
+    for setting in args.api_env:
+        name, equals, value = setting.partition("=")
+        if not (equals and name.startswith("ALGOEDGE_")):
+            parser.error(f"--api-env: {setting!r} is not ALGOEDGE_NAME=VALUE")
+        args.api_settings[name] = value
     return args
 
 
@@ -1365,6 +1379,7 @@ async def benchmark(args: argparse.Namespace, root: Path, stack: Stack) -> list[
         **api_environment(stack.bouncer.url, stack.redis.url),
         **BENCH_LIMITS,
         "ALGOEDGE_LOG_LEVEL": args.api_log_level,
+        **args.api_settings,
     }
     settings = load_settings(MigrateSettings, {"ALGOEDGE_DATABASE_URL": stack.bouncer.url})
     await migrated(settings)
