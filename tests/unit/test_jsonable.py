@@ -51,6 +51,8 @@ VALUES: list[Any] = [
         when=datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2))),
     ),
     {"naive": datetime(2026, 1, 1, 0, 0, 0, 5), "none": None, "n": 1.5, "ok": True},
+    # Beyond orjson's 64 bits (the OpenAPI document's integer bounds).
+    {"maximum": 2**64, "minimum": -(2**63) - 1, "at": NOW},
 ]
 
 

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic.config import JsonDict
 
 from algoedge.db.errors import NotFound
-from algoedge.jsonable import encode_default
+from algoedge.jsonable import encode_default, to_jsonable
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 RowT = TypeVar("RowT")
@@ -271,7 +271,12 @@ def render(
 ) -> web.Response:
     # orjson renders dataclasses and datetimes in C: a page of 20 trades costs ~30 µs instead of
     # ~300 µs through to_jsonable and json.dumps (docs/benchmarks.md); the same JSON values.
-    body = orjson.dumps(value, default=encode_default, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        body = orjson.dumps(value, default=encode_default, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        # What orjson refuses and json takes: integers beyond 64 bits (the OpenAPI document's
+        # bounds of a BIGINT column, say).
+        body = json.dumps(to_jsonable(value)).encode()
     return web.Response(
         body=body, status=status, headers=headers, content_type="application/json", charset="utf-8"
     )
