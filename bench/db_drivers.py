@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import statistics
 import tempfile
 import time
@@ -315,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         with contextlib.suppress(Exception):
             stack.stop()
+        shutil.rmtree(root, ignore_errors=True)
     print(
         f"\nOne process, {args.concurrency} queries in flight, pools of {args.pool}, "
         f"{args.duration:.0f} s per row, through pgBouncer (transaction pooling) to {database}:\n"
