@@ -9,6 +9,7 @@
 #   localhost/algoedge-redis:7.0       images/Dockerfile --target redis     (Debian's redis-server 7.0)
 #   localhost/algoedge-pgbouncer:1.18  images/Dockerfile --target pgbouncer (Debian's pgbouncer 1.18)
 #   localhost/algoedge-pause:1         images/Dockerfile --target pause     (the real node's sandbox)
+#   localhost/algoedge-smtp-sink:1     images/Dockerfile --target smtp-sink (Debian's aiosmtpd: e2e mail)
 #
 # and writes all of them to one docker-archive, ${cache}/images/<key>/images.tar, which the real
 # node imports into containerd (`ctr -n k8s.io images import`). The last line of stdout is that
@@ -107,6 +108,7 @@ images=(
     "redis localhost/algoedge-redis:7.0 Dockerfile"
     "pgbouncer localhost/algoedge-pgbouncer:1.18 Dockerfile"
     "pause localhost/algoedge-pause:1 Dockerfile"
+    "smtp-sink localhost/algoedge-smtp-sink:1 Dockerfile"
 )
 key="$(
     {

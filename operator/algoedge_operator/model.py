@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from algoedge.urls import parse_postgres_url
+from algoedge.urls import parse_postgres_url, split_url
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -72,6 +72,12 @@ _DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 METAAPI_REGION_PATTERN = rf"^{_DNS_LABEL}$"
 #: spec.bridge.metaapi.domain: a DNS domain of two labels or more (ALGOEDGE_METAAPI_DOMAIN).
 METAAPI_DOMAIN_PATTERN = rf"^{_DNS_LABEL}(\.{_DNS_LABEL})+$"
+#: The schemes of spec.bridge.metaapi.url and their default ports (MetaAPI itself: HTTPS).
+SCHEME_PORTS = {"http": 80, "https": 443}
+_PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+#: spec.bridge.metaapi.url: http(s)://HOST[:PORT], no path (ALGOEDGE_METAAPI_URL); a subset of
+#: what the app accepts (a contract test), lower-case DNS names and IPv4 addresses only.
+METAAPI_URL_PATTERN = rf"^https?://{_DNS_LABEL}(\.{_DNS_LABEL})*(:{_PORT})?/?$"
 #: The MetaAPI tokens the operator passes on: the app's rule for ALGOEDGE_METAAPI_TOKEN (three
 #: parts), and no whitespace, which MetaAPI would refuse only once the bridge runs.
 METAAPI_TOKEN_FORM = "three dot-separated parts and no whitespace (a JWT)"  # noqa: S105
@@ -408,6 +414,16 @@ class MetaApiFields(_Fields):
     domain: Annotated[StrictStr, Field(pattern=METAAPI_DOMAIN_PATTERN)] = Field(
         default="agiliumtrade.agiliumtrade.ai",
         description="MetaAPI's domain, a DNS name (ALGOEDGE_METAAPI_DOMAIN).",
+    )
+    url: Annotated[StrictStr, Field(pattern=METAAPI_URL_PATTERN)] | None = Field(
+        default=None,
+        description=(
+            "Base URL of a MetaAPI-compatible server, http(s)://HOST[:PORT] with no path, that "
+            "every MetaAPI REST call and socket of the bridge goes to instead of the domain's "
+            "hosts (ALGOEDGE_METAAPI_URL): the MetaAPI simulator (algoedge-metaapi-sim) on a "
+            "test cluster. The bridge's NetworkPolicy then allows egress to its port instead of "
+            "443. Unset (production): MetaAPI itself."
+        ),
     )
 
 
@@ -762,6 +778,17 @@ class MetaApiSpec:
     region: str | None
     #: ``ALGOEDGE_METAAPI_DOMAIN``.
     domain: str
+    #: ``ALGOEDGE_METAAPI_URL``: a MetaAPI-compatible server instead of the domain's hosts (None:
+    #: MetaAPI itself).
+    url: str | None
+
+    @property
+    def port(self) -> int:
+        """The TCP port the bridge reaches MetaAPI on: the URL's (or its scheme's), else HTTPS."""
+        if self.url is None:
+            return SCHEME_PORTS["https"]
+        parts = split_url(self.url, schemes=SCHEME_PORTS)
+        return parts.port or SCHEME_PORTS[parts.scheme]
 
 
 @dataclass(frozen=True)
@@ -955,6 +982,7 @@ def parse_spec(raw: Mapping[str, Any]) -> TenantSpec:
                 token_secret=_secret(bridge.metaapi.token_secret_ref),
                 region=bridge.metaapi.region,
                 domain=bridge.metaapi.domain,
+                url=bridge.metaapi.url,
             ),
             resources=bridge.resources.over(BRIDGE_RESOURCES),
         ),

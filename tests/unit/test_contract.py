@@ -207,7 +207,7 @@ def test_should_start_the_bridge_with_what_the_operator_sets() -> None:
         "london",
         "agiliumtrade.agiliumtrade.ai",
     )
-    assert settings.metaapi_url is None, "the real MetaAPI, never the simulator"
+    assert settings.metaapi_url is None, "the real MetaAPI unless spec.bridge.metaapi.url says"
     assert settings.bridge_pod_name == "acme-bridge-0"
     assert settings.bridge_max_concurrent_syncs == 7
     assert settings.metrics_port == 9090
@@ -427,6 +427,38 @@ def test_should_accept_the_metaapi_domains_the_bridge_accepts(value: str, valid:
     assert _crd_accepts(metaapi_schema("domain"), value) is valid
     environment = bridge_environment()
     assert _app_accepts(BridgeSettings, environment, "ALGOEDGE_METAAPI_DOMAIN", value) is valid
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("http://metaapi-sim.test.svc.cluster.local:8090", True),
+        ("http://metaapi-sim:8090/", True),
+        ("https://metaapi.example.com", True),
+        ("http://10.244.1.1:65535", True),
+        ("http://metaapi-sim:65536", False),
+        ("http://metaapi-sim:0", False),
+        ("http://metaapi-sim:8090/ws", False),
+        ("http://metaapi-sim:8090?x=1", False),
+        ("http://user@metaapi-sim", False),
+        ("ftp://metaapi-sim", False),
+        ("metaapi-sim:8090", False),
+        ("", False),
+    ],
+)
+def test_should_accept_only_metaapi_urls_the_bridge_accepts(value: str, valid: bool) -> None:
+    """The CRD may refuse more (port 0, upper case, IPv6), never less."""
+    crd_accepts = _crd_accepts(metaapi_schema("url"), value)
+    environment = bridge_environment()
+    app_accepts = _app_accepts(BridgeSettings, environment, "ALGOEDGE_METAAPI_URL", value)
+    assert crd_accepts is valid
+    assert app_accepts or not crd_accepts
+
+
+def test_should_aim_the_bridge_at_the_metaapi_url_the_tenant_gives() -> None:
+    url = "http://metaapi-sim.test.svc.cluster.local:8090"
+    settings = load_settings(BridgeSettings, bridge_environment(bridge={"metaapi": {"url": url}}))
+    assert settings.metaapi_url == url
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,8 @@ def bridge_stateful_set(tenant: Tenant, secrets: TenantSecrets, targets: ScaleTa
         if metaapi.region is None
         else [{"name": "ALGOEDGE_METAAPI_REGION", "value": metaapi.region}]
     )
+    # A MetaAPI-compatible server (the simulator on a test cluster) instead of the domain's hosts.
+    url = [] if metaapi.url is None else [{"name": "ALGOEDGE_METAAPI_URL", "value": metaapi.url}]
     container = app_container(
         tenant,
         name="bridge",
@@ -98,6 +100,7 @@ def bridge_stateful_set(tenant: Tenant, secrets: TenantSecrets, targets: ScaleTa
             },
             {"name": "ALGOEDGE_METAAPI_DOMAIN", "value": metaapi.domain},
             *region,
+            *url,
             # Only the bridge talks to MetaAPI; no other pod sees the token.
             *metaapi_token_env(tenant),
         ],

@@ -19,9 +19,6 @@ from algoedge_operator.builders.common import (
 )
 from algoedge_operator.model import Tenant
 
-#: MetaAPI's REST and streaming hosts (per region, behind a CDN) have no fixed addresses: the
-#: bridge's policy can pin only the port.
-HTTPS_PORT = 443
 DNS_PORT = 53
 #: A namespace with this label set to "true" may reach every tenant API's metrics port: label the
 #: namespace Prometheus runs in. A namespace label takes rights over the namespace, which a pod
@@ -105,7 +102,7 @@ def _tcp(port: int) -> dict[str, Any]:
 
 def bridge_network_policy(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
     """The bridge holds the MetaAPI token and decrypts trading passwords: it may reach MetaAPI
-    (HTTPS), DNS, pgBouncer and Redis, nothing else; and only its metrics port is reachable, from
+    (HTTPS, or the port of ``spec.bridge.metaapi.url``), DNS, pgBouncer and Redis, nothing else; and only its metrics port is reachable, from
     wherever the other app pods' ports are (nothing restricts those)."""
     redis: dict[str, Any]
     if tenant.spec.redis.mode == "managed":
@@ -129,7 +126,9 @@ def bridge_network_policy(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
             "egress": [
                 # No "to": kube-dns, or a node-local DNS cache on a link-local address.
                 {"ports": [{"protocol": "UDP", "port": DNS_PORT}, _tcp(DNS_PORT)]},
-                {"ports": [_tcp(HTTPS_PORT)]},
+                # MetaAPI's REST and streaming hosts (per region, behind a CDN) have no fixed
+                # addresses: the policy can pin only the port (443, or spec.bridge.metaapi.url's).
+                {"ports": [_tcp(tenant.spec.bridge.metaapi.port)]},
                 {
                     # A podSelector without namespaceSelector means "in this namespace" only.
                     "to": [{"podSelector": {"matchLabels": selector_labels(tenant, "pgbouncer")}}],

@@ -646,13 +646,18 @@ class TestBridgeStatefulSet:
     def test_should_leave_the_region_to_metaapi_and_the_rest_to_the_app_when_unset(self) -> None:
         names = env_names(bridge_container())
         assert "ALGOEDGE_METAAPI_REGION" not in names
-        # The app's defaults hold; the simulator's URL is for tests and `make dev` only.
+        # The app's defaults hold; without spec.bridge.metaapi.url, MetaAPI itself.
         assert not names & {
             "ALGOEDGE_METAAPI_URL",
             "ALGOEDGE_BRIDGE_LEASE_TTL",
             "ALGOEDGE_BRIDGE_POLL_SECONDS",
             "ALGOEDGE_BRIDGE_ACCOUNTS_PER_REPLICA",
         }
+
+    def test_should_aim_the_bridge_at_the_metaapi_compatible_server_it_is_given(self) -> None:
+        url = "http://metaapi-sim.test.svc.cluster.local:8090"
+        env = literal_env(bridge_container(bridge={"metaapi": {"url": url}}))
+        assert env["ALGOEDGE_METAAPI_URL"] == url
 
     def test_should_name_each_replica_after_its_pod(self) -> None:
         pod_name = next(
@@ -776,6 +781,22 @@ class TestBridgeNetworkPolicy:
             ("pgbouncer", (("TCP", 6432),)),
             ("redis", (("TCP", 6379),)),
         }
+
+    @pytest.mark.parametrize(
+        ("url", "port"),
+        [
+            ("http://metaapi-sim.test.svc.cluster.local:8090", 8090),
+            ("http://metaapi-sim", 80),
+            ("https://metaapi.example.com/", 443),
+        ],
+    )
+    def test_should_reach_a_metaapi_compatible_server_on_its_urls_port(
+        self, url: str, port: int
+    ) -> None:
+        rules = self.egress(bridge={"metaapi": {"url": url}})
+        metaapi = [r for r in rules if "to" not in r and r["ports"][0]["port"] != 53]
+        # Its port instead of 443, not beside it: every MetaAPI call goes to that server.
+        assert metaapi == [{"ports": [{"protocol": "TCP", "port": port}]}]
 
     def test_should_reach_an_external_redis_on_its_port(self) -> None:
         external = {"mode": "external", "external": {"secretRef": {"name": "ext"}}}

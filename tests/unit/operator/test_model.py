@@ -14,6 +14,7 @@ from algoedge_operator.model import (
     DAILY_AT_PATTERN,
     METAAPI_DOMAIN_PATTERN,
     METAAPI_REGION_PATTERN,
+    METAAPI_URL_PATTERN,
     SpecError,
     SpecFields,
     parse_database_url,
@@ -110,10 +111,11 @@ class TestCrdConsistency:
             DAILY_AT_PATTERN
         )
 
-    def test_should_check_the_metaapi_region_and_domain_with_the_crds_patterns(self) -> None:
+    def test_should_check_the_metaapi_region_domain_and_url_with_the_crds_patterns(self) -> None:
         metaapi = spec_schema()["properties"]["bridge"]["properties"]["metaapi"]["properties"]
         assert metaapi["region"]["pattern"] == METAAPI_REGION_PATTERN
         assert metaapi["domain"]["pattern"] == METAAPI_DOMAIN_PATTERN
+        assert metaapi["url"]["pattern"] == METAAPI_URL_PATTERN
 
     def test_should_parse_every_sample_tenant(self) -> None:
         assert SAMPLES
