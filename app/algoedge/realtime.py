@@ -191,6 +191,9 @@ class Sockets:
         self._sockets: dict[str, _Socket] = {}
         self._by_session: dict[str, _Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._relay_task: asyncio.Task[None] | None = None
+        #: Set once Redis confirmed the relay's subscription (and again after each resubscription).
+        self._relay_subscribed = asyncio.Event()
         #: Set when this pod's socket count changed: report_count_forever writes it at once.
         self._count_changed = asyncio.Event()
         self._last_warning = -_WARNING_INTERVAL_SECONDS
@@ -207,11 +210,24 @@ class Sockets:
         self.server.eio.on("connect", on_eio_connect)
 
     async def start(self, *, within: float = SUBSCRIBE_WITHIN_SECONDS) -> None:
-        """Subscribe to socket.io's channel before this pod serves its first socket."""
+        """Subscribe to socket.io's channel and start the event relay before this pod serves its
+        first socket, waiting at most ``within`` seconds for each subscription (an event published
+        while a socket connects to a pod not yet subscribed would be lost to that socket)."""
         self.server.manager_initialized = True  # so the first connection does not start another
+        self._relay_task = asyncio.create_task(self.relay(), name="event-relay")
         await self._manager.start(within=within)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self._relay_subscribed.wait()
+                return
+        log.warning(
+            "the event relay's subscription not confirmed within %.0f s; it keeps retrying", within
+        )
 
     async def stop(self) -> None:
+        if self._relay_task is not None:
+            await stop_tasks([self._relay_task])
+            self._relay_task = None
         await self._manager.stop()
 
     # -- the outgoing side ------------------------------------------------------------------
@@ -399,6 +415,7 @@ class Sockets:
             try:
                 async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(EVENTS_CHANNEL, SESSION_ENDED_CHANNEL)
+                    self._relay_subscribed.set()
                     delay = 0.5
                     async for message in pubsub.listen():
                         if message.get("channel") == SESSION_ENDED_CHANNEL:
@@ -408,6 +425,7 @@ class Sockets:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                self._relay_subscribed.clear()
                 log.warning("event relay lost Redis (%r); resubscribing in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)

@@ -15,8 +15,9 @@ import socketio
 from algoedge.auth import Tokens
 from algoedge.config import ApiSettings, MigrateSettings, load_settings
 from algoedge.db import Database, users
-from algoedge.keys import SOCKETIO_CHANNEL
-from algoedge.realtime import publish_event, user_room
+from algoedge.keys import EVENTS_CHANNEL, SOCKETIO_CHANNEL
+from algoedge.outbox import Outbox
+from algoedge.realtime import Sockets, publish_event, user_room
 from redis.asyncio import Redis
 
 from devtools.app import api_environment, migrated
@@ -128,6 +129,39 @@ async def test_should_deliver_to_a_new_pods_first_socket_what_another_pod_emits_
         finally:
             await listener.client.disconnect()
             await another_pod.redis.aclose()
+
+
+async def test_should_be_subscribed_to_both_channels_when_start_returns(
+    redis_server: RedisServer,
+) -> None:
+    # Both of a pod's subscriptions, socket.io's and the event relay's, are confirmed before
+    # the app serves (start returns), not left to a background task that may lose the race to
+    # the first socket; stop ends both.
+    redis = Redis.from_url(redis_server.url)
+
+    async def subscribers() -> dict[bytes, int]:
+        return dict(await redis.pubsub_numsub(SOCKETIO_CHANNEL, EVENTS_CHANNEL))
+
+    sockets = Sockets(
+        redis_url=redis_server.url,
+        transports=["websocket"],
+        allowed_origins=(),
+        connect_timeout=5.0,
+        outbox=Outbox(),
+        sessions=lambda: pytest.fail("no session is looked up"),
+        redis=lambda: redis,
+    )
+    try:
+        before = await subscribers()
+        await sockets.start()
+        after = await subscribers()
+        for channel in (SOCKETIO_CHANNEL, EVENTS_CHANNEL):
+            assert after[channel.encode()] == before[channel.encode()] + 1, channel
+    finally:
+        await sockets.stop()
+    await asyncio.sleep(0.2)  # Redis drops a closed subscriber's channels as it reads the close
+    assert await subscribers() == before
+    await redis.aclose()
 
 
 @pytest.mark.parametrize("token", [None, "not-a-token"])

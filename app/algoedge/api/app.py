@@ -158,7 +158,6 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     gc_pauses.install()
     tasks = [
         asyncio.create_task(measure_loop_lag_forever(), name="event-loop-lag"),
-        asyncio.create_task(sockets.relay(), name="event-relay"),
         asyncio.create_task(
             sockets.check_sessions_forever(app[SETTINGS].socketio_session_check_interval),
             name="socket-session-checks",
