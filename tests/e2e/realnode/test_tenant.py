@@ -209,9 +209,9 @@ def test_network_policies_admit_only_the_tenants_pods_to_redis_and_pgbouncer(
     redis = f"{tenant.name}-redis:{REDIS_PORT}"
     pgbouncer = f"{tenant.name}-pgbouncer:{PGBOUNCER_PORT}"
     public = f"{tenant.name}-api:{HTTP_PORT}"
+    # The API's metrics port also serves /internal/v1/*: only the operator and monitoring.
+    metrics = f"{tenant.name}-api:{METRICS_PORT}"
     api = api_pod(real_node, tenant.namespace)
-    # The metrics port (also /internal/v1/*) has no Service: the pod's own address.
-    metrics = f"{api.status.pod_ip}:{METRICS_PORT}"
     (operator,) = pods(real_node, operator_release)
     probe = start_idle_pod(real_node, tenant.namespace, "e2e-unlabelled-probe")
     expected = {
