@@ -29,6 +29,7 @@ TCP_PROBE_SCRIPT = Path(__file__).with_name("tcp_probe_script.py")
 #: a DROP would time out). Only together with the same target "open" from an allowed pod does
 #: this prove the policy, not a dead server.
 BLOCKED = frozenset({"refused", "unreachable", "timeout"})
+OPEN = frozenset({"open"})
 
 
 def pods(k8s: KubeCluster, namespace: str, component: str | None = None) -> list[Any]:
@@ -214,12 +215,12 @@ def test_network_policies_admit_only_the_tenants_pods_to_redis_and_pgbouncer(
     api = api_pod(real_node, tenant.namespace)
     (operator,) = pods(real_node, operator_release)
     probe = start_idle_pod(real_node, tenant.namespace, "e2e-unlabelled-probe")
-    expected = {
+    expected: dict[str, dict[str, frozenset[str]]] = {
         # A pod of the tenant's namespace without the tenant's labels: only the public port.
-        "probe": {redis: BLOCKED, pgbouncer: BLOCKED, metrics: BLOCKED, public: {"open"}},
+        "probe": {redis: BLOCKED, pgbouncer: BLOCKED, metrics: BLOCKED, public: OPEN},
         # The same targets from pods the policies admit: the servers are there and listening.
-        "api": {redis: {"open"}, pgbouncer: {"open"}},
-        "operator": {metrics: {"open"}},
+        "api": {redis: OPEN, pgbouncer: OPEN},
+        "operator": {metrics: OPEN},
     }
     observed: dict[str, dict[str, str]] = {}
 
