@@ -210,8 +210,9 @@ def test_network_policies_admit_only_the_tenants_pods_to_redis_and_pgbouncer(
     redis = f"{tenant.name}-redis:{REDIS_PORT}"
     pgbouncer = f"{tenant.name}-pgbouncer:{PGBOUNCER_PORT}"
     public = f"{tenant.name}-api:{HTTP_PORT}"
-    # The API's metrics port also serves /internal/v1/*: only the operator and monitoring.
-    metrics = f"{tenant.name}-api:{METRICS_PORT}"
+    # The API's metrics port also serves /internal/v1/*: only the operator and monitoring. The
+    # full name: the operator asks from its own namespace.
+    metrics = f"{tenant.name}-api.{tenant.namespace}.svc.{realnode.CLUSTER_DOMAIN}:{METRICS_PORT}"
     api = api_pod(real_node, tenant.namespace)
     (operator,) = pods(real_node, operator_release)
     probe = start_idle_pod(real_node, tenant.namespace, "e2e-unlabelled-probe")
