@@ -211,6 +211,12 @@ class RealNode:
     def prepare(self, *, kubelet_port: int, ca: Path) -> None:
         """Claim the host's one real node, create the bridge and write every config."""
         self.claim_host()
+        missing = [tool for tool in ("iptables", "ipset") if shutil.which(tool) is None]
+        if missing:
+            raise NodeError(
+                f"{' and '.join(missing)} missing: kube-proxy and kube-router (NetworkPolicies) "
+                f"need them; run `make system-deps` (apt-get install {' '.join(missing)})"
+            )
         if not BRIDGE_NF_CALL_IPTABLES.exists():
             raise NodeError(
                 f"{BRIDGE_NF_CALL_IPTABLES} is missing: NetworkPolicies cannot be enforced between "
