@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages the tests and `make dev` start for real are present:
 # PostgreSQL server binaries, redis-server, pgbouncer and prometheus-redis-exporter (the
-# monitoring tests' Redis exporter); podman, debootstrap, containerd, runc, the CNI plugins and
-# iptables for the images and the real node. Installs them with apt-get when missing and running
-# as root; otherwise says exactly what to install. Idempotent and quick when everything is there
-# (it only looks for the binaries).
+# monitoring tests' Redis exporter); podman, debootstrap, containerd, runc, the CNI plugins,
+# iptables and ipset (kube-router's NetworkPolicy enforcement) for the images and the real node.
+# Installs them with apt-get when missing and running as root; otherwise says exactly what to
+# install. Idempotent and quick when everything is there (it only looks for the binaries).
 set -euo pipefail
 
 missing=()
@@ -20,6 +20,7 @@ command -v containerd >/dev/null || missing+=(containerd)
 command -v runc >/dev/null || [ -x /usr/sbin/runc ] || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || missing+=(iptables)
+command -v ipset >/dev/null || [ -x /usr/sbin/ipset ] || missing+=(ipset)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the test control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kubelet for the real node, helm, kwok) from the pinned Go tool modules beside this file.
+# kube-scheduler, kubectl, helm, kwok; kubelet, kube-proxy and kube-router for the real node) from
+# the pinned Go tool modules beside this file.
 #
 # Binaries are cached outside the repo in
 #   ${ALGOEDGE_CACHE:-$HOME/.cache/algoedge}/controlplane/<version-key>/bin
@@ -15,7 +16,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-modules=(kubernetes etcd helm kwok)
+modules=(kubernetes etcd helm kwok kube-router)
 
 # Non-interactive shells (CI, make) may not have the Go install's bin on PATH.
 if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
@@ -72,6 +73,11 @@ ldflags_for() { # component -> -ldflags value (version stamps)
         version="$(module_version kwok sigs.k8s.io/kwok)"
         echo "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${version#v}"
         ;;
+    kube-router)
+        version="$(module_version kube-router github.com/cloudnativelabs/kube-router/v2)"
+        echo "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=${version}" \
+            "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.BuildDate=1970-01-01T00:00:00Z"
+        ;;
     esac
 }
 
@@ -85,6 +91,7 @@ packages_for() { # component -> main packages to build in one go build
     etcd) echo go.etcd.io/etcd/server/v3 ;;
     helm) echo helm.sh/helm/v3/cmd/helm ;;
     kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
+    kube-router) echo github.com/cloudnativelabs/kube-router/v2/cmd/kube-router ;;
     esac
 }
 

@@ -631,6 +631,21 @@ class LocalControlPlane:
         self._poll_component(
             f"node {realnode.NODE_NAME} Ready (kubelet)", kubelet, node_ready, deadline
         )
+        # After the node registered (kube-router reads its address from the Node object); up is
+        # ready once NetworkPolicies are enforced.
+        kube_router = self._spawn(
+            "kube-router",
+            node.kube_router_argv(bin_dir, kubeconfig, service_cidr=SERVICE_CLUSTER_IP_RANGE),
+        )
+        try:
+            self._poll_component(
+                "kube-router's first NetworkPolicy sync",
+                kube_router,
+                lambda: realnode.kube_router_synced(self.log_file("kube-router").read_text()),
+                deadline,
+            )
+        except realnode.NodeError as error:
+            raise ClusterError(f"{error}\n{self._failure('kube-router')()}") from error
 
     def serve_node_forever(self) -> NoReturn:
         """The node-services component: cluster DNS and the apiserver relay until SIGTERM."""

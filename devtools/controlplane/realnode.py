@@ -13,6 +13,8 @@ its own, logged to ``DIR/logs/<component>.log`` like the others:
 - CNI from Debian's containernetworking-plugins: a ``bridge`` (``BRIDGE``, gateway ``GATEWAY``
   on ``POD_CIDR``) + ``host-local`` + ``portmap`` chain, ``loopback`` by containerd;
 - **kube-proxy** (iptables mode) for Service ClusterIPs;
+- **kube-router** in firewall-only mode: enforces NetworkPolicies with iptables chains and ipsets
+  (bridged pod-to-pod traffic reaches them through ``net.bridge.bridge-nf-call-iptables``);
 - **node-services** (:func:`node_services_forever`): a DNS server on ``GATEWAY:53`` answering
   ``<service>.<namespace>.svc.cluster.local`` from the API, and a TCP relay from
   ``GATEWAY:<port>`` to the apiserver on loopback, published as the ``kubernetes`` Service's
@@ -20,14 +22,11 @@ its own, logged to ``DIR/logs/<component>.log`` like the others:
 
 Nothing listens outside loopback and the bridge's gateway address, which the node creates.
 Side effects on the host, undone by :meth:`RealNode.cleanup` (``cluster down``): the bridge and
-its veths, the pods' network namespaces under /run/netns, kube-proxy's iptables chains, the
-``kubepods`` cgroups, mounts under ``DIR/node``, and ``net.ipv4.ip_forward`` (the CNI bridge
-plugin turns it on; restored to its earlier value). One real node per host: a second refuses to
-start while the first is alive.
-
-NetworkPolicy is NOT enforced: kube-network-policies v0.8.0 queues packets with nftables'
-``queue`` expression, and this kernel is built without CONFIG_NFT_QUEUE: run here, it fails
-every sync with "netlink receive: no such file or directory" (docs/controlplane.md, "Real node").
+its veths, the pods' network namespaces under /run/netns, kube-proxy's and kube-router's
+iptables chains, kube-router's ipsets, the ``kubepods`` cgroups, mounts under ``DIR/node``,
+``net.ipv4.ip_forward`` (the CNI bridge plugin turns it on) and
+``net.bridge.bridge-nf-call-iptables`` (turned on here), both restored to their earlier values.
+One real node per host: a second refuses to start while the first is alive.
 """
 
 from __future__ import annotations
@@ -62,9 +61,20 @@ IMAGES_SCRIPT = Path(__file__).resolve().parents[2] / "images" / "build.sh"
 #: Host-wide: which cluster directory owns the one real node of this host.
 OWNER_FILE = Path("/run/algoedge-realnode.owner")
 KUBEPODS_CGROUPS = Path("/sys/fs/cgroup")
-COMPONENTS = ("containerd", "kubelet", "kube-proxy", "node-services")
+COMPONENTS = ("containerd", "kubelet", "kube-proxy", "kube-router", "node-services")
 #: Binaries the control plane's bin dir must hold for a real node.
-BINARIES = ("kubelet", "kube-proxy")
+BINARIES = ("kubelet", "kube-proxy", "kube-router")
+#: Host settings the node changes, restored by :meth:`RealNode.cleanup` to their earlier values.
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+#: Bridged (same-node) pod-to-pod packets traverse iptables only with this on: without it
+#: kube-router's chains never see them and NetworkPolicies stop nothing between pods.
+BRIDGE_NF_CALL_IPTABLES = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+SYSCTLS = {"ip_forward": IP_FORWARD, "bridge_nf_call_iptables": BRIDGE_NF_CALL_IPTABLES}
+#: kube-router's NetworkPolicy ipsets (its chains start with ``KUBE-`` like kube-proxy's).
+KUBE_ROUTER_IPSET_PREFIXES = ("KUBE-SRC-", "KUBE-DST-", "inet6:KUBE-SRC-", "inet6:KUBE-DST-")
+#: kube-router logs this (``--v=1``) after each full sync; "Aborting sync" when one failed.
+KUBE_ROUTER_SYNCED = "sync iptables took"
+KUBE_ROUTER_FAILED = "Aborting sync"
 
 
 class NodeError(RuntimeError):
@@ -201,13 +211,23 @@ class RealNode:
     def prepare(self, *, kubelet_port: int, ca: Path) -> None:
         """Claim the host's one real node, create the bridge and write every config."""
         self.claim_host()
-        ip_forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+        missing = [tool for tool in ("iptables", "ipset") if shutil.which(tool) is None]
+        if missing:
+            raise NodeError(
+                f"{' and '.join(missing)} missing: kube-proxy and kube-router (NetworkPolicies) "
+                f"need them; run `make system-deps` (apt-get install {' '.join(missing)})"
+            )
+        if not BRIDGE_NF_CALL_IPTABLES.exists():
+            raise NodeError(
+                f"{BRIDGE_NF_CALL_IPTABLES} is missing: NetworkPolicies cannot be enforced between "
+                "pods of the bridge; load the br_netfilter module (modprobe br_netfilter)"
+            )
+        sysctls = {name: path.read_text().strip() for name, path in SYSCTLS.items()}
         shutil.rmtree(self.root, ignore_errors=True)  # cleaned up: nothing is mounted there
         self.root.mkdir(parents=True)
         netns_before = sorted(p.name for p in Path("/run/netns").glob("cni-*"))
-        self.state_file.write_text(
-            json.dumps({"ip_forward": ip_forward, "netns_before": netns_before}) + "\n"
-        )
+        self.state_file.write_text(json.dumps({**sysctls, "netns_before": netns_before}) + "\n")
+        BRIDGE_NF_CALL_IPTABLES.write_text("1")
         for directory in (self.containerd_dir, self.kubelet_dir, self.cni_conf_dir):
             directory.mkdir(parents=True, exist_ok=True)
         (self.containerd_dir / "config.toml").write_text(self.containerd_config())
@@ -272,6 +292,24 @@ class RealNode:
             "--conntrack-tcp-timeout-close-wait=0",
             f"--metrics-bind-address=127.0.0.1:{metrics_port}",
             f"--healthz-bind-address=127.0.0.1:{healthz_port}",
+        ]
+
+    def kube_router_argv(self, bin_dir: Path, kubeconfig: Path, *, service_cidr: str) -> list[str]:
+        """kube-router as the NetworkPolicy enforcer only: no routing, no service proxy (kube-proxy
+        does that), no listener (health and metrics ports off)."""
+        return [
+            str(bin_dir / "kube-router"),
+            f"--kubeconfig={kubeconfig}",
+            f"--hostname-override={NODE_NAME}",
+            "--run-firewall=true",
+            "--run-router=false",
+            "--run-service-proxy=false",
+            f"--service-cluster-ip-range={service_cidr}",
+            "--enable-ipv4=true",
+            "--enable-ipv6=false",
+            "--health-port=0",
+            "--metrics-port=0",
+            "--v=1",  # KUBE_ROUTER_SYNCED is a V(1) line
         ]
 
     def import_images(self, archive: Path) -> None:
@@ -341,13 +379,15 @@ class RealNode:
                     netns.unlink()
         _run(["ip", "link", "delete", BRIDGE], check=False)
         remove_kube_chains()
+        remove_kube_router_ipsets()  # after the chains: an ipset in use cannot be destroyed
         for kubepods in sorted(KUBEPODS_CGROUPS.glob("*/kubepods")):
             for directory in sorted(kubepods.glob("**/"), key=lambda p: len(p.parts), reverse=True):
                 with contextlib.suppress(OSError):
                     directory.rmdir()
-        if "ip_forward" in state:
-            with contextlib.suppress(OSError):
-                Path("/proc/sys/net/ipv4/ip_forward").write_text(str(state["ip_forward"]))
+        for name, path in SYSCTLS.items():
+            if name in state:
+                with contextlib.suppress(OSError):
+                    path.write_text(str(state[name]))
         with contextlib.suppress(OSError):
             if Path(OWNER_FILE.read_text().strip()) == self.directory:
                 OWNER_FILE.unlink()
@@ -367,6 +407,24 @@ def remove_kube_chains() -> None:
             for action in ("-F", "-X"):
                 for chain in chains:
                     _run([tool, "-t", table, action, chain], check=False)
+
+
+def kube_router_synced(log: str) -> bool:
+    """Whether kube-router's log shows a completed full sync; raises on a failed one."""
+    if KUBE_ROUTER_FAILED in log:
+        failed = next(line for line in log.splitlines() if KUBE_ROUTER_FAILED in line)
+        raise NodeError(f"kube-router could not apply the NetworkPolicies: {failed}")
+    return KUBE_ROUTER_SYNCED in log
+
+
+def remove_kube_router_ipsets() -> None:
+    """Destroy kube-router's ipsets (a no-op without any, or without the ipset tool)."""
+    if shutil.which("ipset") is None:
+        return
+    names = _run(["ipset", "list", "-n"], check=False).stdout.split()
+    for name in names:
+        if name.startswith(KUBE_ROUTER_IPSET_PREFIXES):
+            _run(["ipset", "destroy", name], check=False)
 
 
 def container_pids(container_id: str) -> list[int]:

@@ -1,7 +1,8 @@
-"""A tenant on the real node: real pods, real probes, migrations run by the init container.
+"""A tenant on the real node: real pods, real probes, migrations run by the init container, and
+its NetworkPolicies enforced (by kube-router).
 
 The walk of issue 16, most valuable first; see docs/controlplane.md ("Real node") for what the
-local node does not do (NetworkPolicy is not enforced: the kernel lacks nftables' queue).
+local node does and does not do.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from algoedge_operator.builders.common import HTTP_PORT, METRICS_PORT, PGBOUNCER_PORT, REDIS_PORT
 
 from devtools.controlplane import realnode
 from devtools.controlplane.pytest_plugin import KubeCluster
@@ -22,6 +24,12 @@ from tests.e2e.realnode.conftest import APP_IMAGE, RealTenant
 
 CLIENT_SCRIPT = Path(__file__).with_name("client_script.py")
 LOAD_SCRIPT = Path(__file__).with_name("load_script.py")
+TCP_PROBE_SCRIPT = Path(__file__).with_name("tcp_probe_script.py")
+#: How a connection a NetworkPolicy forbids ends for the client (kube-router REJECTs with ICMP;
+#: a DROP would time out). Only together with the same target "open" from an allowed pod does
+#: this prove the policy, not a dead server.
+BLOCKED = frozenset({"refused", "unreachable", "timeout"})
+OPEN = frozenset({"open"})
 
 
 def pods(k8s: KubeCluster, namespace: str, component: str | None = None) -> list[Any]:
@@ -139,6 +147,111 @@ def test_a_pod_logs_in_through_the_api_service_and_receives_a_socketio_event(
     (event,) = [line for line in log.splitlines() if line.startswith("EVENT ")]
     # The script checked the id against the account it linked; here: the event's shape.
     assert set(json.loads(event.removeprefix("EVENT "))) == {"id"}, log
+
+
+def start_idle_pod(k8s: KubeCluster, namespace: str, name: str) -> str:
+    """A pod of the app image with no labels at all (so none of the tenant's), idling until a
+    test execs into it; returned once Running."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": APP_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c", "import time; time.sleep(900)"],
+                }
+            ],
+        },
+    }
+    raw(k8s, "POST", f"/api/v1/namespaces/{namespace}/pods", pod)
+
+    def running() -> bool:
+        status = k8s.core.read_namespaced_pod(name, namespace).status
+        return status is not None and status.phase == "Running"
+
+    wait_until(f"pod {name} to run", running, timeout=120)
+    return name
+
+
+def tcp_outcomes(
+    k8s: KubeCluster, namespace: str, pod: str, targets: list[str], *, container: str
+) -> dict[str, str]:
+    """What one TCP connection from ``pod`` to each ``host:port`` met (tcp_probe_script.py)."""
+    result = k8s.kubectl_run(
+        "exec",
+        f"--namespace={namespace}",
+        pod,
+        f"--container={container}",
+        "--",
+        "python",
+        "-c",
+        TCP_PROBE_SCRIPT.read_text(),
+        *targets,
+    )
+    outcomes: dict[str, str] = json.loads(result.stdout.strip().splitlines()[-1])
+    return outcomes
+
+
+@pytest.mark.timeout(600)
+def test_network_policies_admit_only_the_tenants_pods_to_redis_and_pgbouncer(
+    real_node: KubeCluster, tenant: RealTenant, operator_release: str
+) -> None:
+    wait_until(
+        "the tenant to be Ready on the real node",
+        condition_is(real_node, tenant.namespace, tenant.name, "Ready", "True"),
+        timeout=300,
+    )
+    redis = f"{tenant.name}-redis:{REDIS_PORT}"
+    pgbouncer = f"{tenant.name}-pgbouncer:{PGBOUNCER_PORT}"
+    public = f"{tenant.name}-api:{HTTP_PORT}"
+    # The API's metrics port also serves /internal/v1/*: only the operator and monitoring. The
+    # full name: the operator asks from its own namespace.
+    metrics = f"{tenant.name}-api.{tenant.namespace}.svc.{realnode.CLUSTER_DOMAIN}:{METRICS_PORT}"
+    api = api_pod(real_node, tenant.namespace)
+    (operator,) = pods(real_node, operator_release)
+    probe = start_idle_pod(real_node, tenant.namespace, "e2e-unlabelled-probe")
+    expected: dict[str, dict[str, frozenset[str]]] = {
+        # A pod of the tenant's namespace without the tenant's labels: only the public port.
+        "probe": {redis: BLOCKED, pgbouncer: BLOCKED, metrics: BLOCKED, public: OPEN},
+        # The same targets from pods the policies admit: the servers are there and listening.
+        "api": {redis: OPEN, pgbouncer: OPEN},
+        "operator": {metrics: OPEN},
+    }
+    observed: dict[str, dict[str, str]] = {}
+
+    def as_expected() -> bool:
+        # kube-router applies policies a moment after pods change: look again until it holds.
+        observed["probe"] = tcp_outcomes(
+            real_node, tenant.namespace, probe, list(expected["probe"]), container="probe"
+        )
+        observed["api"] = tcp_outcomes(
+            real_node, tenant.namespace, api.metadata.name, list(expected["api"]), container="api"
+        )
+        observed["operator"] = tcp_outcomes(
+            real_node,
+            operator_release,
+            operator.metadata.name,
+            list(expected["operator"]),
+            container=operator.spec.containers[0].name,
+        )
+        return all(
+            observed[source][target] in allowed
+            for source, targets in expected.items()
+            for target, allowed in targets.items()
+        )
+
+    try:
+        wait_until("the NetworkPolicies to be enforced", as_expected, timeout=90)
+    except pytest.fail.Exception as error:
+        pytest.fail(f"{error}\nexpected: {expected}\nobserved: {observed}")
+    finally:
+        real_node.core.delete_namespaced_pod(probe, tenant.namespace, grace_period_seconds=0)
 
 
 @pytest.mark.timeout(600)
