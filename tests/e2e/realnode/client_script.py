@@ -36,12 +36,6 @@ async def main(base: str) -> None:
 
         sio.on("account.linked", on_linked)
         await sio.connect(base, auth={"token": token}, transports=["websocket"], wait_timeout=10)
-        # KNOWN RACE (found here, not fixed: app code): python-socketio starts a pod's Redis
-        # subscription only when its first engine.io connection arrives (AsyncServer.
-        # _handle_eio_connect -> manager.initialize()), asynchronously. An event another API pod
-        # publishes in that window is lost, so the first socket on a fresh pod can miss it (seen
-        # once in three runs with two API pods). Give the subscription a moment.
-        await asyncio.sleep(2)
         try:
             account = {"login": "5001", "server": "Demo-Server", "password": "pw"}
             headers = {"Authorization": f"Bearer {token}"}

@@ -146,9 +146,6 @@ async def link_and_follow(base: str, *, connect_within: float) -> tuple[list[str
         sio = socketio.AsyncClient(reconnection=False)
         sio.on("account.status", on_status)
         await sio.connect(base, auth={"token": token}, transports=["websocket"], wait_timeout=10)
-        # A fresh API pod subscribes to the events channel only once its first socket arrived
-        # (the known race, client_script.py); the bridge's first event comes seconds later anyway.
-        await asyncio.sleep(2)
         try:
             account = {"login": "7001", "server": "Sim-Demo", "password": "mt5-password"}
             async with http.post(
