@@ -57,6 +57,12 @@ REAL_NODE_KEY = "algoedge.dev/real-node"
 REAL_NODE_LABEL = (REAL_NODE_KEY, "true")
 REAL_NODE_TAINT = {"key": REAL_NODE_KEY, "value": "true", "effect": "NoSchedule"}
 PAUSE_IMAGE = "localhost/algoedge-pause:1"
+#: The other images ``images/build.sh`` makes, as pods name them (pull policy Never: no registry).
+APP_IMAGE = "localhost/algoedge:dev"
+BRIDGE_IMAGE = "localhost/algoedge-bridge:dev"
+OPERATOR_IMAGE = "localhost/algoedge-operator:dev"
+REDIS_IMAGE = "localhost/algoedge-redis:7.0"
+PGBOUNCER_IMAGE = "localhost/algoedge-pgbouncer:1.18"
 CNI_BIN_DIR = Path("/usr/lib/cni")
 IMAGES_SCRIPT = Path(__file__).resolve().parents[2] / "images" / "build.sh"
 #: Host-wide: which cluster directory owns the one real node of this host.
@@ -226,16 +232,29 @@ class RealNode:
         _run(["ip", "link", "set", BRIDGE, "up"])
 
     def claim_host(self) -> None:
+        if (message := self.host_taken()) is not None:
+            raise NodeError(message)
         with contextlib.suppress(OSError):
             owner = Path(OWNER_FILE.read_text().strip())
-            if owner != self.directory and _kubelet_alive(owner):
-                raise NodeError(
-                    f"another real node runs on this host (cluster {owner}); "
-                    "stop it first (cluster down --dir that directory)"
-                )
             if owner != self.directory:
                 RealNode(owner).cleanup()
         OWNER_FILE.write_text(f"{self.directory}\n")
+
+    def host_taken(self) -> str | None:
+        """Why this cluster cannot have the host's one real node (another cluster's kubelet is
+        alive) and what to do about it; None when it can."""
+        try:
+            owner = Path(OWNER_FILE.read_text().strip())
+        except OSError:
+            return None
+        if owner == self.directory or not _kubelet_alive(owner):
+            return None
+        return (
+            f"another real node runs on this host (cluster {owner}; one per host: "
+            f"{OWNER_FILE}). Wait for it to end (a `pytest --real-node` session stops its own), "
+            "or stop it: .venv/bin/python -m devtools.controlplane.cluster down "
+            f"--dir {owner}; then try again"
+        )
 
     def containerd_argv(self) -> list[str]:
         return ["containerd", f"--config={self.containerd_dir / 'config.toml'}"]

@@ -23,11 +23,11 @@ from devtools.services import PostgresServer
 from tests.e2e.operator.support import create_db_secret, raw, tenant_body, tenants_path, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
-OPERATOR_IMAGE = ("localhost/algoedge-operator", "dev")
-APP_IMAGE = "localhost/algoedge:dev"
-BRIDGE_IMAGE = "localhost/algoedge-bridge:dev"
-REDIS_IMAGE = "localhost/algoedge-redis:7.0"
-PGBOUNCER_IMAGE = "localhost/algoedge-pgbouncer:1.18"
+OPERATOR_IMAGE = tuple(realnode.OPERATOR_IMAGE.rsplit(":", 1))  # (repository, tag) for helm
+APP_IMAGE = realnode.APP_IMAGE
+BRIDGE_IMAGE = realnode.BRIDGE_IMAGE
+REDIS_IMAGE = realnode.REDIS_IMAGE
+PGBOUNCER_IMAGE = realnode.PGBOUNCER_IMAGE
 TENANT = "acme"
 
 
