@@ -92,7 +92,7 @@ class NamespaceWatch:
         self.api_service = api_service
         self.pods: dict[str, str] = {}
         self.tenants: dict[str, str] = {}
-        self.events: dict[str, int] = {}
+        self.events: set[str] = set()
         self.api_address: str | None = None
 
     def changes(
@@ -123,18 +123,16 @@ class NamespaceWatch:
             del self.pods[name]
             lines.append(f"pod {name}: gone")
         for event in events:
-            if event.get("type") != "Warning":
+            # Once per event: its repetitions (a probe failing every period, the HPA finding no
+            # metrics server every sync) would be a line per poll; the pod's state says the rest.
+            uid = event["metadata"]["uid"]
+            if event.get("type") != "Warning" or uid in self.events:
                 continue
-            uid, count = event["metadata"]["uid"], int(event.get("count") or 1)
-            if self.events.get(uid, 0) >= count:
-                continue
-            self.events[uid] = count
+            self.events.add(uid)
             involved = event.get("involvedObject", {})
             what = f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
-            times = f" ({count} times)" if count > 1 else ""
-            lines.append(
-                f"warning {what}: {event.get('reason', '')}: {event.get('message', '')}{times}"
-            )
+            message = str(event.get("message", "")).strip()
+            lines.append(f"warning {what}: {event.get('reason', '')}: {message}")
         for service in services:
             if service["metadata"]["name"] != self.api_service:
                 continue

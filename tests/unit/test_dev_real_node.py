@@ -155,9 +155,12 @@ class TestNamespaceWatch:
         )
         serving = pod("dev-api-1", phase="Running", conditions=ready(True))
         again = {**warning, "count": 3}
-        assert watch.changes(pods=[serving], events=[again], tenants=[], services=[service]) == [
+        later = {**warning, "metadata": {"uid": "e3"}, "message": "Liveness probe failed\n"}
+        assert watch.changes(
+            pods=[serving], events=[again, later], tenants=[], services=[service]
+        ) == [
             "pod dev-api-1: Running, ready",
-            "warning pod/dev-api-1: Unhealthy: Readiness probe failed (3 times)",
+            "warning pod/dev-api-1: Unhealthy: Liveness probe failed",
         ]
         assert watch.changes(pods=[], events=[again], tenants=[], services=[]) == [
             "pod dev-api-1: gone"
