@@ -247,7 +247,7 @@ class RealNode:
             owner = Path(OWNER_FILE.read_text().strip())
         except OSError:
             return None
-        if owner == self.directory or not _kubelet_alive(owner):
+        if owner == self.directory or not _cluster_alive(owner):
             return None
         return (
             f"another real node runs on this host (cluster {owner}; one per host: "
@@ -338,7 +338,11 @@ class RealNode:
         return pids
 
     def cleanup(self) -> None:
-        """Undo what the node did to the host (its processes are stopped already)."""
+        """Undo what the node did to the host (its processes are stopped already). Nothing when
+        another cluster's node is alive: the kubepods cgroups, the bridge and the iptables chains
+        are host-wide, and a refused second start (whose clean-up runs) must not wreck them."""
+        if self.host_taken() is not None:
+            return
         self.kill_pods()
         state: dict[str, Any] = {}
         with contextlib.suppress(OSError, ValueError):
@@ -401,13 +405,18 @@ def container_pids(container_id: str) -> list[int]:
     return pids
 
 
-def _kubelet_alive(directory: Path) -> bool:
-    try:
-        pid, start_ticks = (directory / "pids" / "kubelet.pid").read_text().split()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (OSError, ValueError):
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[19] == start_ticks
+def _cluster_alive(directory: Path) -> bool:
+    """Whether any component of the cluster in ``directory`` lives: its kubelet, or, while its
+    node is still starting (the host claimed, no kubelet yet), its apiserver or containerd."""
+    for record in (directory / "pids").glob("*.pid"):
+        try:
+            pid, start_ticks = record.read_text().split()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if stat[stat.rindex(")") + 2 :].split()[19] == start_ticks:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------

@@ -176,15 +176,16 @@ def owner_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-@pytest.fixture
-def live_kubelet(tmp_path: Path) -> Iterator[Path]:
-    """A cluster directory whose kubelet pid file names a live process."""
+@pytest.fixture(params=["kubelet", "kube-apiserver"])
+def live_kubelet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A cluster directory whose kubelet pid file names a live process, or (its node still
+    starting: the host claimed, no kubelet yet) its apiserver's."""
     directory = tmp_path / "other-cluster"
     (directory / "pids").mkdir(parents=True)
     process = subprocess.Popen(["sleep", "60"])
     ticks = _start_ticks(process.pid)
     assert ticks is not None
-    PidRecord("kubelet", process.pid, ticks).write(directory / "pids" / "kubelet.pid")
+    PidRecord(request.param, process.pid, ticks).write(directory / "pids" / f"{request.param}.pid")
     yield directory
     process.kill()
     process.wait()
@@ -210,6 +211,7 @@ class TestOneRealNodePerHost:
     ) -> None:
         owner_file.write_text(f"{live_kubelet}\n")
         assert realnode.RealNode(tmp_path / "dev-cluster").host_taken() is not None
-        (live_kubelet / "pids" / "kubelet.pid").write_text("999999999 1\n")
+        for record in (live_kubelet / "pids").glob("*.pid"):
+            record.write_text("999999999 1\n")
         # (claim_host would now clean up after the dead node: not here, it kills kubepods.)
         assert realnode.RealNode(tmp_path / "dev-cluster").host_taken() is None
