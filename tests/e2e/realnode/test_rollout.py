@@ -127,6 +127,14 @@ def test_a_config_change_rolls_the_api_pods_without_failed_requests(
     )
     signal_pod(k8s, namespace, load, signal.SIGTERM)
     log = finished_log(k8s, namespace, load, timeout=60)
+    # The namespace is the session's: the other tests list its pods and expect the tenant's only.
+    k8s.core.delete_namespaced_pod(load, namespace, grace_period_seconds=0)
+    k8s.core.delete_namespaced_config_map(load, namespace)
+    wait_until(
+        f"pod {load} to be gone",
+        lambda: load not in {p.metadata.name for p in pods(k8s, namespace)},
+        timeout=60,
+    )
     (summary,) = [line for line in log.splitlines() if line.startswith("OK ")]
     _, served, _, failed = summary.split()
     # Shown with the test's output (-rA) and on failure: how the load split over the rollout.
