@@ -130,8 +130,8 @@ test: system-deps venv bridge-venv controlplane monitoring-tools images lint typ
 	timeout 1800 $(PY) -m pytest tests/e2e/realnode --real-node $(PYTEST_ARGS)
 
 .PHONY: dev
-dev: system-deps venv bridge-venv controlplane ## start Postgres, Redis, pgBouncer, the API, the local control plane and the operator in .run/ (Ctrl-C stops all)
-	$(PY) -m devtools.dev --dir .run $(DEV_ARGS)
+dev: system-deps venv bridge-venv controlplane $(if $(REAL_NODE),images) ## start Postgres, Redis, pgBouncer, the API, the local control plane and the operator in .run/ (REAL_NODE=1: the tenant's pods really run, on the real node; Ctrl-C stops all)
+	$(PY) -m devtools.dev --dir .run $(if $(REAL_NODE),--real-node) $(DEV_ARGS)
 
 .PHONY: bench
 bench: system-deps venv ## API benchmark at saturation: hello ceiling, baseline, api, api-me (GET /me only), with the ratios (BENCH_ARGS to add options)

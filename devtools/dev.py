@@ -12,11 +12,20 @@ The cluster part (skip it with ``--no-cluster``): a fresh local control plane in
 It reconciles tenant ``dev/dev``, whose internal Secret holds this API's tokens, and its
 capacity URL is this API's ``/internal/v1/capacity``: accounts linked through the API scale the
 tenant's bridge StatefulSet (2 accounts per replica), as in a real deployment.
+
+With ``--real-node`` (`make dev REAL_NODE=1`) the tenant's pods really run, on the local real
+node (devtools/controlplane/realnode.py) instead of kwok: the images ``images/build.sh`` builds
+from this tree (pull policy Never), Postgres also on the node's gateway address for them (the
+same database the API here uses), no bridge pods (they could not reach the MetaAPI simulator on
+loopback). What happens to the tenant's pods is printed as it happens, and the address of the
+tenant's API Service once the operator has made it. One real node per host: it refuses to start
+while another runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import secrets
@@ -25,6 +34,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -33,9 +43,11 @@ from types import FrameType
 from cryptography.fernet import Fernet
 
 from devtools.bridge import bridge_environment
-from devtools.controlplane.cluster import ClusterError, LocalControlPlane
+from devtools.controlplane import realnode
+from devtools.controlplane.cluster import ApiServer, ClusterError, LocalControlPlane
 from devtools.monitoring import tools as monitoring_tools
 from devtools.monitoring.local import LocalMonitoring, MonitoringError
+from devtools.pod_events import JsonObject, NamespaceWatch
 from devtools.services import (
     LOOPBACK,
     PgBouncer,
@@ -53,25 +65,40 @@ KOPF = Path(sys.executable).with_name("kopf")
 METAAPI_SIM = REPO / ".venv-bridge" / "bin" / "algoedge-metaapi-sim"
 #: `algoedge bridge` runs in the same environment (the SDK).
 BRIDGE_ALGOEDGE = REPO / ".venv-bridge" / "bin" / "algoedge"
-#: The tenant `make dev` runs: small, and a bridge replica per 2 linked accounts so that linking
-#: a few accounts through the API shows the operator scaling.
-DEV_TENANT = """
-apiVersion: algoedge.io/v1alpha1
-kind: AlgoEdgeTenant
-metadata: {name: dev, namespace: dev}
-spec:
-  image: registry.example.com/algoedge:dev
-  bridgeImage: registry.example.com/algoedge-bridge:dev
-  expectedUsers: 100
-  database: {secretRef: {name: dev-db}}
-  api: {minReplicas: 1, maxReplicas: 2}
-  bridge:
-    accountsPerReplica: 2
-    minReplicas: 1
-    maxReplicas: 5
-    scaleDownStabilizationSeconds: 30
-    metaapi: {tokenSecretRef: {name: dev-metaapi}}
-"""
+#: Seconds between two looks at the tenant's namespace (what changed is printed, nothing else).
+WATCH_INTERVAL_SECONDS = 1.0
+
+
+def dev_tenant(*, real_node: bool) -> dict[str, object]:
+    """The tenant `make dev` runs: small. On kwok, a bridge replica per 2 linked accounts so that
+    linking a few accounts through the API shows the operator scaling. On the real node, the
+    images built here and no bridge (no MetaAPI token referenced: no bridge pods)."""
+    spec: dict[str, object] = {
+        "image": "registry.example.com/algoedge:dev",
+        "bridgeImage": "registry.example.com/algoedge-bridge:dev",
+        "expectedUsers": 100,
+        "database": {"secretRef": {"name": "dev-db"}},
+        "api": {"minReplicas": 1, "maxReplicas": 2},
+        "bridge": {
+            "accountsPerReplica": 2,
+            "minReplicas": 1,
+            "maxReplicas": 5,
+            "scaleDownStabilizationSeconds": 30,
+            "metaapi": {"tokenSecretRef": {"name": "dev-metaapi"}},
+        },
+    }
+    if real_node:
+        spec.update(
+            image=realnode.APP_IMAGE, bridgeImage=realnode.BRIDGE_IMAGE, imagePullPolicy="Never"
+        )
+        del spec["bridge"]
+    return {
+        "apiVersion": "algoedge.io/v1alpha1",
+        "kind": "AlgoEdgeTenant",
+        "metadata": {"name": "dev", "namespace": "dev"},
+        "spec": spec,
+    }
+
 
 # Stable ports when they are free, so bookmarks and `psql` history keep working between runs.
 PREFERRED_PORTS = {
@@ -118,13 +145,29 @@ def _announce_mail(message: EmailMessage, path: Path | None) -> None:
 
 
 class DevCluster:
-    """The local control plane, the CRD, tenant ``dev/dev`` and the operator, for one `make dev`."""
+    """The local control plane, the CRD, tenant ``dev/dev`` and the operator, for one `make dev`;
+    with ``real_node``, the tenant's pods on the real node."""
 
-    def __init__(self, root: Path) -> None:
-        self.plane = LocalControlPlane(root / "cluster")
+    def __init__(self, root: Path, *, real_node: bool) -> None:
+        self.real_node = real_node
+        # Said explicitly: left to the directory's marker, a `make cluster-up REAL_NODE=1` in
+        # .run/cluster would bring the real node into the next `make dev`.
+        self.plane = LocalControlPlane(root / "cluster", real_node=real_node)
         self.operator_log = root / "operator.log"
         self.operator: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
+        self.watch = NamespaceWatch(api_service="dev-api")
+        self._api: ApiServer | None = None
+        self._watch_error: str | None = None
+
+    def host_taken(self) -> str | None:
+        """Why the real node cannot start here (another one runs on this host), if it cannot."""
+        return self.plane.node.host_taken() if self.real_node else None
+
+    def start_plane(self) -> None:
+        """The control plane (and the real node: its bridge address is where Postgres must also
+        listen, so this comes before the services)."""
+        self.plane.start(timeout=600 if self.real_node else 120)
 
     def kubectl(self, *args: str, stdin: str | None = None) -> None:
         subprocess.run(
@@ -142,7 +185,7 @@ class DevCluster:
         database_url: str,
         metaapi_token: str,
     ) -> None:
-        self.plane.start()
+        """The CRD, namespace ``dev`` and its Secrets, the tenant, then the operator."""
         self.kubectl("apply", "--server-side", f"--filename={REPO / 'crds'}")
         self.kubectl(
             "wait",
@@ -151,6 +194,12 @@ class DevCluster:
             "customresourcedefinition/algoedgetenants.algoedge.io",
         )
         self.kubectl("create", "namespace", "dev")
+        if self.real_node:
+            # Every pod of the namespace on the real node (the apiserver's admission plugins).
+            annotations = realnode.namespace_annotations()
+            self.kubectl(
+                "annotate", "namespace", "dev", *(f"{k}={v}" for k, v in annotations.items())
+            )
         self.kubectl(
             "--namespace=dev",
             "create",
@@ -174,7 +223,8 @@ class DevCluster:
         self.kubectl(
             "--namespace=dev", "annotate", "secret", "dev-internal", "algoedge.io/adopt=dev"
         )
-        # The simulator's token: the bridge runs no pods until the tenant references one.
+        # The simulator's token: the bridge runs no pods until the tenant references one (on
+        # the real node it does not: the simulator listens on loopback, out of the pods' reach).
         self.kubectl(
             "--namespace=dev",
             "create",
@@ -187,7 +237,8 @@ class DevCluster:
         self.kubectl(
             "--namespace=dev", "label", "secret", "dev-db", "dev-metaapi", "algoedge.io/tenant=dev"
         )
-        self.kubectl("apply", "--filename=-", stdin=DEV_TENANT)
+        tenant = dev_tenant(real_node=self.real_node)
+        self.kubectl("apply", "--filename=-", stdin=json.dumps(tenant))
         self.metrics_port = free_port()
         env = {
             **os.environ,
@@ -196,11 +247,18 @@ class DevCluster:
             "ALGOEDGE_OPERATOR_CAPACITY_URL": (
                 f"http://{LOOPBACK}:{api_metrics_port}/internal/v1/capacity"
             ),
-            "ALGOEDGE_OPERATOR_SCALE_INTERVAL": "5",
+            # Every 5 s on kwok, so linking accounts shows the bridge scaling at once; on the real
+            # node (no bridge) the default 30 s: each read is an access-log line of the API here,
+            # between the lines about the pods.
+            "ALGOEDGE_OPERATOR_SCALE_INTERVAL": "30" if self.real_node else "5",
             "ALGOEDGE_OPERATOR_RESYNC_INTERVAL": "30",
             "ALGOEDGE_OPERATOR_HTTP_HOST": LOOPBACK,
             "ALGOEDGE_OPERATOR_HTTP_PORT": str(self.metrics_port),
         }
+        if self.real_node:
+            # The tenant's Redis and pgBouncer from the images built here, not a registry's.
+            env["ALGOEDGE_OPERATOR_REDIS_IMAGE"] = realnode.REDIS_IMAGE
+            env["ALGOEDGE_OPERATOR_PGBOUNCER_IMAGE"] = realnode.PGBOUNCER_IMAGE
         with self.operator_log.open("ab") as log:
             self.operator = subprocess.Popen(
                 [str(KOPF), "run", "--all-namespaces", "--standalone", "-m", "algoedge_operator"],
@@ -210,15 +268,55 @@ class DevCluster:
                 start_new_session=True,
             )
 
-    def describe(self) -> str:
+    def describe(self, *, postgres_port: int) -> str:
         kubectl = self.plane.binary("kubectl")
-        return (
-            "Local control plane, operator and tenant dev/dev:\n"
-            f"  export KUBECONFIG={self.plane.kubeconfig} PATH={kubectl.parent}:$PATH\n"
-            "  kubectl get aet -n dev     # Ready; the bridge follows the accounts linked via the API\n"
+        lines = [
+            "Local control plane, operator and tenant dev/dev:",
+            f"  export KUBECONFIG={self.plane.kubeconfig} PATH={kubectl.parent}:$PATH",
+            "  kubectl get aet -n dev     # Ready; the bridge follows the accounts linked via the API",
             f"  operator    log {self.operator_log}, "
-            f"metrics http://{LOOPBACK}:{self.metrics_port}/metrics\n"
-        )
+            f"metrics http://{LOOPBACK}:{self.metrics_port}/metrics",
+        ]
+        if self.real_node:
+            lines[2] = "  kubectl get aet,pods -n dev   # real pods, on node " + realnode.NODE_NAME
+            lines += [
+                f"  real node   {realnode.NODE_NAME}: images {realnode.APP_IMAGE} (api, worker, beat, "
+                "migrate), built from this tree by images/build.sh; no bridge pods",
+                f"  PostgreSQL  also on {realnode.GATEWAY}:{postgres_port} for the pods (the same "
+                "database as the API above: the same users)",
+                "  Below: the tenant's pods, Warning events and its API's address as they change.",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def poll(self) -> list[str]:
+        """What changed in namespace ``dev`` since the last call (lines to print)."""
+        if self._api is None:
+            endpoints = self.plane.endpoints()
+            if endpoints is None:
+                return []
+            self._api = ApiServer(port=endpoints.apiserver, pki=self.plane.pki)
+        lists: dict[str, list[JsonObject]] = {}
+        paths = {
+            "pods": "/api/v1/namespaces/dev/pods",
+            "events": "/api/v1/namespaces/dev/events",
+            "tenants": "/apis/algoedge.io/v1alpha1/namespaces/dev/algoedgetenants",
+            "services": "/api/v1/namespaces/dev/services",
+        }
+        try:
+            for kind, path in paths.items():
+                status, body = self._api.request("GET", path)
+                if status != 200:
+                    raise OSError(f"GET {path}: HTTP {status}")
+                lists[kind] = body.get("items", [])
+        except (OSError, http.client.HTTPException) as error:
+            # Said once, not at every poll; the next good answer clears it.
+            message = f"cannot list namespace dev: {error}"
+            if message == self._watch_error:
+                return []
+            self._watch_error = message
+            return [message]
+        self._watch_error = None
+        return self.watch.changes(**lists)
 
     def problem(self) -> str | None:
         """Why the cluster part stopped working, if it did (the operator exited)."""
@@ -269,7 +367,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the services and the API: no control plane, operator or tenant",
     )
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="the tenant's pods on the local real node (containerd, kubelet) instead of kwok: "
+        "the images built from this tree, really running (`make dev REAL_NODE=1`)",
+    )
     args = parser.parse_args(argv)
+    if args.real_node and args.no_cluster:
+        parser.error("--real-node runs the tenant in the cluster: drop --no-cluster")
     root: Path = args.dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)  # postgres and pgbouncer run as the postgres user when we are root
@@ -288,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         port=free_port(PREFERRED_PORTS["postgres"]),
         password=keys["postgres"],
         superuser_password=keys["postgres_superuser"],
+        # The real node's pods reach the host on the node's bridge gateway, not on loopback.
+        listen_also=(realnode.GATEWAY,) if args.real_node else (),
+        clients_also=(realnode.POD_CIDR,) if args.real_node else (),
     )
     redis = RedisServer(
         root=root / "redis", port=free_port(PREFERRED_PORTS["redis"]), password=keys["redis"]
@@ -300,9 +409,14 @@ def main(argv: list[str] | None = None) -> int:
     mail = SmtpSink(
         folder=root / "mail", port=free_port(PREFERRED_PORTS["smtp"]), on_message=_announce_mail
     )
-    cluster = None if args.no_cluster else DevCluster(root)
+    cluster = None if args.no_cluster else DevCluster(root, real_node=args.real_node)
+    if cluster is not None and (taken := cluster.host_taken()) is not None:
+        print(f"dev: {taken}", file=sys.stderr)
+        return 1
     monitoring = LocalMonitoring(root / "monitoring", scrape_seconds=5)
     try:
+        if cluster is not None:
+            cluster.start_plane()
         postgres.start()
         redis.start()
         bouncer.start()
@@ -416,7 +530,12 @@ def main(argv: list[str] | None = None) -> int:
             cluster.start(
                 api_metrics_port=api_metrics_port,
                 api_env=env,
-                database_url=postgres.url,
+                # No TLS on this Postgres; pgBouncer is told so rather than left to try.
+                database_url=(
+                    f"{postgres.url_at(realnode.GATEWAY)}?sslmode=disable"
+                    if args.real_node
+                    else postgres.url
+                ),
                 metaapi_token=keys["metaapi_token"],
             )
         print(
@@ -439,8 +558,13 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         if cluster is not None:
-            print(cluster.describe(), flush=True)
+            print(cluster.describe(postgres_port=postgres.port), flush=True)
+        watched = 0.0
         while not stop.wait(0.5):
+            if cluster is not None and time.monotonic() - watched >= WATCH_INTERVAL_SECONDS:
+                watched = time.monotonic()
+                for line in cluster.poll():
+                    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
             if api.poll() is not None:
                 print(f"dev: the API exited with {api.returncode}", file=sys.stderr)
                 return 1
@@ -480,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
         redis.stop()
         postgres.stop()
         stopped = "operator, control plane, " if cluster is not None else ""
+        if cluster is not None and cluster.real_node:
+            stopped = "operator, control plane and real node (its pods, bridge, iptables chains), "
         print(
             f"dev: stopped {stopped}API, worker, beat, bridge, MetaAPI simulator, mail, pgBouncer, Redis "
             "and PostgreSQL",

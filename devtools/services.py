@@ -153,7 +153,11 @@ class PostgresServer:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{self.user}:{self.password}@{LOOPBACK}:{self.port}/{self.database}"
+        return self.url_at(LOOPBACK)
+
+    def url_at(self, host: str) -> str:
+        """:attr:`url` through another of its addresses (``listen_also``), e.g. the one pods reach."""
+        return f"postgresql://{self.user}:{self.password}@{host}:{self.port}/{self.database}"
 
     @property
     def superuser_url(self) -> str:
@@ -184,10 +188,17 @@ class PostgresServer:
             )
         )
         pwfile.unlink()
-        if self.clients_also:
-            with (self.data_dir / "pg_hba.conf").open("a") as hba:
-                for network in self.clients_also:
-                    hba.write(f"host all all {network} scram-sha-256\n")
+
+    def _allow_clients(self) -> None:
+        """``clients_also`` in pg_hba.conf, at every start: a cluster made by an earlier run
+        without them (`make dev`, then `make dev REAL_NODE=1`) lets them in too."""
+        hba_file = self.data_dir / "pg_hba.conf"
+        present = hba_file.read_text().splitlines()
+        missing = [f"host all all {n} scram-sha-256" for n in self.clients_also]
+        missing = [line for line in missing if line not in present]
+        if missing:
+            with hba_file.open("a") as hba:
+                hba.write("".join(f"{line}\n" for line in missing))
 
     def _options(self) -> list[str]:
         options = [
@@ -221,6 +232,7 @@ class PostgresServer:
                 capture_output=True,
                 check=False,
             )
+        self._allow_clients()
         _hand_over(self.root)
         options = " ".join(self._options())
         self._run(

@@ -56,6 +56,12 @@ REAL_NODE_KEY = "algoedge.dev/real-node"
 REAL_NODE_LABEL = (REAL_NODE_KEY, "true")
 REAL_NODE_TAINT = {"key": REAL_NODE_KEY, "value": "true", "effect": "NoSchedule"}
 PAUSE_IMAGE = "localhost/algoedge-pause:1"
+#: The other images ``images/build.sh`` makes, as pods name them (pull policy Never: no registry).
+APP_IMAGE = "localhost/algoedge:dev"
+BRIDGE_IMAGE = "localhost/algoedge-bridge:dev"
+OPERATOR_IMAGE = "localhost/algoedge-operator:dev"
+REDIS_IMAGE = "localhost/algoedge-redis:7.0"
+PGBOUNCER_IMAGE = "localhost/algoedge-pgbouncer:1.18"
 CNI_BIN_DIR = Path("/usr/lib/cni")
 IMAGES_SCRIPT = Path(__file__).resolve().parents[2] / "images" / "build.sh"
 #: Host-wide: which cluster directory owns the one real node of this host.
@@ -246,16 +252,29 @@ class RealNode:
         _run(["ip", "link", "set", BRIDGE, "up"])
 
     def claim_host(self) -> None:
+        if (message := self.host_taken()) is not None:
+            raise NodeError(message)
         with contextlib.suppress(OSError):
             owner = Path(OWNER_FILE.read_text().strip())
-            if owner != self.directory and _kubelet_alive(owner):
-                raise NodeError(
-                    f"another real node runs on this host (cluster {owner}); "
-                    "stop it first (cluster down --dir that directory)"
-                )
             if owner != self.directory:
                 RealNode(owner).cleanup()
         OWNER_FILE.write_text(f"{self.directory}\n")
+
+    def host_taken(self) -> str | None:
+        """Why this cluster cannot have the host's one real node (another cluster's kubelet is
+        alive) and what to do about it; None when it can."""
+        try:
+            owner = Path(OWNER_FILE.read_text().strip())
+        except OSError:
+            return None
+        if owner == self.directory or not _cluster_alive(owner):
+            return None
+        return (
+            f"another real node runs on this host (cluster {owner}; one per host: "
+            f"{OWNER_FILE}). Wait for it to end (a `pytest --real-node` session stops its own), "
+            "or stop it: .venv/bin/python -m devtools.controlplane.cluster down "
+            f"--dir {owner}; then try again"
+        )
 
     def containerd_argv(self) -> list[str]:
         return ["containerd", f"--config={self.containerd_dir / 'config.toml'}"]
@@ -357,7 +376,11 @@ class RealNode:
         return pids
 
     def cleanup(self) -> None:
-        """Undo what the node did to the host (its processes are stopped already)."""
+        """Undo what the node did to the host (its processes are stopped already). Nothing when
+        another cluster's node is alive: the kubepods cgroups, the bridge and the iptables chains
+        are host-wide, and a refused second start (whose clean-up runs) must not wreck them."""
+        if self.host_taken() is not None:
+            return
         self.kill_pods()
         state: dict[str, Any] = {}
         with contextlib.suppress(OSError, ValueError):
@@ -440,13 +463,18 @@ def container_pids(container_id: str) -> list[int]:
     return pids
 
 
-def _kubelet_alive(directory: Path) -> bool:
-    try:
-        pid, start_ticks = (directory / "pids" / "kubelet.pid").read_text().split()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (OSError, ValueError):
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[19] == start_ticks
+def _cluster_alive(directory: Path) -> bool:
+    """Whether any component of the cluster in ``directory`` lives: its kubelet, or, while its
+    node is still starting (the host claimed, no kubelet yet), its apiserver or containerd."""
+    for record in (directory / "pids").glob("*.pid"):
+        try:
+            pid, start_ticks = record.read_text().split()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if stat[stat.rindex(")") + 2 :].split()[19] == start_ticks:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------

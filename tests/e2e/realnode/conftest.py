@@ -32,11 +32,11 @@ from tests.e2e.operator.support import (
 )
 
 REPO = Path(__file__).resolve().parents[3]
-OPERATOR_IMAGE = ("localhost/algoedge-operator", "dev")
-APP_IMAGE = "localhost/algoedge:dev"
-BRIDGE_IMAGE = "localhost/algoedge-bridge:dev"
-REDIS_IMAGE = "localhost/algoedge-redis:7.0"
-PGBOUNCER_IMAGE = "localhost/algoedge-pgbouncer:1.18"
+OPERATOR_IMAGE = tuple(realnode.OPERATOR_IMAGE.rsplit(":", 1))  # (repository, tag) for helm
+APP_IMAGE = realnode.APP_IMAGE
+BRIDGE_IMAGE = realnode.BRIDGE_IMAGE
+REDIS_IMAGE = realnode.REDIS_IMAGE
+PGBOUNCER_IMAGE = realnode.PGBOUNCER_IMAGE
 TENANT = "acme"
 #: Debian's aiosmtpd printing every message it accepts (images/Dockerfile, target smtp-sink).
 SMTP_SINK_IMAGE = "localhost/algoedge-smtp-sink:1"

@@ -77,9 +77,12 @@ def test_tenant_becomes_ready_with_running_pods_and_migrations_applied(
     assert "users" in tables, tables
 
 
-def start_script_pod(k8s: KubeCluster, namespace: str, script: Path, *args: str) -> str:
-    """Start ``script`` with ``args`` in a pod of the app image; the pod's name."""
-    name = f"e2e-{script.stem.replace('_', '-')}"
+def start_script_pod(
+    k8s: KubeCluster, namespace: str, script: Path, *args: str, name: str | None = None
+) -> str:
+    """Start ``script`` with ``args`` in a pod of the app image (and a ConfigMap holding it),
+    both called ``name`` (default: after the script); the pod's name."""
+    name = name or f"e2e-{script.stem.replace('_', '-')}"
     raw(
         k8s,
         "POST",

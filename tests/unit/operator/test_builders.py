@@ -321,6 +321,19 @@ class TestApiDeployment:
         migrate = template["spec"]["initContainers"][0]
         assert "lifecycle" not in migrate, "init containers take no lifecycle hooks"
 
+    def test_should_roll_a_change_out_by_surge_never_below_its_replicas(self) -> None:
+        """A config or image change adds a Ready pod before an old one goes (walked on the real
+        node: tests/e2e/realnode/test_rollout.py); a spec change reaches the pods through the
+        config checksum of the template."""
+        deployment = api_deployment(tenant(), tenant_secrets())
+        assert deployment["spec"]["strategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
+        }
+        raised = tenant(rateLimits={"perUser": {"requests": 250, "windowSeconds": 900}})
+        changed = api_deployment(raised, tenant_secrets())
+        assert changed["spec"]["template"] != deployment["spec"]["template"]
+
     def test_should_give_the_api_every_contract_variable(self) -> None:
         api = container(api_deployment(tenant(), tenant_secrets()), "api")
         assert env_names(api) >= APP_CONTRACT | {
