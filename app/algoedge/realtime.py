@@ -91,6 +91,17 @@ class SessionLookup(Protocol):
     async def ended_among(self, sessions: Sequence[Claims]) -> list[str]: ...
 
 
+async def _await_subscription(confirmed: asyncio.Event, what: str, within: float) -> None:
+    """Wait at most ``within`` seconds for Redis to confirm a subscription; past that, a warning
+    (the subscriber keeps retrying on its own, and the pod serves without it: Redis is not a
+    readiness condition)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            await confirmed.wait()
+            return
+    log.warning("%s not confirmed within %.0f s; it keeps retrying", what, within)
+
+
 class _RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     """socket.io's Redis manager with the app's client options: a publish fails within the Redis
     timeout, while the subscription, on a client of its own, waits for messages indefinitely
@@ -120,13 +131,7 @@ class _RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         publishes while the first socket connects would otherwise be lost to it. Waits at most
         ``within`` seconds for Redis to confirm; without Redis the listener keeps retrying."""
         self.initialize()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within):
-                await self.subscribed.wait()
-                return
-        log.warning(
-            "socket.io's Redis subscription not confirmed within %.0f s; it keeps retrying", within
-        )
+        await _await_subscription(self.subscribed, "socket.io's Redis subscription", within)
 
     async def stop(self) -> None:
         """Stop the listener and close its Redis clients (the publisher's and the subscriber's)."""
@@ -216,13 +221,7 @@ class Sockets:
         self.server.manager_initialized = True  # so the first connection does not start another
         self._relay_task = asyncio.create_task(self.relay(), name="event-relay")
         await self._manager.start(within=within)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within):
-                await self._relay_subscribed.wait()
-                return
-        log.warning(
-            "the event relay's subscription not confirmed within %.0f s; it keeps retrying", within
-        )
+        await _await_subscription(self._relay_subscribed, "the event relay's subscription", within)
 
     async def stop(self) -> None:
         if self._relay_task is not None:

@@ -23,6 +23,7 @@ from devtools.controlplane import realnode
 from devtools.controlplane.pytest_plugin import KubeCluster, delete_namespace
 from devtools.services import PostgresServer
 from tests.e2e.operator.support import (
+    condition_is,
     create_db_secret,
     create_secret,
     raw,
@@ -190,6 +191,15 @@ class RealTenant:
     database: str
 
 
+def wait_tenant_ready(k8s: KubeCluster, tenant: RealTenant) -> None:
+    """Wait (up to 300 s) for the session's tenant to be Ready, the first step of every walk."""
+    wait_until(
+        "the tenant to be Ready on the real node",
+        condition_is(k8s, tenant.namespace, tenant.name, "Ready", "True"),
+        timeout=300,
+    )
+
+
 @pytest.fixture(scope="session")
 def tenant(
     real_node: KubeCluster,
@@ -233,4 +243,4 @@ def tenant(
     delete_namespace(k8s, namespace)
 
 
-__all__ = ["OutsideServices", "RealTenant", "wait_until"]
+__all__ = ["OutsideServices", "RealTenant", "wait_tenant_ready", "wait_until"]

@@ -16,8 +16,8 @@ import pytest
 
 from devtools.controlplane import realnode
 from devtools.controlplane.pytest_plugin import KubeCluster
-from tests.e2e.operator.support import condition_is, patch_tenant, wait_until
-from tests.e2e.realnode.conftest import RealTenant
+from tests.e2e.operator.support import patch_tenant, wait_until
+from tests.e2e.realnode.conftest import RealTenant, wait_tenant_ready
 from tests.e2e.realnode.test_tenant import LOAD_SCRIPT, finished_log, pods, start_script_pod
 
 #: What a platform engineer would change: a higher per-user rate limit (the default is 100/900).
@@ -80,11 +80,7 @@ def test_a_config_change_rolls_the_api_pods_without_failed_requests(
     real_node: KubeCluster, tenant: RealTenant
 ) -> None:
     k8s, namespace = real_node, tenant.namespace
-    wait_until(
-        "the tenant to be Ready on the real node",
-        condition_is(k8s, namespace, tenant.name, "Ready", "True"),
-        timeout=300,
-    )
+    wait_tenant_ready(k8s, tenant)
     # Two ready API pods, one template (the tenant asks for two at least).
     before = wait_until(
         "two ready API pods of one template",

@@ -19,8 +19,8 @@ from algoedge_operator.builders.common import HTTP_PORT, METRICS_PORT, PGBOUNCER
 from devtools.controlplane import realnode
 from devtools.controlplane.pytest_plugin import KubeCluster
 from devtools.services import PostgresServer
-from tests.e2e.operator.support import condition_is, raw, wait_until
-from tests.e2e.realnode.conftest import APP_IMAGE, RealTenant
+from tests.e2e.operator.support import raw, wait_until
+from tests.e2e.realnode.conftest import APP_IMAGE, RealTenant, wait_tenant_ready
 
 CLIENT_SCRIPT = Path(__file__).with_name("client_script.py")
 LOAD_SCRIPT = Path(__file__).with_name("load_script.py")
@@ -53,11 +53,7 @@ def test_operator_runs_in_its_pod_under_its_service_account(
 def test_tenant_becomes_ready_with_running_pods_and_migrations_applied(
     real_node: KubeCluster, tenant: RealTenant, pod_postgres: PostgresServer
 ) -> None:
-    wait_until(
-        "the tenant to be Ready on the real node",
-        condition_is(real_node, tenant.namespace, tenant.name, "Ready", "True"),
-        timeout=300,
-    )
+    wait_tenant_ready(real_node, tenant)
     running = pods(real_node, tenant.namespace)
     components = {p.metadata.labels.get("app.kubernetes.io/component") for p in running}
     assert {"api", "redis", "pgbouncer"} <= components, components
@@ -134,11 +130,7 @@ def finished_log(k8s: KubeCluster, namespace: str, name: str, *, timeout: float 
 def test_a_pod_logs_in_through_the_api_service_and_receives_a_socketio_event(
     real_node: KubeCluster, tenant: RealTenant
 ) -> None:
-    wait_until(
-        "the tenant to be Ready on the real node",
-        condition_is(real_node, tenant.namespace, tenant.name, "Ready", "True"),
-        timeout=300,
-    )
+    wait_tenant_ready(real_node, tenant)
     # Through the Service's DNS name and ClusterIP (node DNS, kube-proxy), to a real API pod
     # that talks to the tenant's Redis and pgBouncer pods and, behind them, Postgres.
     base = f"http://{tenant.name}-api:8080"
@@ -205,11 +197,7 @@ def tcp_outcomes(
 def test_network_policies_admit_only_the_tenants_pods_to_redis_and_pgbouncer(
     real_node: KubeCluster, tenant: RealTenant, operator_release: str
 ) -> None:
-    wait_until(
-        "the tenant to be Ready on the real node",
-        condition_is(real_node, tenant.namespace, tenant.name, "Ready", "True"),
-        timeout=300,
-    )
+    wait_tenant_ready(real_node, tenant)
     redis = f"{tenant.name}-redis:{REDIS_PORT}"
     pgbouncer = f"{tenant.name}-pgbouncer:{PGBOUNCER_PORT}"
     public = f"{tenant.name}-api:{HTTP_PORT}"
@@ -261,11 +249,7 @@ def test_network_policies_admit_only_the_tenants_pods_to_redis_and_pgbouncer(
 def test_the_api_serves_through_the_eviction_of_one_of_its_pods(
     real_node: KubeCluster, tenant: RealTenant
 ) -> None:
-    wait_until(
-        "the tenant to be Ready on the real node",
-        condition_is(real_node, tenant.namespace, tenant.name, "Ready", "True"),
-        timeout=300,
-    )
+    wait_tenant_ready(real_node, tenant)
     base = f"http://{tenant.name}-api:8080"
     load = start_script_pod(real_node, tenant.namespace, LOAD_SCRIPT, base, "45")
 
@@ -329,11 +313,7 @@ def api_restarts(k8s: KubeCluster, namespace: str, name: str) -> int:
 def test_the_liveness_probe_restarts_a_hung_api_container(
     real_node: KubeCluster, tenant: RealTenant
 ) -> None:
-    wait_until(
-        "the tenant to be Ready on the real node",
-        condition_is(real_node, tenant.namespace, tenant.name, "Ready", "True"),
-        timeout=300,
-    )
+    wait_tenant_ready(real_node, tenant)
     pod = api_pod(real_node, tenant.namespace)
     before = api_restarts(real_node, tenant.namespace, pod.metadata.name)
     # Hang the API (SIGSTOP to every process of the container, from the host: its PID 1 ignores

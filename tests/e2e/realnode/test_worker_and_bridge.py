@@ -22,8 +22,8 @@ import socketio
 
 from devtools.controlplane import realnode
 from devtools.controlplane.pytest_plugin import KubeCluster
-from tests.e2e.operator.support import condition_is, wait_until
-from tests.e2e.realnode.conftest import OutsideServices, RealTenant
+from tests.e2e.operator.support import wait_until
+from tests.e2e.realnode.conftest import OutsideServices, RealTenant, wait_tenant_ready
 from tests.e2e.realnode.test_tenant import pods
 
 #: The lines aiosmtpd's Debugging handler prints around each message it accepted.
@@ -74,14 +74,6 @@ def wait_running_and_ready(k8s: KubeCluster, namespace: str, *components: str) -
     for pod in ready:
         assert pod.spec.node_name == realnode.NODE_NAME, pod.metadata.name
     return ready
-
-
-def wait_tenant_ready(k8s: KubeCluster, tenant: RealTenant) -> None:
-    wait_until(
-        "the tenant to be Ready on the real node",
-        condition_is(k8s, tenant.namespace, tenant.name, "Ready", "True"),
-        timeout=300,
-    )
 
 
 async def register(http: aiohttp.ClientSession, base: str, address: str) -> None:
