@@ -102,8 +102,9 @@ def _tcp(port: int) -> dict[str, Any]:
 
 def bridge_network_policy(tenant: Tenant, secrets: TenantSecrets) -> Manifest:
     """The bridge holds the MetaAPI token and decrypts trading passwords: it may reach MetaAPI
-    (HTTPS, or the port of ``spec.bridge.metaapi.url``), DNS, pgBouncer and Redis, nothing else; and only its metrics port is reachable, from
-    wherever the other app pods' ports are (nothing restricts those)."""
+    (HTTPS, or the port of ``spec.bridge.metaapi.url``), DNS, pgBouncer and Redis, nothing else;
+    and only its metrics port is reachable, from wherever the other app pods' ports are (nothing
+    restricts those)."""
     redis: dict[str, Any]
     if tenant.spec.redis.mode == "managed":
         redis = {
