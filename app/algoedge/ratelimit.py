@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from algoedge.rates import MICROS as _MICROS
 from algoedge.rates import RateLimit
+from algoedge.redis_pipeline import PipelinedRedis
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class RateLimiter:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: PipelinedRedis,
         *,
         prefix: str = "algoedge:rl",
         fallback: InMemoryRateLimiter | None = None,

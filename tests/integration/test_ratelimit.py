@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from algoedge.ratelimit import InMemoryRateLimiter, RateLimiter
 from algoedge.rates import RateLimit
+from algoedge.redis_pipeline import PipelinedRedis
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
@@ -41,11 +42,11 @@ def registry() -> CollectorRegistry:
 async def make_limiter(
     redis_server: RedisServer, registry: CollectorRegistry
 ) -> AsyncIterator[LimiterFactory]:
-    """Limiters with a Redis client each, as separate API pods would have."""
-    clients: list[Redis] = []
+    """Limiters with a Redis client each (the API's pipelined one), as separate API pods would have."""
+    clients: list[PipelinedRedis] = []
 
     def make(url: str = redis_server.url, **options: object) -> RateLimiter:
-        client = connect(url)
+        client = PipelinedRedis.from_url(url, timeout_seconds=2.0)
         clients.append(client)
         return RateLimiter(client, registry=registry, **options)  # type: ignore[arg-type]
 

@@ -15,8 +15,8 @@ from algoedge.rates import (
     parse_rate,
     parse_trusted_proxies,
 )
+from algoedge.redis_pipeline import PipelinedRedis
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 
 class FakeClock:
@@ -352,7 +352,9 @@ class TestRateLimiter:
         """Two limiters in one process (two apps in a test, say) must not collide in Prometheus."""
         registry = CollectorRegistry()
         # Constructing a client opens no connection; these are never used.
-        clients = [Redis.from_url("redis://127.0.0.1:1/0") for _ in range(2)]
+        clients = [
+            PipelinedRedis.from_url("redis://127.0.0.1:1/0", timeout_seconds=1.0) for _ in range(2)
+        ]
         first, second = (RateLimiter(c, registry=registry) for c in clients)
         assert registry.get_sample_value("algoedge_ratelimit_fallback_total") == 0
         decision = Decision(

@@ -48,7 +48,7 @@ from algoedge.api.state import (
     SOCKETS,
 )
 from algoedge.auth import Passwords, Sessions, Tokens
-from algoedge.cache import connect_redis
+from algoedge.cache import REDIS_TIMEOUT_SECONDS, connect_redis
 from algoedge.cancellation import stop_tasks
 from algoedge.config import ApiSettings
 from algoedge.credentials import CredentialsCipher
@@ -60,6 +60,7 @@ from algoedge.metrics import zero_route_errors
 from algoedge.outbox import Outbox
 from algoedge.ratelimit import RateLimiter
 from algoedge.realtime import Sockets
+from algoedge.redis_pipeline import PipelinedRedis
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,10 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     redis: Redis = connect_redis(settings)
     app[REDIS] = redis
-    limiter = RateLimiter(redis)
+    # Every request's one Redis command (the limiter's script) goes through one pipelined
+    # connection; redis-py costs several times its CPU per command (docs/benchmarks.md).
+    per_request = PipelinedRedis.from_url(settings.redis_url, timeout_seconds=REDIS_TIMEOUT_SECONDS)
+    limiter = RateLimiter(per_request)
     app[LIMITER] = limiter
     app[LISTINGS] = Listings(redis)
     app[BRIDGE_WAKE] = BridgeWake(redis, app[OUTBOX])
@@ -140,6 +144,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         account_limit=AccountLimit(limiter=limiter, redis=redis, limit=settings.rate_limit_account),
     )
     yield
+    await per_request.aclose()
     await redis.aclose()
 
 

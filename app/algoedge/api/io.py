@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Protocol, TypeVar
 
-import orjson
 from aiohttp import web
 from pydantic import (
     BaseModel,
@@ -28,7 +27,7 @@ from pydantic import (
 from pydantic.config import JsonDict
 
 from algoedge.db.errors import NotFound
-from algoedge.jsonable import encode_default, to_jsonable
+from algoedge.jsonbody import encode_json
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 RowT = TypeVar("RowT")
@@ -269,14 +268,13 @@ def _bad_cursor() -> Invalid:
 def render(
     value: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    # orjson renders dataclasses and datetimes in C: a page of 20 trades costs ~30 µs instead of
-    # ~300 µs through to_jsonable and json.dumps (docs/benchmarks.md); the same JSON values.
-    try:
-        body = orjson.dumps(value, default=encode_default, option=orjson.OPT_NON_STR_KEYS)
-    except orjson.JSONEncodeError:
-        # What orjson refuses and json takes: integers beyond 64 bits (the OpenAPI document's
-        # bounds of a BIGINT column, say).
-        body = json.dumps(to_jsonable(value)).encode()
+    return render_encoded(encode_json(value), status=status, headers=headers)
+
+
+def render_encoded(
+    body: bytes, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A response whose JSON body is already encoded (a cached listing page, say)."""
     return web.Response(
         body=body, status=status, headers=headers, content_type="application/json", charset="utf-8"
     )

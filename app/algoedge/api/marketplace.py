@@ -19,6 +19,7 @@ from algoedge.api.io import (
     read_json,
     read_query,
     render,
+    render_encoded,
     time_cursor,
 )
 from algoedge.api.routes import Route
@@ -51,7 +52,7 @@ async def list_bots(request: web.Request) -> web.Response:
         return page(rows, limit=query.limit, cursor_of=lambda b: encode_cursor(b.id))
 
     name = f"bots:{query.status or 'all'}:{after or 0}:{query.limit}"
-    return render(await request.app[LISTINGS].get(name, load))
+    return render_encoded(await request.app[LISTINGS].get(name, load))
 
 
 async def get_bot(request: web.Request) -> web.Response:
@@ -80,7 +81,9 @@ async def list_providers(request: web.Request) -> web.Response:
         )
         return page(rows, limit=query.limit, cursor_of=lambda p: encode_cursor(p.id))
 
-    return render(await request.app[LISTINGS].get(f"providers:{after or 0}:{query.limit}", load))
+    return render_encoded(
+        await request.app[LISTINGS].get(f"providers:{after or 0}:{query.limit}", load)
+    )
 
 
 async def follow(request: web.Request) -> web.Response:
