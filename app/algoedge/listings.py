@@ -54,14 +54,14 @@ class Listings:
                 raw, ttl_ms = await pipe.execute()
         except RedisError as exc:
             self._fallback.record("listing_read", exc)
-            body = encode_json(await load())
-            self._remember(name, body, until=now + LISTING_TTL_SECONDS)
-            return body
+            loaded = encode_json(await load())
+            self._remember(name, loaded, until=now + LISTING_TTL_SECONDS)
+            return loaded
         if raw is not None:
-            body: bytes = raw.encode()
+            cached: bytes = raw.encode()
             # -1 (no expiry) never happens for a key this module wrote; keep it briefly then.
-            self._remember(name, body, until=now + (ttl_ms / 1000 if ttl_ms > 0 else 1.0))
-            return body
+            self._remember(name, cached, until=now + (ttl_ms / 1000 if ttl_ms > 0 else 1.0))
+            return cached
         body = encode_json(await load())
         try:
             await self._redis.set(key, body, ex=LISTING_TTL_SECONDS)

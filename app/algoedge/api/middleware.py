@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -94,6 +95,18 @@ def client_network_of(request: web.Request) -> str:
     return request[_CLIENT_NETWORK]
 
 
+# The latency histogram's children by label values: labels() costs twice an observe().
+_REQUEST_HISTOGRAMS: dict[tuple[str, str, int], Any] = {}
+
+
+def _request_histogram(route: str, method: str, status: int) -> Any:
+    child = _REQUEST_HISTOGRAMS.get((route, method, status))
+    if child is None:
+        child = HTTP_REQUESTS.labels(route=route, method=method, status=str(status))
+        _REQUEST_HISTOGRAMS[route, method, status] = child
+    return child
+
+
 def _route(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
@@ -103,7 +116,8 @@ def _route(request: web.Request) -> str:
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id (kept from X-Request-ID when sane), one JSON access log line, latency metrics."""
     incoming = request.headers.get("X-Request-ID", "")
-    rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    # 128 random bits in hex, like uuid4().hex, for a fifth of its cost.
+    rid = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
     token = logs.request_id.set(rid)
     respond_with(request, {"X-Request-ID": rid})
     started = time.perf_counter()
@@ -118,9 +132,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         elapsed = time.perf_counter() - started
         route = _route(request)
-        HTTP_REQUESTS.labels(route=route, method=request.method, status=str(status)).observe(
-            elapsed
-        )
+        _request_histogram(route, request.method, status).observe(elapsed)
         if status >= 500:
             HTTP_ERRORS.labels(route=route).inc()
         if route not in ("/healthz", "/readyz", "/metrics"):
