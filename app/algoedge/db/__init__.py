@@ -25,6 +25,7 @@ import aiopg.connection
 
 from algoedge.cancellation import honour_cancellation
 from algoedge.config import MigrateSettings, ReadReplicaSettings
+from algoedge.db.cursors import pooled_cursor
 from algoedge.db.replica import READ_FAILURES, Replica, check_read_only
 from algoedge.metrics import DB_QUERIES, DB_REPLICA_FALLBACKS
 
@@ -139,7 +140,7 @@ class Database:
     async def cursor(self) -> AsyncIterator[aiopg.Cursor]:
         """An autocommit cursor on the primary: each statement is its own transaction."""
         DB_QUERIES.labels(pool="primary").inc()
-        async with self._pool.acquire() as conn, conn.cursor() as cur:
+        async with pooled_cursor(self._pool) as cur:
             yield cur
         honour_cancellation()
 
@@ -147,7 +148,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiopg.Cursor]:
         """A cursor inside BEGIN … COMMIT (ROLLBACK on error) on one pooled primary connection."""
         DB_QUERIES.labels(pool="primary").inc()
-        async with self._pool.acquire() as conn, conn.cursor() as cur, cur.begin():
+        async with pooled_cursor(self._pool) as cur, cur.begin():
             yield cur
         honour_cancellation()
 
@@ -179,13 +180,13 @@ class Database:
 
     async def _primary_position(self) -> str:
         """The primary's WAL write position, for the replica's lag (not a counted query)."""
-        async with self._pool.acquire() as conn, conn.cursor() as cur:
+        async with pooled_cursor(self._pool) as cur:
             await cur.execute("SELECT pg_current_wal_lsn()::text")
             (position,) = await cur.fetchone()
         return str(position)
 
     async def ping(self) -> None:
         """Round-trip a trivial query; raises when the database (or pgBouncer) is unreachable."""
-        async with self._pool.acquire() as conn, conn.cursor() as cur:
+        async with pooled_cursor(self._pool) as cur:
             await cur.execute("SELECT 1")
             await cur.fetchone()

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import aiopg
 import psycopg2
 
+from algoedge.db.cursors import pooled_cursor
 from algoedge.metrics import DB_REPLICA_LAG, DB_REPLICA_USABLE
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class Replica:
         return self._state
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        async with self._pool.acquire() as conn, conn.cursor() as cur:
+        async with pooled_cursor(self._pool) as cur:
             await cur.execute(sql, params)
             return list(await cur.fetchall())
 
@@ -185,7 +186,7 @@ class Replica:
             self._decide("lag", f"{lag:.1f} s behind the primary (bound {self._max_lag:g} s)")
 
     async def _position(self) -> tuple[bool, str | None]:
-        async with self._pool.acquire() as conn, conn.cursor() as cur:
+        async with pooled_cursor(self._pool) as cur:
             await cur.execute("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text")
             in_recovery, replayed = await cur.fetchone()
         return bool(in_recovery), replayed
