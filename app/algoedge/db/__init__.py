@@ -12,19 +12,18 @@ enough (``db.replica``), else the primary. Docs: docs/architecture.md, "Read rep
 
 Rows are frozen dataclasses. Those the API renders (trades, bots, signals, …) have no
 ``__slots__``: orjson reads a plain dataclass's ``__dict__`` in C but a slotted one field by field,
-which made a page of 20 trades ~2x slower to encode; listings fill them with :func:`rows_as`
-(docs/benchmarks.md, "Third pass: the Postgres routes").
+which made a page of 20 trades ~2x slower to encode (docs/benchmarks.md, "Third pass: the
+Postgres routes").
 """
 
 from __future__ import annotations
 
 import errno
 import select
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
-from functools import cache
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 import aiopg
 import aiopg.connection
@@ -60,31 +59,6 @@ class _PollSelect:
 
 
 aiopg.connection.select = _PollSelect  # type: ignore[attr-defined,assignment]
-
-RowT = TypeVar("RowT")
-
-
-@cache
-def _field_names(cls: type[Any]) -> tuple[str, ...]:
-    return tuple(field.name for field in fields(cls))
-
-
-def rows_as(cls: type[RowT], rows: Iterable[Sequence[Any]]) -> list[RowT]:
-    """Query rows as instances of the frozen dataclass ``cls``, whose fields are the row's columns
-    in order; a row of another length raises ValueError.
-
-    Filled in without ``cls.__init__``, which sets each field through ``object.__setattr__`` and
-    so took twice the CPU for a page of trades; the instances are the same (equal, frozen). Only
-    for row classes without ``__post_init__`` or defaults, whose ``__init__`` does nothing else.
-    """
-    names = _field_names(cls)  # type: ignore[arg-type]  # classes are hashable
-    new = object.__new__
-    made: list[RowT] = []
-    for row in rows:
-        instance = new(cls)
-        instance.__dict__.update(zip(names, row, strict=True))
-        made.append(instance)
-    return made
 
 
 @dataclass(frozen=True, slots=True)

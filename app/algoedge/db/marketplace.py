@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg2.errors
 
-from algoedge.db import Database, rows_as
+from algoedge.db import Database
 from algoedge.db.errors import NotFound
 
 
@@ -61,7 +61,7 @@ async def list_bots(
         f"SELECT {_BOT} FROM marketplace_bots WHERE {where} ORDER BY id LIMIT %s",
         [*params, limit],
     )
-    return rows_as(Bot, rows)
+    return [Bot(*row) for row in rows]
 
 
 async def get_bot(db: Database, bot_id: int) -> Bot:
@@ -147,7 +147,7 @@ async def list_providers(db: Database, *, after_id: int | None, limit: int) -> l
         "ORDER BY id LIMIT %s",
         (after_id or 0, limit),
     )
-    return rows_as(Provider, rows)
+    return [Provider(*row) for row in rows]
 
 
 async def create_provider(db: Database, *, name: str, description: str = "") -> Provider:
@@ -226,7 +226,7 @@ async def list_signals(
     sql, params = signals_page_query(
         user_id=user_id, provider_id=provider_id, since=since, before=before, limit=limit
     )
-    return rows_as(Signal, await db.read_replica(sql, params))
+    return [Signal(*row) for row in await db.read_replica(sql, params)]
 
 
 async def provider_exists(db: Database, provider_id: int) -> bool:

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from algoedge.db import Database, rows_as
+from algoedge.db import Database
 from algoedge.db.errors import NotFound
 
 
@@ -80,7 +80,7 @@ async def list_trades(
         user_id=user_id, account_id=account_id, since=since, until=until, before=before, limit=limit
     )
     # The replica: trades are written by the bridge, never by the user reading them.
-    return rows_as(Trade, await db.read_replica(sql, params))
+    return [Trade(*row) for row in await db.read_replica(sql, params)]
 
 
 def closed_trades_page_query(
@@ -120,7 +120,7 @@ async def closed_trades_page(
         user_id=user_id, start=start, end=end, after=after, limit=limit
     )
     # The replica: the CSV download and report generation are the heaviest reads there are.
-    return rows_as(Trade, await db.read_replica(sql, params))
+    return [Trade(*row) for row in await db.read_replica(sql, params)]
 
 
 async def record_trade(
