@@ -76,7 +76,8 @@ ALGOEDGE = str(Path(sys.executable).with_name("algoedge"))
 #: ``api-me`` is the real API with every user asking only ``GET /api/v1/me`` (a cached user, no
 #: Postgres): the cheapest authenticated request, the hot path in isolation. ``api-trades``: only
 #: ``GET /api/v1/trades`` (a Postgres read and a list to render), the mix's costliest read alone.
-TARGETS = ("hello", "baseline", "api", "api-me", "api-trades")
+#: ``api-writes``: only the mix's writes (PATCH /api/v1/me and subscribe to a bot, alternating).
+TARGETS = ("hello", "baseline", "api", "api-me", "api-trades", "api-writes")
 DEFAULT_TARGETS = ("hello", "baseline", "api")
 PASSWORD = "bench correct horse battery"  # noqa: S105 - the seeded users' throwaway password
 # Far above what the generator can send, so the numbers are the service's, not the limiter's.
@@ -93,7 +94,7 @@ SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "US500", "BTCUSD", "AUDUSD", 
 MIX = ("me", "trades", "bots", "me", "trades", "bots", "write")
 ME_ONLY = ("me",)
 #: Each target's requests (the other API targets' are the mix).
-MIXES = {"api-me": ME_ONLY, "api-trades": ("trades",)}
+MIXES = {"api-me": ME_ONLY, "api-trades": ("trades",), "api-writes": ("write",)}
 #: The API's own event-loop lag histogram (it samples its loop; see algoedge.api.looplag).
 LOOP_LAG_METRIC = "algoedge_api_event_loop_lag_seconds"
 GC_PAUSE_METRIC = "algoedge_api_gc_pause_seconds"
@@ -1187,7 +1188,7 @@ def ratios(results: list[PhaseResult]) -> list[str]:
         )
     if "hello" in by:
         hello = by["hello"]
-        for name in ("api", "api-me", "api-trades"):
+        for name in ("api", "api-me", "api-trades", "api-writes"):
             if name in by:
                 lines.append(
                     f"- {name} vs ceiling (hello): {100 * by[name].rps / hello.rps:.0f}% of the "
@@ -1284,7 +1285,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--targets",
         default=",".join(DEFAULT_TARGETS),
         help="comma-separated, run in this order: hello, baseline, api, api-me (the API with "
-        "GET /api/v1/me only), api-trades (GET /api/v1/trades only) (default hello,baseline,api)",
+        "GET /api/v1/me only), api-trades (GET /api/v1/trades only), api-writes (PATCH /api/v1/me "
+        "and subscribe only) (default hello,baseline,api)",
     )
     parser.add_argument(
         "--duration", type=float, default=20.0, help="measured seconds per target (default 20)"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from algoedge.api.io import render
-from algoedge.db.marketplace import Bot
+from algoedge.db.marketplace import Bot, Signal
 from algoedge.db.trades import Trade
 from algoedge.jsonable import to_jsonable
 
@@ -44,6 +44,8 @@ def trade(i: int, *, closed: bool) -> Trade:
 VALUES: list[Any] = [
     {"items": [trade(1, closed=True), trade(2, closed=False)], "next_cursor": "abc"},
     [Bot(1, "Bot é", "d", "s", "active", Decimal("29.00"), NOW)],
+    # A price of zero at the column's scale (numeric(20, 8)) reads back as Decimal("0E-8").
+    [Signal(5, 2, "XAUUSD", "sell", Decimal("0E-8"), Decimal("1.5E-7"), None, NOW)],
     Outer(
         trades=[trade(3, closed=True)],
         by_id={1: Decimal("1E+3"), 2: Decimal("0.000001")},
@@ -62,6 +64,15 @@ class TestRender:
         response = render(value)
         assert response.body is not None
         assert json.loads(bytes(response.body)) == to_jsonable(value)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("value", VALUES[:4])
+    def test_should_render_rows_byte_for_byte_as_before(self, value: Any) -> None:
+        # The same bytes as the stdlib encoder of to_jsonable's values, compact: field order,
+        # timestamps with their offsets and Decimals as str() writes them (0E-8 included).
+        response = render(value)
+        assert response.body is not None
+        expected = json.dumps(to_jsonable(value), separators=(",", ":"), ensure_ascii=False)
+        assert bytes(response.body) == expected.encode()  # type: ignore[arg-type]
 
     def test_should_say_json_in_utf_8(self) -> None:
         response = render({"name": "é"}, status=201, headers={"Location": "/x"})

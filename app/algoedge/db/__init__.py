@@ -9,6 +9,11 @@ interpolates on the client).
 Each query function says which server it needs: ``cursor()`` and ``transaction()`` are the
 primary; ``read_replica()`` is the read replica when one is configured, answers and is fresh
 enough (``db.replica``), else the primary. Docs: docs/architecture.md, "Read replicas".
+
+Rows are frozen dataclasses. Those the API renders (trades, bots, signals, …) have no
+``__slots__``: orjson reads a plain dataclass's ``__dict__`` in C but a slotted one field by field,
+which made a page of 20 trades ~2x slower to encode (docs/benchmarks.md, "Third pass: the
+Postgres routes").
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ ConnectionState = Literal[
 ACCOUNT_STATUS_EVENT = "account.status"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: rendered by the API (see algoedge.db)
 class AccountConnection:
     """An account's connection to its broker (through MetaAPI): where it stands and since when."""
 
@@ -45,7 +45,7 @@ class AccountConnection:
     last_error: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: rendered by the API (see algoedge.db)
 class MtAccount:
     id: int
     user_id: int

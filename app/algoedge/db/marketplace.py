@@ -13,7 +13,7 @@ from algoedge.db import Database
 from algoedge.db.errors import NotFound
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: rendered by the API (see algoedge.db)
 class Bot:
     id: int
     name: str
@@ -24,7 +24,7 @@ class Bot:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: rendered by the API (see algoedge.db)
 class Provider:
     id: int
     name: str
@@ -33,7 +33,7 @@ class Provider:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: rendered by the API (see algoedge.db)
 class Signal:
     id: int
     provider_id: int
@@ -89,38 +89,56 @@ async def create_bot(
         return Bot(*await cur.fetchone())
 
 
+#: One statement (one round trip, autocommit) for a subscribe: the bot's and the account's checks,
+#: the idempotent insert, and the subscription that already existed. Its snapshot is taken before
+#: the insert, so a subscription another request committed meanwhile (the insert then does
+#: nothing) is not seen here: :func:`subscribe` reads it with one more statement.
+_SUBSCRIBE = (
+    "WITH bot AS ("
+    "SELECT id FROM marketplace_bots WHERE id = %(bot_id)s AND status = 'active'"
+    "), account AS ("
+    "SELECT id FROM mt_accounts WHERE id = %(account_id)s AND user_id = %(user_id)s"
+    "), allowed AS ("
+    "SELECT id FROM bot WHERE %(account_id)s::bigint IS NULL OR EXISTS (SELECT 1 FROM account)"
+    "), created AS ("
+    "INSERT INTO bot_subscriptions (user_id, bot_id, account_id) "
+    "SELECT %(user_id)s, id, %(account_id)s::bigint FROM allowed "
+    "ON CONFLICT (user_id, bot_id) DO NOTHING RETURNING id"
+    ") SELECT EXISTS (SELECT 1 FROM bot), EXISTS (SELECT 1 FROM account), "
+    "(SELECT id FROM created), "
+    "(SELECT id FROM bot_subscriptions WHERE user_id = %(user_id)s AND bot_id = %(bot_id)s)"
+)
+
+
 async def subscribe(
     db: Database, *, user_id: int, bot_id: int, account_id: int | None
 ) -> tuple[int, bool]:
     """Subscribe (idempotently) to an active bot; returns (subscription id, created now).
 
     ``account_id``, when given, must be one of the user's own accounts; an unknown or inactive
-    bot or someone else's account is NotFound.
+    bot or someone else's account is NotFound (the bot is checked first).
     """
-    async with db.transaction() as cur:
-        await cur.execute("SELECT status FROM marketplace_bots WHERE id = %s", (bot_id,))
-        bot = await cur.fetchone()
-        if bot is None or bot[0] != "active":
+    params = {"user_id": user_id, "bot_id": bot_id, "account_id": account_id}
+    async with db.cursor() as cur:
+        await cur.execute(_SUBSCRIBE, params)
+        bot_active, account_owned, created, existing = await cur.fetchone()
+        if not bot_active:
             raise NotFound(f"bot {bot_id}")
-        if account_id is not None:
-            await cur.execute(
-                "SELECT 1 FROM mt_accounts WHERE id = %s AND user_id = %s", (account_id, user_id)
-            )
-            if await cur.fetchone() is None:
-                raise NotFound(f"account {account_id}")
-        await cur.execute(
-            "INSERT INTO bot_subscriptions (user_id, bot_id, account_id) VALUES (%s, %s, %s) "
-            "ON CONFLICT (user_id, bot_id) DO NOTHING RETURNING id",
-            (user_id, bot_id, account_id),
-        )
-        created = await cur.fetchone()
+        if account_id is not None and not account_owned:
+            raise NotFound(f"account {account_id}")
         if created is not None:
-            return int(created[0]), True
-        await cur.execute(
-            "SELECT id FROM bot_subscriptions WHERE user_id = %s AND bot_id = %s", (user_id, bot_id)
-        )
-        existing = await cur.fetchone()
-        return int(existing[0]), False
+            return int(created), True
+        if existing is None:
+            # Committed by a concurrent subscribe after this statement's snapshot was taken.
+            await cur.execute(
+                "SELECT id FROM bot_subscriptions WHERE user_id = %s AND bot_id = %s",
+                (user_id, bot_id),
+            )
+            row = await cur.fetchone()
+            if row is None:  # and gone again (the bot or the user deleted meanwhile)
+                raise NotFound(f"bot {bot_id}")
+            existing = row[0]
+    return int(existing), False
 
 
 async def list_providers(db: Database, *, after_id: int | None, limit: int) -> list[Provider]:

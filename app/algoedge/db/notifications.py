@@ -13,7 +13,7 @@ from algoedge.db import Database
 from algoedge.db.errors import NotFound
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: rendered by the API (see algoedge.db)
 class Notification:
     id: int
     kind: str

@@ -14,7 +14,7 @@ StoredKind = Literal["daily", "weekly", "monthly"]
 ReportStatus = Literal["pending", "ready", "failed"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: rendered by the API (see algoedge.db)
 class ReportSummary:
     """A report as listed: everything but the figures."""
 
@@ -28,7 +28,7 @@ class ReportSummary:
     error: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: rendered by the API (see algoedge.db)
 class Report(ReportSummary):
     #: The figures (reporting.build_report) once ready; None while pending or after a failure.
     payload: dict[str, Any] | None
