@@ -52,6 +52,7 @@ from typing import Any, Protocol
 
 import aiohttp
 import socketio
+from algoedge.api.looplag import tune_gc
 from algoedge.config import MigrateSettings, load_settings
 from algoedge.credentials import CredentialsCipher
 from algoedge.db import Database, accounts, marketplace, trades, users
@@ -853,6 +854,8 @@ class PhaseResult:
     generator_cpu_pct: float
     system_cpu_pct: float
     generator_lag_p99_ms: float
+    #: The generator's longest loop stall in the window: every request in flight then waited it.
+    generator_lag_max_ms: float
     loadavg_before: tuple[float, float, float]
     loadavg_after: tuple[float, float, float]
     #: The target's own event-loop lag in the window (upper bound of the histogram bucket that
@@ -1069,6 +1072,7 @@ async def run_phase(
             generator_cpu_pct=100 * cpu_self / duration,
             system_cpu_pct=100 * (busy1 - busy0) / max(1.0, total1 - total0),
             generator_lag_p99_ms=percentile(sorted(lag), 0.99) * 1000,
+            generator_lag_max_ms=max(lag, default=math.nan) * 1000,
             loadavg_before=load_before,
             loadavg_after=load_after,
             api_lag_p99_ms=api_lag_p99 * 1000,
@@ -1254,6 +1258,7 @@ def report(results: list[PhaseResult], header: list[str]) -> str:
                 if not math.isnan(r.api_lag_p99_ms)
                 else ""
             )
+            + f"; generator loop lag max {_ms(r.generator_lag_max_ms)} ms"
             + (
                 f"; RSS {r.rss_per_socket_kib:.1f} KiB per connected socket"
                 if not math.isnan(r.rss_per_socket_kib)
@@ -1502,6 +1507,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "(set-up, not measured) take seconds."
             )
         print(f"services up in {root}; benchmarking {', '.join(args.target_list)}", flush=True)
+        # The generator holds thousands of client sockets' objects, like an API process: with
+        # CPython's default thresholds its own full collections held its loop for 0.5-0.6 s at
+        # 5,000 users and made most of the measured p99 (docs/benchmarks.md, third pass, item 8).
+        tune_gc()
         results = asyncio.run(
             asyncio.wait_for(benchmark(args, root, stack), timeout=args.max_seconds)
         )

@@ -112,6 +112,7 @@ def phase(p50: float, p95: float, p99: float) -> PhaseResult:
         generator_cpu_pct=0.0,
         system_cpu_pct=0.0,
         generator_lag_p99_ms=0.0,
+        generator_lag_max_ms=0.0,
         loadavg_before=(0.0, 0.0, 0.0),
         loadavg_after=(0.0, 0.0, 0.0),
     )
